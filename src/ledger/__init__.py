@@ -1,0 +1,1 @@
+"""Write side of the register: domain aggregates, rules, application service, event store."""

@@ -1,0 +1,517 @@
+"""The application service: one method per command of the register.
+
+Each method validates its input, then hands a command to the group committer,
+which runs the rules against the current aggregates and appends the resulting
+events atomically (one unit of work per use case). Each returns an `Outcome`:
+the new ids and the global position of the command's last event.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import Application
+
+from ledger.commit import Command, GroupCommitter, Outcome, UnitOfWork
+from ledger.domain import values as v
+from ledger.domain.asset import Asset
+from ledger.domain.distribution import Distribution
+from ledger.domain.investment import Investment
+from ledger.domain.investor import KYC_STATUSES, Investor, WalletClaim
+from ledger.domain.proposal import Proposal
+from ledger.errors import AlreadyExistsError, NotFoundError, ValidationError
+from ledger.store import StoreAdmin
+
+MAX_AMOUNT = 10**36
+SNAPSHOTS_KEPT = 64
+
+
+def utc_now() -> datetime:
+    return datetime.now(tz=UTC)
+
+
+class LedgerApplication(Application[UUID]):
+    """The register of record: commands in, immutable events out."""
+
+    name = "Ledger"
+
+    def __init__(self, env: dict[str, str] | None = None, clock: Callable[[], datetime] = utc_now) -> None:
+        super().__init__(env)
+        self.clock = clock
+        self.admin = StoreAdmin(self.recorder)
+        self.committer = GroupCommitter(self, self.admin, clock)
+        self._snapshots: OrderedDict[tuple[str, int], dict[str, int]] = OrderedDict()
+
+    def _execute(
+        self,
+        name: str,
+        payload: dict[str, Any],
+        run: Callable[[UnitOfWork], dict[str, Any]],
+        idempotency_key: str | None,
+    ) -> Outcome:
+        if idempotency_key is not None and (not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 200):
+            raise ValidationError("Idempotency-Key must be 1 to 200 characters")
+        return self.committer.execute(Command(name, payload, run, idempotency_key))
+
+    # ----- lookups (copies of current aggregate state; the read side answers queries) -----
+
+    def get_asset(self, asset_id: str) -> Asset:
+        return self._read(Asset, Asset.create_id(v.asset_id(asset_id)), f"asset {asset_id}")
+
+    def get_investor(self, investor_id: str) -> Investor:
+        return self._read(Investor, Investor.create_id(v.investor_id(investor_id)), f"investor {investor_id}")
+
+    def get_investment(self, investment_id: UUID | str) -> Investment:
+        return self._read(Investment, v.uuid_text(investment_id, "investment_id"), f"investment {investment_id}")
+
+    def get_distribution(self, distribution_id: UUID | str) -> Distribution:
+        ident = v.uuid_text(distribution_id, "distribution_id")
+        return self._read(Distribution, ident, f"distribution {distribution_id}")
+
+    def get_proposal(self, proposal_id: UUID | str) -> Proposal:
+        return self._read(Proposal, v.uuid_text(proposal_id, "proposal_id"), f"proposal {proposal_id}")
+
+    def _read(self, cls: type[Any], aggregate_id: UUID, what: str) -> Any:
+        try:
+            aggregate = self.committer.read(aggregate_id)
+        except NotFoundError:
+            raise NotFoundError(f"{what} not found") from None
+        if not isinstance(aggregate, cls):
+            raise NotFoundError(f"{what} not found")
+        return aggregate
+
+    # ----- assets -----
+
+    def register_asset(self, terms: dict[str, Any], idempotency_key: str | None = None) -> Outcome:
+        clean = validate_asset_terms(terms)
+
+        def run(uow: UnitOfWork) -> dict[str, Any]:
+            if uow.exists(Asset.create_id(clean["asset_id"])):
+                raise AlreadyExistsError(f"asset {clean['asset_id']} already exists")
+            uow.add(Asset.register(**clean))
+            return {"asset_id": clean["asset_id"]}
+
+        return self._execute("register_asset", clean, run, idempotency_key)
+
+    def _on_asset(
+        self, name: str, asset_id: str, act: Callable[[Asset, UnitOfWork], None], payload: dict[str, Any],
+        idempotency_key: str | None,
+    ) -> Outcome:
+        asset_id = v.asset_id(asset_id)
+
+        def run(uow: UnitOfWork) -> dict[str, Any]:
+            act(uow.get(Asset, Asset.create_id(asset_id), f"asset {asset_id}"), uow)
+            return {"asset_id": asset_id}
+
+        return self._execute(name, {"asset_id": asset_id, **payload}, run, idempotency_key)
+
+    def approve_asset(self, asset_id: str, idempotency_key: str | None = None) -> Outcome:
+        return self._on_asset("approve_asset", asset_id, lambda a, _: a.approve(), {}, idempotency_key)
+
+    def set_offering(self, asset_id: str, open_: Any, idempotency_key: str | None = None) -> Outcome:
+        is_open = v.boolean(open_, "open")
+        return self._on_asset(
+            "set_offering", asset_id, lambda a, _: a.set_offering(is_open), {"open": is_open}, idempotency_key
+        )
+
+    def pause_asset(self, asset_id: str, idempotency_key: str | None = None) -> Outcome:
+        return self._on_asset("pause_asset", asset_id, lambda a, _: a.pause(), {}, idempotency_key)
+
+    def unpause_asset(self, asset_id: str, idempotency_key: str | None = None) -> Outcome:
+        return self._on_asset("unpause_asset", asset_id, lambda a, _: a.unpause(), {}, idempotency_key)
+
+    def bind_token(
+        self, asset_id: str, chain_id: Any, token_address: Any, identity_registry: Any,
+        idempotency_key: str | None = None,
+    ) -> Outcome:
+        chain = v.integer(chain_id, "chain_id", minimum=1, maximum=2**63 - 1)
+        token = v.wallet(token_address, "token_address")
+        registry = v.wallet(identity_registry, "identity_registry")
+        return self._on_asset(
+            "bind_token",
+            asset_id,
+            lambda a, _: a.bind_token(chain, token, registry),
+            {"chain_id": chain, "token_address": token, "identity_registry": registry},
+            idempotency_key,
+        )
+
+    def _on_holder(
+        self, name: str, asset_id: str, investor_id: str, act: Callable[[Asset, str], None],
+        payload: dict[str, Any], idempotency_key: str | None,
+    ) -> Outcome:
+        holder = v.investor_id(investor_id)
+
+        def on_asset(asset: Asset, uow: UnitOfWork) -> None:
+            uow.get(Investor, Investor.create_id(holder), f"investor {holder}")
+            act(asset, holder)
+
+        return self._on_asset(name, asset_id, on_asset, {"investor_id": holder, **payload}, idempotency_key)
+
+    def freeze_tokens(
+        self, asset_id: str, investor_id: str, quantity: Any, idempotency_key: str | None = None
+    ) -> Outcome:
+        q = v.integer(quantity, "quantity")
+        return self._on_holder(
+            "freeze_tokens", asset_id, investor_id, lambda a, i: a.freeze_tokens(i, q), {"quantity": q},
+            idempotency_key,
+        )
+
+    def unfreeze_tokens(
+        self, asset_id: str, investor_id: str, quantity: Any, idempotency_key: str | None = None
+    ) -> Outcome:
+        q = v.integer(quantity, "quantity")
+        return self._on_holder(
+            "unfreeze_tokens", asset_id, investor_id, lambda a, i: a.unfreeze_tokens(i, q), {"quantity": q},
+            idempotency_key,
+        )
+
+    def freeze_investor(self, asset_id: str, investor_id: str, idempotency_key: str | None = None) -> Outcome:
+        return self._on_holder(
+            "freeze_investor", asset_id, investor_id, lambda a, i: a.freeze_address(i), {}, idempotency_key
+        )
+
+    def unfreeze_investor(self, asset_id: str, investor_id: str, idempotency_key: str | None = None) -> Outcome:
+        return self._on_holder(
+            "unfreeze_investor", asset_id, investor_id, lambda a, i: a.unfreeze_address(i), {}, idempotency_key
+        )
+
+    # ----- investors -----
+
+    def register_investor(
+        self, investor_id: str, country: Any, wallet: Any, accredited: Any, idempotency_key: str | None = None
+    ) -> Outcome:
+        payload = {
+            "investor_id": v.investor_id(investor_id),
+            "country": v.country(country),
+            "wallet": v.wallet(wallet),
+            "accredited": v.boolean(accredited, "accredited"),
+        }
+
+        def run(uow: UnitOfWork) -> dict[str, Any]:
+            if uow.exists(Investor.create_id(payload["investor_id"])):
+                raise AlreadyExistsError(f"investor {payload['investor_id']} already exists")
+            claim_wallet(uow, payload["wallet"], payload["investor_id"])
+            uow.add(Investor.register(**payload))
+            return {"investor_id": payload["investor_id"]}
+
+        return self._execute("register_investor", payload, run, idempotency_key)
+
+    def _on_investor(
+        self, name: str, investor_id: str, act: Callable[[Investor, UnitOfWork], None], payload: dict[str, Any],
+        idempotency_key: str | None,
+    ) -> Outcome:
+        ident = v.investor_id(investor_id)
+
+        def run(uow: UnitOfWork) -> dict[str, Any]:
+            act(uow.get(Investor, Investor.create_id(ident), f"investor {ident}"), uow)
+            return {"investor_id": ident}
+
+        return self._execute(name, {"investor_id": ident, **payload}, run, idempotency_key)
+
+    def update_kyc(
+        self, investor_id: str, status: Any, expires_at: Any = None, idempotency_key: str | None = None
+    ) -> Outcome:
+        if status not in KYC_STATUSES:
+            raise ValidationError(f"status must be one of {', '.join(KYC_STATUSES)}")
+        expiry = None if expires_at is None else v.timestamp(expires_at, "expires_at")
+        if expiry is not None and status != "approved":
+            raise ValidationError("expires_at only applies to an approved KYC")
+        return self._on_investor(
+            "update_kyc", investor_id, lambda i, _: i.update_kyc(status, expiry),
+            {"status": status, "expires_at": expiry}, idempotency_key,
+        )
+
+    def add_wallet(self, investor_id: str, wallet: Any, idempotency_key: str | None = None) -> Outcome:
+        address = v.wallet(wallet)
+
+        def act(investor: Investor, uow: UnitOfWork) -> None:
+            if address in investor.wallets:
+                raise AlreadyExistsError(f"wallet {address} is already one of {investor.investor_id}'s")
+            claim_wallet(uow, address, investor.investor_id)
+            investor.add_wallet(address)
+
+        return self._on_investor("add_wallet", investor_id, act, {"wallet": address}, idempotency_key)
+
+    def recover_wallet(
+        self, investor_id: str, lost_wallet: Any, new_wallet: Any, idempotency_key: str | None = None
+    ) -> Outcome:
+        lost, new = v.wallet(lost_wallet, "lost_wallet"), v.wallet(new_wallet, "new_wallet")
+
+        def act(investor: Investor, uow: UnitOfWork) -> None:
+            if lost not in investor.wallets:
+                raise NotFoundError(f"wallet {lost} is not one of {investor.investor_id}'s")
+            claim_wallet(uow, new, investor.investor_id)
+            investor.recover_wallet(lost, new)
+
+        return self._on_investor(
+            "recover_wallet", investor_id, act, {"lost_wallet": lost, "new_wallet": new}, idempotency_key
+        )
+
+    # ----- investments -----
+
+    def place_investment(
+        self, investor_id: str, asset_id: str, amount: Any, idempotency_key: str | None = None
+    ) -> Outcome:
+        payload = {
+            "investor_id": v.investor_id(investor_id),
+            "asset_id": v.asset_id(asset_id),
+            "amount": v.integer(amount, "amount", minimum=0, maximum=MAX_AMOUNT),
+        }
+
+        def run(uow: UnitOfWork) -> dict[str, Any]:
+            asset = uow.get(Asset, Asset.create_id(payload["asset_id"]), f"asset {payload['asset_id']}")
+            investor = uow.get(Investor, Investor.create_id(payload["investor_id"]), f"investor {investor_id}")
+            purchase = asset.check_investment(
+                investor.investor_id, investor.eligible_for(asset, uow.now), payload["amount"]
+            )
+            investment = uow.add(Investment.place(investor.investor_id, asset.asset_id, payload["amount"], purchase))
+            asset.reserve(investment.id, investor.investor_id, purchase.quantity)
+            return {
+                "investment_id": str(investment.id),
+                "status": investment.status,
+                "quantity": purchase.quantity,
+                "accepted_amount": purchase.accepted_amount,
+                "refund_amount": purchase.refund_amount,
+            }
+
+        return self._execute("place_investment", payload, run, idempotency_key)
+
+    def _on_investment(
+        self, name: str, investment_id: Any, act: Callable[[Investment, Asset, UnitOfWork], None],
+        payload: dict[str, Any], idempotency_key: str | None,
+    ) -> Outcome:
+        ident = v.uuid_text(investment_id, "investment_id")
+
+        def run(uow: UnitOfWork) -> dict[str, Any]:
+            investment = uow.get(Investment, ident, f"investment {ident}")
+            asset = uow.get(Asset, Asset.create_id(investment.asset_id), f"asset {investment.asset_id}")
+            act(investment, asset, uow)
+            return {"investment_id": str(ident), "status": investment.status}
+
+        return self._execute(name, {"investment_id": str(ident), **payload}, run, idempotency_key)
+
+    def confirm_payment(self, investment_id: Any, payment_ref: Any, idempotency_key: str | None = None) -> Outcome:
+        ref = v.text(payment_ref, "payment_ref")
+
+        def act(investment: Investment, asset: Asset, uow: UnitOfWork) -> None:
+            investment.check_pending()
+            asset.check_reservation(investment.investor_id, investment.quantity)
+            investment.confirm_payment(ref)
+            asset.issue(investment.id, investment.investor_id, investment.quantity, uow.now)
+
+        return self._on_investment("confirm_payment", investment_id, act, {"payment_ref": ref}, idempotency_key)
+
+    def cancel_investment(self, investment_id: Any, idempotency_key: str | None = None) -> Outcome:
+        def act(investment: Investment, asset: Asset, _: UnitOfWork) -> None:
+            investment.check_pending()
+            asset.check_reservation(investment.investor_id, investment.quantity)
+            investment.cancel()
+            asset.release(investment.id, investment.investor_id, investment.quantity)
+
+        return self._on_investment("cancel_investment", investment_id, act, {}, idempotency_key)
+
+    # ----- transfers and redemptions -----
+
+    def transfer(
+        self, asset_id: str, from_investor_id: str, to_investor_id: str, quantity: Any, forced: Any = False,
+        idempotency_key: str | None = None,
+    ) -> Outcome:
+        payload = {
+            "asset_id": v.asset_id(asset_id),
+            "from_investor_id": v.investor_id(from_investor_id),
+            "to_investor_id": v.investor_id(to_investor_id),
+            "quantity": v.integer(quantity, "quantity"),
+            "forced": v.boolean(forced, "forced"),
+        }
+
+        def run(uow: UnitOfWork) -> dict[str, Any]:
+            asset = uow.get(Asset, Asset.create_id(payload["asset_id"]), f"asset {asset_id}")
+            uow.get(Investor, Investor.create_id(payload["from_investor_id"]), f"investor {from_investor_id}")
+            receiver = uow.get(Investor, Investor.create_id(payload["to_investor_id"]), f"investor {to_investor_id}")
+            if payload["forced"]:
+                asset.force_transfer(payload["from_investor_id"], payload["to_investor_id"], payload["quantity"])
+            else:
+                asset.transfer(
+                    payload["from_investor_id"],
+                    payload["to_investor_id"],
+                    payload["quantity"],
+                    receiver.eligible_for(asset, uow.now),
+                    uow.now,
+                )
+            return {"asset_id": asset.asset_id}
+
+        return self._execute("transfer", payload, run, idempotency_key)
+
+    def redeem(self, asset_id: str, investor_id: str, quantity: Any, idempotency_key: str | None = None) -> Outcome:
+        q = v.integer(quantity, "quantity")
+        return self._on_holder(
+            "redeem", asset_id, investor_id, lambda a, i: a.redeem(i, q), {"quantity": q}, idempotency_key
+        )
+
+    # ----- distributions -----
+
+    def declare_distribution(
+        self, asset_id: str, amount: Any, record_position: Any = None, idempotency_key: str | None = None
+    ) -> Outcome:
+        payload = {
+            "asset_id": v.asset_id(asset_id),
+            "amount": v.integer(amount, "amount", minimum=1, maximum=MAX_AMOUNT),
+            "record_position": None if record_position is None else v.integer(
+                record_position, "record_position", minimum=0
+            ),
+        }
+
+        def run(uow: UnitOfWork) -> dict[str, Any]:
+            asset = uow.get(Asset, Asset.create_id(payload["asset_id"]), f"asset {asset_id}")
+            position = payload["record_position"]
+            if position is None:
+                version, holdings = asset.version, asset.balances
+            else:
+                version, holdings = self._holdings_at_position(asset, position)
+            distribution = uow.add(Distribution.declare(asset.asset_id, payload["amount"], position, version, holdings))
+            return {"distribution_id": str(distribution.id)}
+
+        return self._execute("declare_distribution", payload, run, idempotency_key)
+
+    def _holdings_at_position(self, asset: Asset, position: int) -> tuple[int, dict[str, int]]:
+        if position > self.admin.head_position():
+            raise ValidationError("record_position is beyond the head of the ledger")
+        version = self.admin.version_at(asset.id, position)
+        if version is None:
+            return 0, {}
+        return version, self._holdings_at_version(asset.asset_id, version)
+
+    def _holdings_at_version(self, asset_id: str, version: int) -> dict[str, int]:
+        """Balances of an asset at one of its committed versions (cached; history never changes)."""
+        key = (asset_id, version)
+        if key not in self._snapshots:
+            past = self.repository.get(Asset.create_id(asset_id), version=version)
+            assert isinstance(past, Asset)
+            self._snapshots[key] = dict(past.balances)
+            while len(self._snapshots) > SNAPSHOTS_KEPT:
+                self._snapshots.popitem(last=False)
+        self._snapshots.move_to_end(key)
+        return self._snapshots[key]
+
+    def pay_distribution(
+        self, distribution_id: Any, investor_id: Any = None, idempotency_key: str | None = None
+    ) -> Outcome:
+        ident = v.uuid_text(distribution_id, "distribution_id")
+        holder = None if investor_id is None else v.investor_id(investor_id)
+
+        def run(uow: UnitOfWork) -> dict[str, Any]:
+            paid = uow.get(Distribution, ident, f"distribution {ident}").pay(holder)
+            return {"distribution_id": str(ident), "paid_investor_ids": paid}
+
+        return self._execute(
+            "pay_distribution", {"distribution_id": str(ident), "investor_id": holder}, run, idempotency_key
+        )
+
+    # ----- votes -----
+
+    def create_proposal(
+        self, asset_id: str, title: Any, options: Any, quorum_bps: Any, closes_at: Any = None,
+        idempotency_key: str | None = None,
+    ) -> Outcome:
+        if not isinstance(options, list) or not 2 <= len(options) <= 10:
+            raise ValidationError("options must be a list of 2 to 10 strings")
+        choices = [v.text(o, "option", max_length=100) for o in options]
+        if len(set(choices)) != len(choices):
+            raise ValidationError("options must be distinct")
+        payload = {
+            "asset_id": v.asset_id(asset_id),
+            "title": v.text(title, "title"),
+            "options": choices,
+            "quorum_bps": v.integer(quorum_bps, "quorum_bps", minimum=0, maximum=10_000),
+            "closes_at": None if closes_at is None else v.timestamp(closes_at, "closes_at"),
+        }
+
+        def run(uow: UnitOfWork) -> dict[str, Any]:
+            asset = uow.get(Asset, Asset.create_id(payload["asset_id"]), f"asset {asset_id}")
+            proposal = uow.add(
+                Proposal.open(**payload, asset_version=asset.version, supply_at_snapshot=asset.total_supply)
+            )
+            return {"proposal_id": str(proposal.id)}
+
+        return self._execute("create_proposal", payload, run, idempotency_key)
+
+    def cast_vote(self, proposal_id: Any, investor_id: str, option: Any, idempotency_key: str | None = None) -> Outcome:
+        ident = v.uuid_text(proposal_id, "proposal_id")
+        voter = v.investor_id(investor_id)
+        if not isinstance(option, str):
+            raise ValidationError("option must be a string")
+
+        def run(uow: UnitOfWork) -> dict[str, Any]:
+            proposal = uow.get(Proposal, ident, f"proposal {ident}")
+            uow.get(Investor, Investor.create_id(voter), f"investor {voter}")
+            weight = self._holdings_at_version(proposal.asset_id, proposal.asset_version).get(voter, 0)
+            proposal.cast_vote(voter, option, weight, uow.now)
+            return {"proposal_id": str(ident), "weight": weight}
+
+        return self._execute(
+            "cast_vote", {"proposal_id": str(ident), "investor_id": voter, "option": option}, run, idempotency_key
+        )
+
+    def close_proposal(self, proposal_id: Any, idempotency_key: str | None = None) -> Outcome:
+        ident = v.uuid_text(proposal_id, "proposal_id")
+
+        def run(uow: UnitOfWork) -> dict[str, Any]:
+            proposal = uow.get(Proposal, ident, f"proposal {ident}")
+            proposal.close()
+            return {"proposal_id": str(ident), "result": proposal.result}
+
+        return self._execute("close_proposal", {"proposal_id": str(ident)}, run, idempotency_key)
+
+
+def claim_wallet(uow: UnitOfWork, wallet: str, investor_id: str) -> None:
+    if uow.exists(WalletClaim.create_id(wallet)):
+        raise AlreadyExistsError(f"wallet {wallet} already belongs to an investor")
+    uow.add(WalletClaim.claim(wallet, investor_id))
+
+
+def validate_asset_terms(terms: dict[str, Any]) -> dict[str, Any]:
+    """The registration terms of an asset, checked and normalised."""
+    if not isinstance(terms, dict):
+        raise ValidationError("asset terms must be an object")
+    known = {
+        "asset_id", "name", "symbol", "decimals", "currency", "unit_price", "authorized_supply",
+        "min_investment", "max_investment", "max_holders", "max_balance", "allowed_countries",
+        "accredited_only", "lockup_seconds",
+    }
+    unknown = set(terms) - known
+    if unknown:
+        raise ValidationError(f"unknown fields: {', '.join(sorted(unknown))}")
+    required = known - {"max_holders", "max_balance", "allowed_countries", "accredited_only", "lockup_seconds"}
+    missing = required - set(terms)
+    if missing:
+        raise ValidationError(f"missing fields: {', '.join(sorted(missing))}")
+    countries = terms.get("allowed_countries") or []
+    if not isinstance(countries, list):
+        raise ValidationError("allowed_countries must be a list of ISO 3166-1 alpha-2 codes")
+    clean = {
+        "asset_id": v.asset_id(terms["asset_id"]),
+        "name": v.text(terms["name"], "name"),
+        "symbol": v.text(terms["symbol"], "symbol", max_length=16),
+        "decimals": v.integer(terms["decimals"], "decimals", minimum=0, maximum=18),
+        "currency": v.currency(terms["currency"]),
+        "unit_price": v.integer(terms["unit_price"], "unit_price", minimum=1, maximum=MAX_AMOUNT),
+        "authorized_supply": v.integer(terms["authorized_supply"], "authorized_supply", minimum=1, maximum=MAX_AMOUNT),
+        "min_investment": v.integer(terms["min_investment"], "min_investment", minimum=0, maximum=MAX_AMOUNT),
+        "max_investment": v.integer(terms["max_investment"], "max_investment", minimum=1, maximum=MAX_AMOUNT),
+        "max_holders": _optional_int(terms.get("max_holders"), "max_holders"),
+        "max_balance": _optional_int(terms.get("max_balance"), "max_balance"),
+        "allowed_countries": sorted({v.country(c, "allowed_countries") for c in countries}),
+        "accredited_only": v.boolean(terms.get("accredited_only", False), "accredited_only"),
+        "lockup_seconds": v.integer(terms.get("lockup_seconds", 0), "lockup_seconds", minimum=0, maximum=10**10),
+    }
+    if clean["max_investment"] < clean["min_investment"]:
+        raise ValidationError("max_investment must not be below min_investment")
+    return clean
+
+
+def _optional_int(value: Any, field: str) -> int | None:
+    return None if value is None else v.integer(value, field, minimum=1, maximum=MAX_AMOUNT)

@@ -1,0 +1,312 @@
+"""Group commit: concurrent commands share one append transaction, rules and hash chain intact.
+
+Callers hand a command (a function of a `UnitOfWork`) to `GroupCommitter.execute`.
+Whichever caller holds the commit lock becomes the leader: it runs every queued
+command one after the other against the live aggregates, each seeing the
+effects of the ones before it, then appends all their events (and their
+idempotency records) in one transaction. The others wait for their outcome.
+Rules are therefore checked against exactly the state the events are appended
+on, in the order they are appended, so batching weakens nothing.
+
+Other processes may write too: each batch starts by comparing the store's head
+with the position up to which the aggregate cache is known complete, and brings
+stale aggregates forward from the store. Appends that collide with another
+writer (same aggregate version) fail on the store's unique key; the batch's
+commands are then retried one by one against fresh state, a bounded number of
+times.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError
+
+from ledger.errors import (
+    ConcurrencyError,
+    IdempotencyKeyReusedError,
+    LedgerError,
+    NotFoundError,
+)
+from ledger.store import IdempotencyRecord, StoreAdmin
+
+A = TypeVar("A", bound=Aggregate)
+MAX_BATCH = 512
+MAX_ATTEMPTS = 5
+MAX_CACHED = 20_000
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a command returns: its result fields and the position of its last event."""
+
+    result: dict[str, Any]
+    position: int
+
+
+@dataclass
+class Command:
+    name: str
+    payload: dict[str, Any]
+    run: Callable[[UnitOfWork], dict[str, Any]]
+    idempotency_key: str | None = None
+
+    @property
+    def request_hash(self) -> str:
+        body = json.dumps({"command": self.name, "payload": self.payload}, sort_keys=True, default=str)
+        return hashlib.sha256(body.encode()).hexdigest()
+
+
+@dataclass
+class _Pending:
+    command: Command
+    done: threading.Event = field(default_factory=threading.Event)
+    outcome: Outcome | None = None
+    error: BaseException | None = None
+
+    def succeed(self, outcome: Outcome) -> None:
+        self.outcome = outcome
+        self.done.set()
+
+    def fail(self, error: BaseException) -> None:
+        self.error = error
+        self.done.set()
+
+
+class _Poisoned(Exception):
+    """A failing command left events on an aggregate: the batch's state cannot be trusted."""
+
+
+class UnitOfWork:
+    """The aggregates one command reads and changes, on top of its batch's working set."""
+
+    def __init__(self, committer: GroupCommitter, now: datetime) -> None:
+        self._committer = committer
+        self.now = now
+        self._touched: dict[UUID, tuple[Aggregate, int]] = {}
+
+    def get(self, cls: type[A], aggregate_id: UUID, what: str) -> A:
+        aggregate = self._committer.load(aggregate_id)
+        if not isinstance(aggregate, cls):
+            raise NotFoundError(f"{what} not found")
+        self._touch(aggregate)
+        return aggregate
+
+    def exists(self, aggregate_id: UUID) -> bool:
+        try:
+            self._committer.load(aggregate_id)
+        except NotFoundError:
+            return False
+        return True
+
+    def add(self, aggregate: A) -> A:
+        """Takes a newly created aggregate into the batch."""
+        self._committer.working[aggregate.id] = aggregate
+        self._touched[aggregate.id] = (aggregate, 0)
+        return aggregate
+
+    def _touch(self, aggregate: Aggregate) -> None:
+        if aggregate.id not in self._touched:
+            self._touched[aggregate.id] = (aggregate, len(aggregate.pending_events))
+
+    def new_events(self) -> list[Any]:
+        events: list[Any] = []
+        for aggregate, before in self._touched.values():
+            events.extend(aggregate.pending_events[before:])
+        return events
+
+    def check_untouched(self) -> None:
+        for aggregate, before in self._touched.values():
+            if len(aggregate.pending_events) != before:
+                raise _Poisoned
+
+
+class GroupCommitter:
+    """Runs commands in batches and appends each batch in one transaction."""
+
+    def __init__(self, app: Application[UUID], admin: StoreAdmin, clock: Callable[[], datetime]) -> None:
+        self.app = app
+        self.admin = admin
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._queue: deque[_Pending] = deque()
+        self._cache: OrderedDict[UUID, Aggregate] = OrderedDict()
+        self._stale: set[UUID] = set()
+        self._complete_at: int | None = None
+        self.working: dict[UUID, Aggregate] = {}
+
+    def execute(self, command: Command) -> Outcome:
+        pending = _Pending(command)
+        self._queue.append(pending)
+        while not pending.done.is_set():
+            with self._lock:
+                if pending.done.is_set():
+                    break
+                batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
+                self._run_batch(batch)
+        if pending.error is not None:
+            raise pending.error
+        assert pending.outcome is not None
+        return pending.outcome
+
+    def read(self, aggregate_id: UUID) -> Aggregate:
+        """A copy of the current state of an aggregate, for the application's own lookups."""
+        with self._lock:
+            try:
+                self._refresh()
+                return copy.deepcopy(self.load(aggregate_id))
+            finally:
+                self.working = {}
+
+    # ----- under the lock -----
+
+    def load(self, aggregate_id: UUID) -> Aggregate:
+        aggregate = self.working.get(aggregate_id) or self._cache.get(aggregate_id)
+        if aggregate is not None and aggregate_id in self._stale:
+            for event in self.app.events.get(aggregate_id, gt=aggregate.version):
+                aggregate = event.mutate(aggregate)
+            self._stale.discard(aggregate_id)
+        if aggregate is None:
+            try:
+                aggregate = self.app.repository.get(aggregate_id)
+            except AggregateNotFoundError:
+                raise NotFoundError(f"{aggregate_id} not found") from None
+        assert aggregate is not None
+        self.working[aggregate_id] = aggregate
+        return aggregate
+
+    def _refresh(self) -> None:
+        head = self.admin.head_position()
+        if head != self._complete_at:
+            self._stale.update(self._cache)
+            self._complete_at = head
+
+    def _keep(self, aggregates: dict[UUID, Aggregate]) -> None:
+        for aggregate_id, aggregate in aggregates.items():
+            self._cache[aggregate_id] = aggregate
+            self._cache.move_to_end(aggregate_id)
+        while len(self._cache) > MAX_CACHED:
+            self._stale.discard(self._cache.popitem(last=False)[0])
+
+    def _evict(self, ids: Any) -> None:
+        for aggregate_id in ids:
+            self._cache.pop(aggregate_id, None)
+        self._complete_at = None
+
+    def _run_batch(self, batch: list[_Pending]) -> None:
+        try:
+            self._attempt(batch)
+        except (_Poisoned, IntegrityError):
+            pass  # every command left undone is retried on its own below
+        except Exception as error:  # the store is unreachable or broken: every caller learns it
+            for pending in batch:
+                if not pending.done.is_set():
+                    pending.fail(error)
+        # Left undone: a failed batch's commands, and repeats of an idempotency key
+        # first used earlier in the batch (alone, they replay the stored outcome).
+        for pending in batch:
+            if not pending.done.is_set():
+                self._retry_alone(pending)
+
+    def _retry_alone(self, pending: _Pending) -> None:
+        for _ in range(MAX_ATTEMPTS):
+            try:
+                self._attempt([pending])
+            except (_Poisoned, IntegrityError):
+                continue
+            except Exception as error:
+                pending.fail(error)
+            return
+        pending.fail(ConcurrencyError(f"{pending.command.name} kept conflicting with other writers; retry later"))
+
+    def _attempt(self, batch: list[_Pending]) -> None:
+        self.working = {}
+        try:
+            self._refresh()
+            ran = self._run_commands(batch)
+            if ran:
+                self._append(ran)
+            self._keep(self.working)
+        except BaseException:
+            self._evict(self.working)
+            for aggregate in self.working.values():
+                aggregate.collect_events()
+            raise
+        finally:
+            self.working = {}
+
+    def _run_commands(self, batch: list[_Pending]) -> list[tuple[_Pending, list[Any], dict[str, Any]]]:
+        keys = [p.command.idempotency_key for p in batch if p.command.idempotency_key]
+        stored = self.admin.idempotency_records(keys)
+        ran: list[tuple[_Pending, list[Any], dict[str, Any]]] = []
+        seen: dict[str, _Pending] = {}
+        now = self.clock()
+        for pending in batch:
+            key = pending.command.idempotency_key
+            if key is not None and key in stored:
+                self._replay(pending, stored[key])
+                continue
+            if key is not None and key in seen:
+                continue  # replayed once the first use of the key is committed
+            uow = UnitOfWork(self, now)
+            try:
+                result = pending.command.run(uow)
+            except LedgerError as error:
+                uow.check_untouched()
+                pending.fail(error)
+                continue
+            except Exception:
+                uow.check_untouched()
+                raise
+            if key is not None:
+                seen[key] = pending
+            new_events = uow.new_events()
+            assert new_events, f"{pending.command.name} recorded nothing"
+            ran.append((pending, new_events, result))
+        return ran
+
+    def _replay(self, pending: _Pending, stored: tuple[str, str, int]) -> None:
+        request_hash, response, position = stored
+        if request_hash != pending.command.request_hash:
+            pending.fail(IdempotencyKeyReusedError("this Idempotency-Key was used with another request"))
+        else:
+            pending.succeed(Outcome(json.loads(response), position))
+
+    def _append(self, ran: list[tuple[_Pending, list[Any], dict[str, Any]]]) -> None:
+        events: list[Any] = []
+        records: list[IdempotencyRecord] = []
+        for pending, new_events, result in ran:
+            events.extend(new_events)
+            if pending.command.idempotency_key is not None:
+                records.append(
+                    IdempotencyRecord(
+                        pending.command.idempotency_key,
+                        pending.command.request_hash,
+                        json.dumps(result, default=str),
+                        len(events) - 1,
+                    )
+                )
+        info: dict[str, Any] = {}
+        recordings = self.app.events.put(events, idempotency=records, commit_info=info)
+        for aggregate in self.working.values():
+            aggregate.collect_events()
+        positions = [r.notification.id for r in recordings]
+        if info.get("prev_position") == self._complete_at:
+            self._complete_at = positions[-1]
+        else:
+            self._complete_at = None
+        end = 0
+        for pending, new_events, result in ran:
+            end += len(new_events)
+            pending.succeed(Outcome(result, positions[end - 1]))

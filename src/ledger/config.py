@@ -1,0 +1,60 @@
+"""Configuration of the ledger (SPEC section 3), read from the environment or a `.env` file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlparse
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LEDGER_", env_file=".env", extra="ignore")
+
+    database_url: str = "sqlite:///var/ledger.sqlite3"
+    read_database_url: str | None = None
+    redis_url: str | None = None
+    chain_rpc_url: str | None = None
+    chain_confirmations: int = 12
+    chain_agent_key: str | None = None
+
+    @property
+    def read_url(self) -> str:
+        return self.read_database_url or self.database_url
+
+
+def store_env(url: str) -> dict[str, str]:
+    """The `eventsourcing` environment for an event store URL (`sqlite:///...` or `postgresql://...`).
+
+    A PostgreSQL URL may name a schema with `?schema=NAME` (tests use one schema each).
+    """
+    parsed = urlparse(url)
+    if parsed.scheme == "sqlite":
+        path = unquote(parsed.path[1:]) if parsed.path.startswith("/") else unquote(parsed.path)
+        if not path or path == ":memory:":
+            name = "file:ledger?mode=memory&cache=shared"
+        else:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            name = path
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": name,
+            "APPLICATION_RECORDER_TOPIC": "ledger.store:LedgerSQLiteRecorder",
+        }
+    if parsed.scheme in ("postgresql", "postgres", "postgresql+psycopg"):
+        query = parse_qs(parsed.query)
+        env = {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": unquote(parsed.path.lstrip("/")) or "postgres",
+            "POSTGRES_HOST": parsed.hostname or "127.0.0.1",
+            "POSTGRES_PORT": str(parsed.port or 5432),
+            "POSTGRES_USER": unquote(parsed.username or "postgres"),
+            "POSTGRES_PASSWORD": unquote(parsed.password or ""),
+            "POSTGRES_SCHEMA": query.get("schema", ["public"])[0],
+            "POSTGRES_POOL_SIZE": query.get("pool_size", ["8"])[0],
+            "POSTGRES_LOCK_TIMEOUT": "10",
+            "APPLICATION_RECORDER_TOPIC": "ledger.store:LedgerPostgresRecorder",
+        }
+        return env
+    msg = f"unsupported database URL scheme {parsed.scheme!r}: use sqlite:///PATH or postgresql://..."
+    raise ValueError(msg)

@@ -1,0 +1,1 @@
+"""Aggregates of the register, one module each, with their events and rules."""

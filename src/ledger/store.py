@@ -1,0 +1,461 @@
+"""The event store: the library's recorders, hardened for a register of record.
+
+On top of `eventsourcing`'s PostgreSQL and SQLite application recorders this adds,
+inside the very transaction that appends the events:
+
+- a hash chain: `hash_n = sha256(hash_{n-1} || canonical record n)`, one row per
+  event in `ledger_event_hashes`, linked to the previous position;
+- idempotency records: the first result of a command sent with an idempotency key;
+- triggers that refuse UPDATE, DELETE and TRUNCATE of the history.
+
+`StoreAdmin` reads the store for auditors: verify the chain, export it as JSON
+Lines, import such a file into an empty store, and answer "which version of this
+aggregate was current at global position p".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import IO, Any, Protocol
+from uuid import UUID
+
+from eventsourcing.persistence import ApplicationRecorder, StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Composed, Identifier
+
+from ledger.errors import IntegrityViolationError, ValidationError
+
+EVENTS_TABLE = "ledger_events"
+HASHES_TABLE = "ledger_event_hashes"
+IDEMPOTENCY_TABLE = "ledger_idempotency"
+GENESIS = bytes(32)
+BATCH = 5000
+
+
+def canonical_record(position: int, stream_id: UUID | str, version: int, topic: str, state: bytes) -> bytes:
+    """The bytes a hash covers: every stored field of the event, unambiguously delimited."""
+    return f"{position}\n{UUID(str(stream_id))}\n{version}\n{topic}\n".encode() + state
+
+
+def chain_hash(prev_hash: bytes, record: bytes) -> bytes:
+    return hashlib.sha256(prev_hash + record).digest()
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    """The first outcome of a command sent with an idempotency key."""
+
+    key: str
+    request_hash: str
+    response: str
+    last_event_index: int
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    """One row of the history as it is stored: the event and its link in the hash chain."""
+
+    position: int
+    stream_id: UUID
+    version: int
+    topic: str
+    state: bytes
+    prev_position: int | None
+    hash: bytes | None
+
+
+@dataclass(frozen=True)
+class Verification:
+    ok: bool
+    events_checked: int
+    head_position: int
+    head_hash: str | None
+    first_invalid_position: int | None
+    reason: str | None
+
+
+def hash_rows(
+    stored_events: Sequence[StoredEvent], positions: Sequence[int], prev_position: int, prev_hash: bytes
+) -> list[tuple[int, int, bytes]]:
+    rows = []
+    for event, position in zip(stored_events, positions, strict=True):
+        prev_hash = chain_hash(
+            prev_hash,
+            canonical_record(position, event.originator_id, event.originator_version, event.topic, event.state),
+        )
+        rows.append((position, prev_position, prev_hash))
+        prev_position = position
+    return rows
+
+
+def idempotency_rows(
+    records: Iterable[IdempotencyRecord], positions: Sequence[int]
+) -> list[tuple[str, str, str, int]]:
+    return [(r.key, r.request_hash, r.response, positions[r.last_event_index]) for r in records]
+
+
+class LedgerPostgresRecorder(PostgresApplicationRecorder):
+    """PostgreSQL recorder keeping the library's table lock + NOTIFY write path."""
+
+    def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = EVENTS_TABLE) -> None:
+        super().__init__(datastore, events_table_name=events_table_name)
+        schema = Identifier(datastore.schema)
+        self.hashes = SQL("{}.{}").format(schema, Identifier(HASHES_TABLE))
+        self.idempotency = SQL("{}.{}").format(schema, Identifier(IDEMPOTENCY_TABLE))
+        self.events = SQL("{}.{}").format(schema, Identifier(events_table_name))
+        refuse = SQL("{}.{}").format(schema, Identifier("ledger_refuse_change"))
+        self.sql_create_statements += [
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {} (position bigint PRIMARY KEY, "
+                "prev_position bigint NOT NULL, hash bytea NOT NULL)"
+            ).format(self.hashes),
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {} (key text PRIMARY KEY, request_hash text NOT NULL, "
+                "response text NOT NULL, position bigint NOT NULL)"
+            ).format(self.idempotency),
+            SQL(
+                "CREATE OR REPLACE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "RAISE EXCEPTION 'ledger history is append-only: % on % refused', TG_OP, TG_TABLE_NAME "
+                "USING ERRCODE = 'insufficient_privilege'; END $$"
+            ).format(refuse),
+        ]
+        for table, name in ((self.events, events_table_name), (self.hashes, HASHES_TABLE)):
+            self.sql_create_statements += [
+                SQL(
+                    "CREATE OR REPLACE TRIGGER {} BEFORE UPDATE OR DELETE ON {} "
+                    "FOR EACH ROW EXECUTE FUNCTION {}()"
+                ).format(Identifier(f"{name}_refuse_row_change"), table, refuse),
+                SQL(
+                    "CREATE OR REPLACE TRIGGER {} BEFORE TRUNCATE ON {} "
+                    "FOR EACH STATEMENT EXECUTE FUNCTION {}()"
+                ).format(Identifier(f"{name}_refuse_truncate"), table, refuse),
+            ]
+        self.select_last_hash = SQL("SELECT position, hash FROM {} ORDER BY position DESC LIMIT 1").format(
+            self.hashes
+        )
+        self.insert_hash = SQL("INSERT INTO {} (position, prev_position, hash) VALUES (%s, %s, %s)").format(
+            self.hashes
+        )
+        self.insert_idempotency = SQL(
+            "INSERT INTO {} (key, request_hash, response, position) VALUES (%s, %s, %s, %s)"
+        ).format(self.idempotency)
+
+    def _fetch_ids_after_insert_events(
+        self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        positions = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        assert positions is not None
+        # The table lock taken before the insert serialises writers, so the last
+        # hash read here is the one immediately before our first event.
+        curs.execute(self.select_last_hash, prepare=True)
+        last = curs.fetchone()
+        prev_position, prev_hash = (last["position"], bytes(last["hash"])) if last else (0, GENESIS)
+        curs.executemany(self.insert_hash, hash_rows(stored_events, positions, prev_position, prev_hash))
+        records = kwargs.get("idempotency") or ()
+        if records:
+            curs.executemany(self.insert_idempotency, idempotency_rows(records, positions))
+        commit_info = kwargs.get("commit_info")
+        if commit_info is not None:
+            commit_info["prev_position"] = prev_position
+        return positions
+
+
+class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
+    """SQLite recorder for the embedded store; the library's writer lock serialises appends."""
+
+    def __init__(self, datastore: SQLiteDatastore, events_table_name: str = EVENTS_TABLE) -> None:
+        super().__init__(datastore, events_table_name)
+
+    def construct_create_table_statements(self) -> list[str]:
+        statements = super().construct_create_table_statements()
+        statements += [
+            f"CREATE TABLE IF NOT EXISTS {HASHES_TABLE} (position INTEGER PRIMARY KEY, "
+            "prev_position INTEGER NOT NULL, hash BLOB NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS {IDEMPOTENCY_TABLE} (key TEXT PRIMARY KEY, "
+            "request_hash TEXT NOT NULL, response TEXT NOT NULL, position INTEGER NOT NULL)",
+        ]
+        for table in (self.events_table_name, HASHES_TABLE):
+            for operation in ("UPDATE", "DELETE"):
+                statements.append(
+                    f"CREATE TRIGGER IF NOT EXISTS {table}_refuse_{operation.lower()} "
+                    f"BEFORE {operation} ON {table} BEGIN SELECT RAISE(ABORT, "
+                    f"'ledger history is append-only: {operation} on {table} refused'); END"
+                )
+        return statements
+
+    def _insert_events(
+        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        positions = super()._insert_events(c, stored_events, **kwargs)
+        assert positions is not None
+        c.execute(f"SELECT position, hash FROM {HASHES_TABLE} ORDER BY position DESC LIMIT 1")
+        last = c.fetchone()
+        prev_position, prev_hash = (last["position"], bytes(last["hash"])) if last else (0, GENESIS)
+        c.executemany(
+            f"INSERT INTO {HASHES_TABLE} (position, prev_position, hash) VALUES (?, ?, ?)",
+            hash_rows(stored_events, positions, prev_position, prev_hash),
+        )
+        records = kwargs.get("idempotency") or ()
+        if records:
+            c.executemany(
+                f"INSERT INTO {IDEMPOTENCY_TABLE} (key, request_hash, response, position) VALUES (?, ?, ?, ?)",
+                idempotency_rows(records, positions),
+            )
+        commit_info = kwargs.get("commit_info")
+        if commit_info is not None:
+            commit_info["prev_position"] = prev_position
+        return positions
+
+
+class _Sql(Protocol):
+    """The few statements `StoreAdmin` needs, in the dialect of one database."""
+
+    def fetch(self, sql: str, params: Sequence[Any]) -> list[Any]: ...
+
+    def bulk_load(self, records: Iterator[list[StoredRecord]]) -> None: ...
+
+
+class StoreAdmin:
+    """Auditor-facing reads of the store: head, verification, export, import, versions at a position."""
+
+    def __init__(self, recorder: ApplicationRecorder) -> None:
+        if isinstance(recorder, LedgerPostgresRecorder):
+            self.sql: _Sql = _PostgresSql(recorder)
+            schema = recorder.datastore.schema
+            self.events, self.hashes = f'"{schema}".{recorder.events_table_name}', f'"{schema}".{HASHES_TABLE}'
+            self.idempotency = f'"{schema}".{IDEMPOTENCY_TABLE}'
+            self.position = "notification_id"
+        elif isinstance(recorder, LedgerSQLiteRecorder):
+            self.sql = _SQLiteSql(recorder)
+            self.events, self.hashes = recorder.events_table_name, HASHES_TABLE
+            self.idempotency = IDEMPOTENCY_TABLE
+            self.position = "rowid"
+        else:
+            msg = f"unsupported recorder {type(recorder).__name__}"
+            raise TypeError(msg)
+
+    def head_position(self) -> int:
+        rows = self.sql.fetch(f"SELECT MAX({self.position}) AS head FROM {self.events}", ())
+        return int(rows[0]["head"] or 0)
+
+    def version_at(self, stream_id: UUID, position: int) -> int | None:
+        """The version of a stream current at a global position (None if it did not exist yet)."""
+        rows = self.sql.fetch(
+            f"SELECT MAX(originator_version) AS v FROM {self.events} "
+            f"WHERE originator_id = %s AND {self.position} <= %s",
+            (stream_id, position),
+        )
+        value = rows[0]["v"]
+        return None if value is None else int(value)
+
+    def idempotency_records(self, keys: Sequence[str]) -> dict[str, tuple[str, str, int]]:
+        """The stored first outcomes of these idempotency keys: request hash, response, position."""
+        if not keys:
+            return {}
+        marks = ", ".join(["%s"] * len(keys))
+        rows = self.sql.fetch(
+            f"SELECT key, request_hash, response, position FROM {self.idempotency} WHERE key IN ({marks})",
+            list(keys),
+        )
+        return {row["key"]: (row["request_hash"], row["response"], int(row["position"])) for row in rows}
+
+    def records(self, after: int = 0, stop: int | None = None) -> Iterator[StoredRecord]:
+        """Every stored event with its hash link, in position order; orphan hashes appear too."""
+        while True:
+            rows = self.sql.fetch(
+                f"SELECT e.{self.position} AS position, e.originator_id, e.originator_version, e.topic, "
+                f"e.state, h.prev_position, h.hash FROM {self.events} e LEFT JOIN {self.hashes} h "
+                f"ON h.position = e.{self.position} WHERE e.{self.position} > %s "
+                f"ORDER BY e.{self.position} LIMIT {BATCH}",
+                (after,),
+            )
+            orphans = self.sql.fetch(
+                f"SELECT h.position, h.prev_position, h.hash FROM {self.hashes} h WHERE h.position > %s "
+                f"AND h.position <= %s AND NOT EXISTS (SELECT 1 FROM {self.events} e "
+                f"WHERE e.{self.position} = h.position) ORDER BY h.position",
+                (after, rows[-1]["position"] if len(rows) == BATCH else 2**62),
+            )
+            merged = [_record(row) for row in rows] + [_orphan(row) for row in orphans]
+            merged.sort(key=lambda r: r.position)
+            for record in merged:
+                if stop is not None and record.position > stop:
+                    return
+                yield record
+            if len(rows) < BATCH:
+                return
+            after = rows[-1]["position"]
+
+    def verify(self) -> Verification:
+        return verify_records(self.records())
+
+    def export(self, out: IO[str]) -> Verification:
+        """Writes the history as JSON Lines (one stored event per line) and verifies it on the way."""
+        def written() -> Iterator[StoredRecord]:
+            for record in self.records():
+                out.write(json.dumps(record_to_json(record), separators=(",", ":")) + "\n")
+                yield record
+
+        return verify_records(written())
+
+    def import_(self, lines: Iterable[str], reread: Iterable[str]) -> Verification:
+        """Loads an export into an empty store; refuses a file whose chain does not verify.
+
+        The file is read twice: once to verify the whole chain before anything is
+        written, then to load it in one transaction.
+        """
+        if self.head_position() or self.sql.fetch(f"SELECT 1 FROM {self.hashes} LIMIT 1", ()):
+            raise ValidationError("the store is not empty; import needs an empty store")
+        result = verify_records(parse_lines(lines))
+        if not result.ok:
+            raise IntegrityViolationError(
+                f"import refused: {result.reason} at position {result.first_invalid_position}"
+            )
+        self.sql.bulk_load(_batched(parse_lines(reread)))
+        return result
+
+
+def _record(row: Any) -> StoredRecord:
+    return StoredRecord(
+        position=int(row["position"]),
+        stream_id=UUID(str(row["originator_id"])),
+        version=int(row["originator_version"]),
+        topic=row["topic"],
+        state=bytes(row["state"]),
+        prev_position=None if row["prev_position"] is None else int(row["prev_position"]),
+        hash=None if row["hash"] is None else bytes(row["hash"]),
+    )
+
+
+def _orphan(row: Any) -> StoredRecord:
+    return StoredRecord(int(row["position"]), UUID(int=0), 0, "", b"", int(row["prev_position"]), bytes(row["hash"]))
+
+
+def record_to_json(record: StoredRecord) -> dict[str, Any]:
+    return {
+        "position": record.position,
+        "stream_id": str(record.stream_id),
+        "version": record.version,
+        "topic": record.topic,
+        "state": record.state.decode(),
+        "prev_position": record.prev_position,
+        "hash": record.hash.hex() if record.hash is not None else None,
+    }
+
+
+def parse_lines(lines: Iterable[str]) -> Iterator[StoredRecord]:
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            yield StoredRecord(
+                position=int(data["position"]),
+                stream_id=UUID(data["stream_id"]),
+                version=int(data["version"]),
+                topic=str(data["topic"]),
+                state=str(data["state"]).encode(),
+                prev_position=None if data["prev_position"] is None else int(data["prev_position"]),
+                hash=None if data["hash"] is None else bytes.fromhex(data["hash"]),
+            )
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValidationError(f"line {number} is not a ledger export record: {error}") from None
+
+
+def verify_records(records: Iterable[StoredRecord]) -> Verification:
+    """Recomputes the chain and names the first altered, removed or inserted position."""
+    prev_position, prev_hash, checked = 0, GENESIS, 0
+
+    def fail(position: int, reason: str) -> Verification:
+        return Verification(False, checked, prev_position, prev_hash.hex(), position, reason)
+
+    for record in records:
+        if record.hash is None or record.prev_position is None:
+            return fail(record.position, "event without a hash: inserted outside the ledger")
+        if not record.topic:
+            return fail(record.position, "hash without its event: event removed")
+        if record.prev_position != prev_position:
+            if record.prev_position > prev_position:
+                return fail(record.prev_position, "event removed before this position")
+            return fail(record.position, "chain link does not follow the previous event: inserted")
+        expected = chain_hash(
+            prev_hash, canonical_record(record.position, record.stream_id, record.version, record.topic, record.state)
+        )
+        if expected != record.hash:
+            return fail(record.position, "event altered: hash does not match")
+        prev_position, prev_hash = record.position, expected
+        checked += 1
+    return Verification(True, checked, prev_position, prev_hash.hex() if checked else None, None, None)
+
+
+def _batched(records: Iterator[StoredRecord]) -> Iterator[list[StoredRecord]]:
+    batch: list[StoredRecord] = []
+    for record in records:
+        batch.append(record)
+        if len(batch) >= BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class _PostgresSql:
+    def __init__(self, recorder: LedgerPostgresRecorder) -> None:
+        self.recorder = recorder
+        self.datastore = recorder.datastore
+
+    def fetch(self, sql: str, params: Sequence[Any]) -> list[DictRow]:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(sql.encode(), params)
+            return curs.fetchall()
+
+    def bulk_load(self, batches: Iterator[list[StoredRecord]]) -> None:
+        r = self.recorder
+        insert_event: Composed = SQL(
+            "INSERT INTO {} (notification_id, originator_id, originator_version, topic, state) "
+            "VALUES (%s, %s, %s, %s, %s)"
+        ).format(r.events)
+        with self.datastore.transaction(commit=True) as curs:
+            for statement in r.lock_table_statements:
+                curs.execute(statement)
+            for batch in batches:
+                curs.executemany(
+                    insert_event, [(x.position, x.stream_id, x.version, x.topic, x.state) for x in batch]
+                )
+                curs.executemany(r.insert_hash, [(x.position, x.prev_position, x.hash) for x in batch])
+            curs.execute(
+                SQL("SELECT setval(pg_get_serial_sequence(%s, 'notification_id'), "
+                    "(SELECT COALESCE(MAX(notification_id), 0) + 1 FROM {}), false)").format(r.events),
+                (f'"{self.datastore.schema}".{r.events_table_name}',),
+            )
+
+
+class _SQLiteSql:
+    def __init__(self, recorder: LedgerSQLiteRecorder) -> None:
+        self.recorder = recorder
+        self.datastore = recorder.datastore
+
+    def fetch(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        sql = sql.replace("%s", "?")
+        params = [p.hex if isinstance(p, UUID) else p for p in params]
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(sql, params)
+            return list(c.fetchall())
+
+    def bulk_load(self, batches: Iterator[list[StoredRecord]]) -> None:
+        events = self.recorder.events_table_name
+        with self.datastore.transaction(commit=True) as c:
+            for batch in batches:
+                c.executemany(
+                    f"INSERT INTO {events} (rowid, originator_id, originator_version, topic, state) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [(x.position, x.stream_id.hex, x.version, x.topic, x.state) for x in batch],
+                )
+                c.executemany(
+                    f"INSERT INTO {HASHES_TABLE} (position, prev_position, hash) VALUES (?, ?, ?)",
+                    [(x.position, x.prev_position, x.hash) for x in batch],
+                )
