@@ -1,0 +1,459 @@
+"""Append benchmark (SPEC section 8): transfers committed per second and command latency.
+
+Run from the repository root: `.venv/bin/python bench/append.py`.
+
+Everything runs in one fresh PostgreSQL schema (dropped at the end) of the database
+named by `LEDGER_BENCH_DATABASE_URL` (default: the test database). It sets up one
+asset and `BENCH_INVESTORS` onboarded investors holding tokens, then measures:
+
+- `append_16_clients`: transfers/s committed by 16 threads sharing one
+  `LedgerApplication` (all rules, hash chain, an Idempotency-Key on every transfer),
+  against a raw psycopg `executemany` of 1000-row batches of the same event row
+  into a plain table (one commit per batch), in rows/s;
+- `append_1_client`: the same with one thread, against sequential raw single-row
+  INSERT+COMMITs per second;
+- `append_p50_latency` / `append_p99_latency`: one client's transfer latency,
+  against the latency of one raw single-row INSERT+COMMIT.
+
+stdout carries one JSON object per measure and nothing else; progress goes to stderr.
+A third, profiled 16-client run writes a cProfile of the leader's batch processing
+(`GroupCommitter._run_batch`, merged over all threads) to `BENCH_PROFILE` and a text
+summary next to it.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import json
+import os
+import pstats
+import random
+import statistics
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from ledger.application import LedgerApplication  # noqa: E402
+from ledger.commit import GroupCommitter, _Pending  # noqa: E402
+from ledger.config import store_env  # noqa: E402
+from ledger.errors import LedgerError  # noqa: E402
+from tests.support import holding, onboard, open_asset  # noqa: E402
+
+PG_URL = os.environ.get("LEDGER_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+INVESTORS = int(os.environ.get("BENCH_INVESTORS", "200"))
+HOLDING = 1_000
+DURATION = float(os.environ.get("BENCH_SECONDS", "5"))
+PROFILE_DURATION = float(os.environ.get("BENCH_PROFILE_SECONDS", "4"))
+CLIENTS = 16
+SETUP_THREADS = 16
+RAW_BATCH = 1000
+RAW_BATCH_SECONDS = 3.0
+RAW_SINGLE_SECONDS = 2.0
+PROFILE_PATH = Path(os.environ.get("BENCH_PROFILE", "/tmp/ledger_append_16_clients.prof"))
+
+TARGET_16_CLIENTS = 0.35  # transfers/s >= 0.35 x raw batched rows/s
+TARGET_P50 = 2.0  # p50 latency <= 2 x raw single-row INSERT+COMMIT p50
+
+
+def log(message: str) -> None:
+    print(f"[bench/append] {message}", file=sys.stderr, flush=True)
+
+
+def emit(record: dict[str, Any]) -> None:
+    print(json.dumps(record), flush=True)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def with_schema(url: str, schema: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}schema={schema}"
+
+
+@contextmanager
+def scratch_schema() -> Iterator[str]:
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    log(f"schema {schema} created")
+    try:
+        yield schema
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+        log(f"schema {schema} dropped")
+
+
+# ----- setup -----
+
+
+def investor_name(index: int) -> str:
+    return f"inv-{index:05d}"
+
+
+def set_up(app: LedgerApplication) -> tuple[str, list[str]]:
+    started = time.perf_counter()
+    asset_id = open_asset(app, authorized_supply=10 * INVESTORS * HOLDING)
+    investors = [investor_name(i) for i in range(INVESTORS)]
+
+    def one(investor_id: str) -> None:
+        onboard(app, investor_id)
+        holding(app, asset_id, investor_id, HOLDING)
+
+    with ThreadPoolExecutor(SETUP_THREADS) as pool:
+        list(pool.map(one, investors))
+    balances = app.get_asset(asset_id).balances
+    assert all(balances.get(i) == HOLDING for i in investors), "setup did not give every investor tokens"
+    log(f"set up 1 asset and {INVESTORS} investors in {time.perf_counter() - started:.1f}s")
+    return asset_id, investors
+
+
+# ----- the ledger's append path -----
+
+
+@dataclass
+class BatchStats:
+    """Batches the group committer ran (sizes), recorded by a thin wrapper on the instance."""
+
+    sizes: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
+class RunResult:
+    clients: int
+    committed: int
+    rejected: int
+    failed: int
+    elapsed: float
+    latencies_ms: list[float]
+    batches: BatchStats
+    events: int
+
+    @property
+    def rate(self) -> float:
+        return self.committed / self.elapsed
+
+
+def instrument(committer: GroupCommitter, profiles: dict[int, cProfile.Profile] | None) -> BatchStats:
+    """Wraps the instance's `_run_batch` to count batch sizes (and profile them, if asked)."""
+    stats = BatchStats()
+    original: Callable[[list[_Pending]], None] = committer._run_batch
+
+    def run_batch(batch: list[_Pending]) -> None:
+        stats.sizes.append(len(batch))
+        started = time.perf_counter()
+        if profiles is None:
+            original(batch)
+        else:
+            profile = profiles.setdefault(threading.get_ident(), cProfile.Profile())
+            profile.enable()
+            try:
+                original(batch)
+            finally:
+                profile.disable()
+        stats.seconds += time.perf_counter() - started
+
+    committer._run_batch = run_batch  # type: ignore[method-assign]
+    return stats
+
+
+def uninstrument(committer: GroupCommitter) -> None:
+    committer.__dict__.pop("_run_batch", None)
+
+
+def run_transfers(
+    app: LedgerApplication,
+    asset_id: str,
+    investors: list[str],
+    clients: int,
+    duration: float,
+    label: str,
+    profiles: dict[int, cProfile.Profile] | None = None,
+) -> RunResult:
+    """`clients` threads doing random valid transfers for `duration` seconds."""
+    head_before = app.admin.head_position()
+    stats = instrument(app.committer, profiles)
+    barrier = threading.Barrier(clients + 1)
+    lock = threading.Lock()
+    latencies: list[float] = []
+    counts = {"committed": 0, "rejected": 0, "failed": 0}
+    deadline = [0.0]
+
+    def client(number: int) -> None:
+        rng = random.Random(f"{label}-{number}")
+        mine: list[float] = []
+        committed = rejected = failed = 0
+        barrier.wait()
+        sequence = 0
+        while time.perf_counter() < deadline[0]:
+            sender, receiver = rng.sample(investors, 2)
+            key = f"{label}-{number}-{sequence}"
+            sequence += 1
+            started = time.perf_counter()
+            try:
+                app.transfer(asset_id, sender, receiver, rng.randint(1, 3), idempotency_key=key)
+            except LedgerError:
+                rejected += 1
+                continue
+            except Exception as error:  # reported in the JSON, never hidden
+                failed += 1
+                log(f"{label}: transfer failed: {error!r}")
+                continue
+            mine.append((time.perf_counter() - started) * 1000)
+            committed += 1
+        with lock:
+            latencies.extend(mine)
+            counts["committed"] += committed
+            counts["rejected"] += rejected
+            counts["failed"] += failed
+
+    threads = [threading.Thread(target=client, args=(n,), name=f"{label}-{n}") for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    started = time.perf_counter()
+    deadline[0] = started + duration
+    barrier.wait()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    uninstrument(app.committer)
+    events = app.admin.head_position() - head_before
+    result = RunResult(
+        clients, counts["committed"], counts["rejected"], counts["failed"], elapsed, latencies, stats, events
+    )
+    log(
+        f"{label}: {result.committed} transfers in {elapsed:.2f}s = {result.rate:.0f}/s "
+        f"({len(stats.sizes)} batches, mean {statistics.fmean(stats.sizes or [0]):.1f}, "
+        f"rejected {result.rejected}, failed {result.failed})"
+    )
+    return result
+
+
+# ----- raw psycopg baselines -----
+
+
+def template_row(schema: str) -> tuple[uuid.UUID, int, str, bytes]:
+    with psycopg.connect(PG_URL) as conn:
+        row = conn.execute(
+            sql.SQL(
+                "SELECT originator_id, originator_version, topic, state FROM {}.ledger_events "
+                "WHERE topic LIKE %s ORDER BY notification_id DESC LIMIT 1"
+            ).format(sql.Identifier(schema)),
+            ("%TokensTransferred",),
+        ).fetchone()
+    assert row is not None, "no stored transfer event to copy"
+    return row[0], int(row[1]), str(row[2]), bytes(row[3])
+
+
+class RawTable:
+    """A plain scratch table with the stored event row's columns, and a source of distinct rows."""
+
+    def __init__(self, schema: str, template: tuple[uuid.UUID, int, str, bytes]) -> None:
+        self.table = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier("bench_raw_events"))
+        self.insert = sql.SQL(
+            "INSERT INTO {} (originator_id, originator_version, topic, state) VALUES (%s, %s, %s, %s)"
+        ).format(self.table)
+        self.originator_id, self.version, self.topic, self.state = template
+        self._next = 0
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL(
+                    "CREATE TABLE {} (originator_id uuid NOT NULL, originator_version bigint NOT NULL, "
+                    "topic text, state bytea)"
+                ).format(self.table)
+            )
+
+    def rows(self, count: int) -> list[tuple[uuid.UUID, int, str, bytes]]:
+        start = self._next
+        self._next += count
+        return [(self.originator_id, start + i, self.topic, self.state) for i in range(count)]
+
+
+def raw_batched(raw: RawTable, seconds: float) -> dict[str, float]:
+    """executemany of 1000-row batches, one commit per batch: rows/s."""
+    with psycopg.connect(PG_URL) as conn:
+        with conn.cursor() as cur:  # warm-up batch, not timed
+            cur.executemany(raw.insert, raw.rows(RAW_BATCH))
+        conn.commit()
+        batches = 0
+        started = time.perf_counter()
+        while True:
+            rows = raw.rows(RAW_BATCH)
+            with conn.cursor() as cur:
+                cur.executemany(raw.insert, rows)
+            conn.commit()
+            batches += 1
+            elapsed = time.perf_counter() - started
+            if elapsed >= seconds and batches >= 3:
+                break
+    rate = batches * RAW_BATCH / elapsed
+    log(f"raw executemany: {batches} x {RAW_BATCH} rows in {elapsed:.2f}s = {rate:.0f} rows/s")
+    return {"rows_per_s": rate, "batches": batches}
+
+
+def raw_single(raw: RawTable, seconds: float) -> dict[str, float]:
+    """One-row INSERT then COMMIT, one after the other: latency in ms."""
+    latencies: list[float] = []
+    with psycopg.connect(PG_URL) as conn:
+        for row in raw.rows(20):  # warm-up
+            conn.execute(raw.insert, row, prepare=True)
+            conn.commit()
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline or len(latencies) < 100:
+            row = raw.rows(1)[0]
+            started = time.perf_counter()
+            conn.execute(raw.insert, row, prepare=True)
+            conn.commit()
+            latencies.append((time.perf_counter() - started) * 1000)
+    result = {
+        "p50_ms": statistics.median(latencies),
+        "p99_ms": percentile(latencies, 99),
+        "per_s": len(latencies) / (sum(latencies) / 1000),
+        "samples": len(latencies),
+    }
+    log(f"raw single INSERT+COMMIT: p50 {result['p50_ms']:.3f} ms, p99 {result['p99_ms']:.3f} ms")
+    return result
+
+
+# ----- profile -----
+
+
+def profile_summary(profiles: dict[int, cProfile.Profile], batch_seconds: float) -> str:
+    assert profiles, "no batch was profiled"
+    out = io.StringIO()
+    first, *rest = profiles.values()
+    merged = pstats.Stats(first, stream=out)
+    for profile in rest:
+        merged.add(profile)
+    merged.dump_stats(str(PROFILE_PATH))
+    out.write(f"leader time in _run_batch (wall, profiled): {batch_seconds:.3f}s\n")
+    merged.strip_dirs().sort_stats("tottime").print_stats(30)
+    merged.sort_stats("cumulative").print_stats(45)
+    text = out.getvalue()
+    PROFILE_PATH.with_suffix(".txt").write_text(text)
+    return text
+
+
+# ----- main -----
+
+
+def main() -> None:
+    overall = time.perf_counter()
+    with scratch_schema() as schema:
+        app = LedgerApplication(store_env(with_schema(PG_URL, schema)))
+        try:
+            asset_id, investors = set_up(app)
+            # Warm the aggregate cache, prepared statements and connection pool.
+            run_transfers(app, asset_id, investors, CLIENTS, 1.0, "warmup")
+
+            raw = RawTable(schema, template_row(schema))
+            batched = raw_batched(raw, RAW_BATCH_SECONDS)
+            single = raw_single(raw, RAW_SINGLE_SECONDS)
+
+            one = run_transfers(app, asset_id, investors, 1, DURATION, "one-client")
+            many = run_transfers(app, asset_id, investors, CLIENTS, DURATION, "sixteen-clients")
+
+            profiles: dict[int, cProfile.Profile] = {}
+            profiled = run_transfers(app, asset_id, investors, CLIENTS, PROFILE_DURATION, "profiled", profiles)
+            summary = profile_summary(profiles, profiled.batches.seconds)
+            log(f"profile written to {PROFILE_PATH} and {PROFILE_PATH.with_suffix('.txt')}")
+            log("top of the profile by own time:\n" + summary[:4000])
+
+            verified = app.admin.verify()
+            assert verified.ok, f"hash chain does not verify: {verified.reason}"
+        finally:
+            app.close()
+
+    def ledger_extra(result: RunResult) -> dict[str, Any]:
+        sizes = result.batches.sizes or [0]
+        return {
+            "clients": result.clients,
+            "transfers": result.committed,
+            "rejected": result.rejected,
+            "failed": result.failed,
+            "seconds": round(result.elapsed, 3),
+            "events_per_transfer": round(result.events / max(result.committed, 1), 3),
+            "batches": len(result.batches.sizes),
+            "mean_batch": round(statistics.fmean(sizes), 2),
+            "max_batch": max(sizes),
+            "leader_busy_fraction": round(result.batches.seconds / result.elapsed, 3),
+        }
+
+    ratio16 = many.rate / batched["rows_per_s"]
+    emit({
+        "name": "append_16_clients",
+        "value": round(many.rate, 1),
+        "unit": "transfers/s",
+        "baseline": round(batched["rows_per_s"], 1),
+        "baseline_unit": "rows/s",
+        "baseline_name": f"raw psycopg executemany, {RAW_BATCH}-row batches, one commit per batch",
+        "ratio": round(ratio16, 4),
+        "target": f">= {TARGET_16_CLIENTS}",
+        "pass": ratio16 >= TARGET_16_CLIENTS,
+        "row_bytes": len(raw.state) + len(raw.topic) + 24,
+        **ledger_extra(many),
+    })
+    ratio1 = one.rate / single["per_s"]
+    emit({
+        "name": "append_1_client",
+        "value": round(one.rate, 1),
+        "unit": "transfers/s",
+        "baseline": round(single["per_s"], 1),
+        "baseline_unit": "rows/s",
+        "baseline_name": "raw single-row INSERT+COMMIT, sequential",
+        "ratio": round(ratio1, 4),
+        "target": None,
+        "pass": None,
+        **ledger_extra(one),
+    })
+    p50 = statistics.median(one.latencies_ms)
+    ratio_p50 = p50 / single["p50_ms"]
+    emit({
+        "name": "append_p50_latency",
+        "value": round(p50, 3),
+        "unit": "ms",
+        "baseline": round(single["p50_ms"], 3),
+        "baseline_name": "raw single-row INSERT+COMMIT p50",
+        "ratio": round(ratio_p50, 3),
+        "target": f"<= {TARGET_P50}",
+        "pass": ratio_p50 <= TARGET_P50,
+        "samples": len(one.latencies_ms),
+        "baseline_samples": single["samples"],
+    })
+    p99 = percentile(one.latencies_ms, 99)
+    emit({
+        "name": "append_p99_latency",
+        "value": round(p99, 3),
+        "unit": "ms",
+        "baseline": round(single["p99_ms"], 3),
+        "baseline_name": "raw single-row INSERT+COMMIT p99",
+        "ratio": round(p99 / single["p99_ms"], 3),
+        "target": None,
+        "pass": None,
+        "samples": len(one.latencies_ms),
+    })
+    log(f"done in {time.perf_counter() - overall:.1f}s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The outside world: CLI (and, later, HTTP API, chain and workers)."""

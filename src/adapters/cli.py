@@ -1,0 +1,425 @@
+"""`ledger`: the operator's command line (typer + rich).
+
+Exit codes: 0 ok, 1 a failure was found (a rejected command, a broken hash
+chain), 2 a usage error (bad arguments or invalid input values).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from adapters import bootstrap
+from adapters.demo import load_demo
+from ledger.application import LedgerApplication
+from ledger.commit import Outcome
+from ledger.errors import LedgerError, ValidationError
+from ledger.store import Verification
+
+app = typer.Typer(help="Register of record for tokenized securities.", no_args_is_help=True)
+asset_cli = typer.Typer(help="Operator commands on assets.", no_args_is_help=True)
+investor_cli = typer.Typer(help="Operator commands on investors.", no_args_is_help=True)
+investment_cli = typer.Typer(help="Operator commands on investments.", no_args_is_help=True)
+distribution_cli = typer.Typer(help="Operator commands on distributions.", no_args_is_help=True)
+proposal_cli = typer.Typer(help="Operator commands on proposals and votes.", no_args_is_help=True)
+app.add_typer(asset_cli, name="asset")
+app.add_typer(investor_cli, name="investor")
+app.add_typer(investment_cli, name="investment")
+app.add_typer(distribution_cli, name="distribution")
+app.add_typer(proposal_cli, name="proposal")
+
+out = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+KeyOption = Annotated[str | None, typer.Option("--idempotency-key", help="Replay-safe key for this command.")]
+
+
+def _ledger() -> LedgerApplication:
+    return bootstrap.build_application()
+
+
+def _guard(action: Callable[[], T]) -> T:
+    """Runs an action, turning ledger errors into a message and the contract's exit code."""
+    try:
+        return action()
+    except ValidationError as error:
+        err.print(f"[red]{error.code}[/red]: {error.detail}")
+        raise typer.Exit(2) from None
+    except LedgerError as error:
+        err.print(f"[red]{error.code}[/red]: {error.detail}")
+        raise typer.Exit(1) from None
+
+
+def _print_outcome(outcome: Outcome, as_json: bool) -> None:
+    body = {**outcome.result, "position": outcome.position}
+    if as_json:
+        out.print_json(json.dumps(body, default=str))
+        return
+    table = Table(show_header=False)
+    for key, value in body.items():
+        table.add_row(key, str(value))
+    out.print(table)
+
+
+def _command(action: Callable[[LedgerApplication], Outcome], as_json: bool) -> None:
+    ledger = _ledger()
+    try:
+        _print_outcome(_guard(lambda: action(ledger)), as_json)
+    finally:
+        ledger.close()
+
+
+@app.command()
+def init() -> None:
+    """Create the event store (tables, triggers) if it does not exist yet."""
+    config = bootstrap.settings()
+    ledger = bootstrap.build_application(config)
+    head = ledger.admin.head_position()
+    ledger.close()
+    out.print(f"event store ready at {_redacted(config.database_url)} (head position {head})")
+
+
+def _redacted(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+def _print_verification(result: Verification, as_json: bool) -> None:
+    body = {
+        "ok": result.ok,
+        "events_checked": result.events_checked,
+        "head_position": result.head_position,
+        "head_hash": result.head_hash,
+        "first_invalid_position": result.first_invalid_position,
+        "reason": result.reason,
+    }
+    if as_json:
+        out.print_json(json.dumps(body))
+    elif result.ok:
+        out.print(f"[green]ok[/green]: {result.events_checked} events, head {result.head_position} {result.head_hash}")
+    else:
+        out.print(
+            f"[red]FAILED[/red] at position {result.first_invalid_position}: {result.reason} "
+            f"({result.events_checked} events verified before it)"
+        )
+
+
+@app.command()
+def verify(as_json: JsonOption = False) -> None:
+    """Recompute the hash chain; exit 1 naming the first altered, removed or inserted position."""
+    ledger = _ledger()
+    try:
+        result = ledger.admin.verify()
+    finally:
+        ledger.close()
+    _print_verification(result, as_json)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def _with_progress(label: str, total: int, lines: Iterator[T]) -> Iterator[T]:
+    with Progress(
+        TextColumn(label), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+        console=err, transient=True,
+    ) as progress:
+        task = progress.add_task(label, total=total)
+        for line in lines:
+            yield line
+            progress.advance(task)
+
+
+@app.command("export")
+def export_(file: Path, as_json: JsonOption = False) -> None:
+    """Write the full history as JSON Lines with positions and hashes."""
+    ledger = _ledger()
+    try:
+        with file.open("w", encoding="utf-8") as handle:
+            result = ledger.admin.export(handle)
+    finally:
+        ledger.close()
+    _print_verification(result, as_json)
+    if not result.ok:
+        err.print("[yellow]the exported history does not verify; the file shows it as stored[/yellow]")
+        raise typer.Exit(1)
+
+
+@app.command("import")
+def import_(file: Path, as_json: JsonOption = False) -> None:
+    """Load an export into an empty store; refuse it if its hash chain does not verify."""
+    if not file.is_file():
+        err.print(f"no such file: {file}")
+        raise typer.Exit(2)
+    total = sum(1 for _ in file.open(encoding="utf-8"))
+    ledger = _ledger()
+    try:
+        with file.open(encoding="utf-8") as first, file.open(encoding="utf-8") as second:
+            result = _guard(
+                lambda: ledger.admin.import_(_with_progress("verifying", total, first), _with_progress("loading", total, second))
+            )
+    finally:
+        ledger.close()
+    _print_verification(result, as_json)
+
+
+@app.command()
+def demo(as_json: JsonOption = False) -> None:
+    """Load a realistic scenario (3 assets, 300+ investors) and print cap tables and a summary."""
+    ledger = _ledger()
+    try:
+        summary = load_demo(ledger, err)
+        if as_json:
+            out.print_json(json.dumps(summary, default=str))
+        else:
+            _print_demo(ledger, summary)
+    finally:
+        ledger.close()
+
+
+def _print_demo(ledger: LedgerApplication, summary: dict[str, Any]) -> None:
+    for asset_id in summary["assets"]:
+        asset = ledger.get_asset(asset_id)
+        table = Table(title=f"{asset.asset_id} {asset.name}: supply {asset.total_supply}, {asset.holder_count} holders")
+        for column in ("investor", "quantity", "frozen", "ownership (bps)"):
+            table.add_column(column, justify="right" if column != "investor" else "left")
+        ranked = sorted(asset.balances.items(), key=lambda item: (-item[1], item[0]))
+        for investor_id, quantity in ranked[:8]:
+            share = quantity * 10_000 // asset.total_supply
+            table.add_row(investor_id, str(quantity), str(asset.frozen_of(investor_id)), str(share))
+        if len(ranked) > 8:
+            table.add_row(f"... {len(ranked) - 8} more", "", "", "")
+        out.print(table)
+    facts = Table(title="demo summary", show_header=False)
+    for key, value in summary.items():
+        if key != "assets":
+            facts.add_row(key, str(value))
+    out.print(facts)
+
+
+# ----- operator commands, one per command of the HTTP API -----
+
+
+@asset_cli.command("register")
+def asset_register(
+    asset_id: str,
+    name: Annotated[str, typer.Option()],
+    symbol: Annotated[str, typer.Option()],
+    currency: Annotated[str, typer.Option()],
+    unit_price: Annotated[int, typer.Option(help="Minor units per whole token.")],
+    authorized_supply: Annotated[int, typer.Option(help="Base units.")],
+    min_investment: Annotated[int, typer.Option()],
+    max_investment: Annotated[int, typer.Option()],
+    decimals: Annotated[int, typer.Option()] = 0,
+    max_holders: Annotated[int | None, typer.Option()] = None,
+    max_balance: Annotated[int | None, typer.Option()] = None,
+    allowed_country: Annotated[list[str] | None, typer.Option(help="Repeat for each country.")] = None,
+    accredited_only: Annotated[bool, typer.Option()] = False,
+    lockup_seconds: Annotated[int, typer.Option()] = 0,
+    key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Register an asset (status draft)."""
+    terms = {
+        "asset_id": asset_id, "name": name, "symbol": symbol, "decimals": decimals, "currency": currency,
+        "unit_price": unit_price, "authorized_supply": authorized_supply, "min_investment": min_investment,
+        "max_investment": max_investment, "max_holders": max_holders, "max_balance": max_balance,
+        "allowed_countries": allowed_country or [], "accredited_only": accredited_only,
+        "lockup_seconds": lockup_seconds,
+    }
+    _command(lambda ledger: ledger.register_asset(terms, key), as_json)
+
+
+@asset_cli.command("approve")
+def asset_approve(asset_id: str, key: KeyOption = None, as_json: JsonOption = False) -> None:
+    """Approve a draft asset."""
+    _command(lambda ledger: ledger.approve_asset(asset_id, key), as_json)
+
+
+@asset_cli.command("offering")
+def asset_offering(
+    asset_id: str, open_: Annotated[bool, typer.Option("--open/--close")], key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Open or close the offering."""
+    _command(lambda ledger: ledger.set_offering(asset_id, open_, key), as_json)
+
+
+@asset_cli.command("pause")
+def asset_pause(asset_id: str, key: KeyOption = None, as_json: JsonOption = False) -> None:
+    """Pause transfers of an asset."""
+    _command(lambda ledger: ledger.pause_asset(asset_id, key), as_json)
+
+
+@asset_cli.command("unpause")
+def asset_unpause(asset_id: str, key: KeyOption = None, as_json: JsonOption = False) -> None:
+    """Resume transfers of an asset."""
+    _command(lambda ledger: ledger.unpause_asset(asset_id, key), as_json)
+
+
+@asset_cli.command("bind-token")
+def asset_bind_token(
+    asset_id: str, chain_id: int, token_address: str, identity_registry: str, key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Bind an approved asset to its ERC-3643 token (status tokenized)."""
+    _command(lambda ledger: ledger.bind_token(asset_id, chain_id, token_address, identity_registry, key), as_json)
+
+
+@asset_cli.command("freeze-tokens")
+def asset_freeze_tokens(
+    asset_id: str, investor_id: str, quantity: int, key: KeyOption = None, as_json: JsonOption = False
+) -> None:
+    """Freeze part of a holder's tokens."""
+    _command(lambda ledger: ledger.freeze_tokens(asset_id, investor_id, quantity, key), as_json)
+
+
+@asset_cli.command("unfreeze-tokens")
+def asset_unfreeze_tokens(
+    asset_id: str, investor_id: str, quantity: int, key: KeyOption = None, as_json: JsonOption = False
+) -> None:
+    """Unfreeze part of a holder's frozen tokens."""
+    _command(lambda ledger: ledger.unfreeze_tokens(asset_id, investor_id, quantity, key), as_json)
+
+
+@asset_cli.command("freeze")
+def asset_freeze(asset_id: str, investor_id: str, key: KeyOption = None, as_json: JsonOption = False) -> None:
+    """Freeze an investor on an asset (no transfers from or to them)."""
+    _command(lambda ledger: ledger.freeze_investor(asset_id, investor_id, key), as_json)
+
+
+@asset_cli.command("unfreeze")
+def asset_unfreeze(asset_id: str, investor_id: str, key: KeyOption = None, as_json: JsonOption = False) -> None:
+    """Lift an investor's freeze on an asset."""
+    _command(lambda ledger: ledger.unfreeze_investor(asset_id, investor_id, key), as_json)
+
+
+@investor_cli.command("register")
+def investor_register(
+    investor_id: str, country: str, wallet: str, accredited: Annotated[bool, typer.Option()] = False,
+    key: KeyOption = None, as_json: JsonOption = False,
+) -> None:
+    """Register an investor (KYC pending)."""
+    _command(lambda ledger: ledger.register_investor(investor_id, country, wallet, accredited, key), as_json)
+
+
+@investor_cli.command("kyc")
+def investor_kyc(
+    investor_id: str, status: str, expires_at: Annotated[str | None, typer.Option()] = None,
+    key: KeyOption = None, as_json: JsonOption = False,
+) -> None:
+    """Record a KYC decision: pending, approved (optionally until --expires-at), rejected, revoked."""
+    _command(lambda ledger: ledger.update_kyc(investor_id, status, expires_at, key), as_json)
+
+
+@investor_cli.command("add-wallet")
+def investor_add_wallet(investor_id: str, wallet: str, key: KeyOption = None, as_json: JsonOption = False) -> None:
+    """Add a wallet to an investor."""
+    _command(lambda ledger: ledger.add_wallet(investor_id, wallet, key), as_json)
+
+
+@investor_cli.command("recover")
+def investor_recover(
+    investor_id: str, lost_wallet: str, new_wallet: str, key: KeyOption = None, as_json: JsonOption = False
+) -> None:
+    """Replace a lost wallet with a new one."""
+    _command(lambda ledger: ledger.recover_wallet(investor_id, lost_wallet, new_wallet, key), as_json)
+
+
+@investment_cli.command("place")
+def investment_place(
+    investor_id: str, asset_id: str, amount: int, key: KeyOption = None, as_json: JsonOption = False
+) -> None:
+    """Place an investment of AMOUNT minor units (pending payment)."""
+    _command(lambda ledger: ledger.place_investment(investor_id, asset_id, amount, key), as_json)
+
+
+@investment_cli.command("confirm-payment")
+def investment_confirm(
+    investment_id: str, payment_ref: str, key: KeyOption = None, as_json: JsonOption = False
+) -> None:
+    """Confirm the payment of an investment: its tokens are issued."""
+    _command(lambda ledger: ledger.confirm_payment(investment_id, payment_ref, key), as_json)
+
+
+@investment_cli.command("cancel")
+def investment_cancel(investment_id: str, key: KeyOption = None, as_json: JsonOption = False) -> None:
+    """Cancel a pending investment."""
+    _command(lambda ledger: ledger.cancel_investment(investment_id, key), as_json)
+
+
+@app.command()
+def transfer(
+    asset_id: str, from_investor_id: str, to_investor_id: str, quantity: int,
+    forced: Annotated[bool, typer.Option(help="Agent's forced transfer.")] = False,
+    key: KeyOption = None, as_json: JsonOption = False,
+) -> None:
+    """Transfer QUANTITY base units between two investors."""
+    _command(
+        lambda ledger: ledger.transfer(asset_id, from_investor_id, to_investor_id, quantity, forced, key), as_json
+    )
+
+
+@app.command()
+def redeem(asset_id: str, investor_id: str, quantity: int, key: KeyOption = None, as_json: JsonOption = False) -> None:
+    """Redeem (burn) QUANTITY base units of an investor."""
+    _command(lambda ledger: ledger.redeem(asset_id, investor_id, quantity, key), as_json)
+
+
+@distribution_cli.command("declare")
+def distribution_declare(
+    asset_id: str, amount: int, record_position: Annotated[int | None, typer.Option()] = None,
+    key: KeyOption = None, as_json: JsonOption = False,
+) -> None:
+    """Declare a distribution of AMOUNT minor units to the holders as of the record position."""
+    _command(lambda ledger: ledger.declare_distribution(asset_id, amount, record_position, key), as_json)
+
+
+@distribution_cli.command("pay")
+def distribution_pay(
+    distribution_id: str, investor_id: Annotated[str | None, typer.Option()] = None,
+    key: KeyOption = None, as_json: JsonOption = False,
+) -> None:
+    """Mark entitlements paid: all unpaid ones, or one investor's."""
+    _command(lambda ledger: ledger.pay_distribution(distribution_id, investor_id, key), as_json)
+
+
+@proposal_cli.command("create")
+def proposal_create(
+    asset_id: str, title: str, option: Annotated[list[str], typer.Option(help="Repeat for each option.")],
+    quorum_bps: Annotated[int, typer.Option()], closes_at: Annotated[str | None, typer.Option()] = None,
+    key: KeyOption = None, as_json: JsonOption = False,
+) -> None:
+    """Put a proposal to the holders of an asset."""
+    _command(lambda ledger: ledger.create_proposal(asset_id, title, list(option), quorum_bps, closes_at, key), as_json)
+
+
+@proposal_cli.command("vote")
+def proposal_vote(
+    proposal_id: str, investor_id: str, option: str, key: KeyOption = None, as_json: JsonOption = False
+) -> None:
+    """Cast an investor's vote."""
+    _command(lambda ledger: ledger.cast_vote(proposal_id, investor_id, option, key), as_json)
+
+
+@proposal_cli.command("close")
+def proposal_close(proposal_id: str, key: KeyOption = None, as_json: JsonOption = False) -> None:
+    """Close a proposal and fix its result."""
+    _command(lambda ledger: ledger.close_proposal(proposal_id, key), as_json)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

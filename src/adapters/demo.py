@@ -1,0 +1,127 @@
+"""A realistic, deterministic demo: three assets, 320 investors in six countries, a year of activity."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from typing import Any
+
+from rich.console import Console
+
+from ledger.application import LedgerApplication
+from ledger.errors import LedgerError, NotFoundError
+
+COUNTRIES = ["ID"] * 8 + ["SG"] * 4 + ["MY"] * 3 + ["TH"] * 2 + ["VN"] * 2 + ["PH"]
+ASSETS: list[dict[str, Any]] = [
+    {
+        "asset_id": "TOLL-JKT-01", "name": "Jakarta outer ring toll road (PPP)", "symbol": "TJK01",
+        "decimals": 0, "currency": "IDR", "unit_price": 100_000, "authorized_supply": 5_000_000,
+        "min_investment": 100_000, "max_investment": 1_000_000_000, "lockup_seconds": 0,
+    },
+    {
+        "asset_id": "WATER-SBY-01", "name": "Surabaya water treatment plant", "symbol": "WSB01",
+        "decimals": 2, "currency": "IDR", "unit_price": 250_000, "authorized_supply": 400_000_000,
+        "min_investment": 100_000, "max_investment": 500_000_000, "max_holders": 250,
+        "allowed_countries": ["ID", "MY", "PH", "SG", "TH"],
+    },
+    {
+        "asset_id": "RENT-SG-01", "name": "Tampines rental apartments", "symbol": "RSG01",
+        "decimals": 0, "currency": "SGD", "unit_price": 10_000, "authorized_supply": 200_000,
+        "min_investment": 50_000, "max_investment": 20_000_000, "max_balance": 2_000,
+        "accredited_only": True, "lockup_seconds": 86_400,
+    },
+]
+INVESTORS = 320
+
+
+def load_demo(ledger: LedgerApplication, console: Console) -> dict[str, Any]:
+    """Loads the scenario once (a second run leaves the store as it is) and returns a summary."""
+    rng = random.Random(20261121)  # noqa: S311 (a reproducible scenario, not security)
+    outcomes: Counter[str] = Counter()
+    try:
+        ledger.get_asset(ASSETS[0]["asset_id"])
+        console.print("demo already loaded; showing the store as it is")
+    except NotFoundError:
+        with console.status("loading the demo scenario..."):
+            _load(ledger, rng, outcomes)
+    verification = ledger.admin.verify()
+    return {
+        "assets": [a["asset_id"] for a in ASSETS],
+        "investors": INVESTORS,
+        "commands_accepted": outcomes["ok"],
+        "commands_rejected": sum(n for code, n in outcomes.items() if code != "ok"),
+        "rejections_by_code": dict(sorted((c, n) for c, n in outcomes.items() if c != "ok")),
+        "events": verification.events_checked,
+        "head_position": verification.head_position,
+        "head_hash": verification.head_hash,
+        "hash_chain_ok": verification.ok,
+    }
+
+
+def _attempt(outcomes: Counter[str], action: Any, *args: Any) -> Any:
+    """Runs a command as a platform would: rejections are counted, not fatal."""
+    try:
+        result = action(*args)
+    except LedgerError as error:
+        outcomes[error.code] += 1
+        return None
+    outcomes["ok"] += 1
+    return result
+
+
+def _load(ledger: LedgerApplication, rng: random.Random, outcomes: Counter[str]) -> None:
+    for terms in ASSETS:
+        _attempt(outcomes, ledger.register_asset, terms)
+        _attempt(outcomes, ledger.approve_asset, terms["asset_id"])
+        _attempt(outcomes, ledger.set_offering, terms["asset_id"], True)
+
+    investors = [f"inv-{n:04d}" for n in range(1, INVESTORS + 1)]
+    for n, investor_id in enumerate(investors, start=1):
+        wallet = "0x" + rng.getrandbits(160).to_bytes(20, "big").hex()
+        _attempt(outcomes, ledger.register_investor, investor_id, rng.choice(COUNTRIES), wallet, n % 9 == 0)
+        roll = rng.random()
+        status = "approved" if roll < 0.9 else "pending" if roll < 0.95 else "rejected"
+        if status != "pending":
+            _attempt(outcomes, ledger.update_kyc, investor_id, status)
+
+    for investor_id in investors:
+        for terms in rng.sample(ASSETS, k=rng.choice([1, 1, 2, 3])):
+            amount = rng.randrange(terms["min_investment"], terms["min_investment"] * 40)
+            placed = _attempt(outcomes, ledger.place_investment, investor_id, terms["asset_id"], amount)
+            if placed is None:
+                continue
+            investment_id = placed.result["investment_id"]
+            roll = rng.random()
+            if roll < 0.9:
+                _attempt(outcomes, ledger.confirm_payment, investment_id, f"PAY-{investment_id[:8]}")
+            elif roll < 0.95:
+                _attempt(outcomes, ledger.cancel_investment, investment_id)
+
+    for _ in range(150):
+        terms = rng.choice(ASSETS)
+        holders = sorted(ledger.get_asset(terms["asset_id"]).balances.items())
+        sender, balance = rng.choice(holders)
+        receiver = rng.choice(investors)
+        _attempt(outcomes, ledger.transfer, terms["asset_id"], sender, receiver, rng.randint(1, max(1, balance // 3)))
+
+    toll = ledger.get_asset("TOLL-JKT-01")
+    ranked = sorted(toll.balances, key=lambda i: (-toll.balances[i], i))
+    _attempt(outcomes, ledger.freeze_tokens, "TOLL-JKT-01", ranked[0], toll.balances[ranked[0]] // 2)
+    _attempt(outcomes, ledger.freeze_investor, "TOLL-JKT-01", ranked[1])
+
+    declared = _attempt(outcomes, ledger.declare_distribution, "TOLL-JKT-01", 125_000_000)
+    if declared is not None:
+        _attempt(outcomes, ledger.pay_distribution, declared.result["distribution_id"])
+
+    water = ledger.get_asset("WATER-SBY-01")
+    proposal = _attempt(
+        outcomes, ledger.create_proposal, "WATER-SBY-01", "Expand capacity by 20% in 2027",
+        ["approve", "reject", "abstain"], 3_000,
+    )
+    if proposal is not None:
+        proposal_id = proposal.result["proposal_id"]
+        for investor_id in sorted(water.balances):
+            if rng.random() < 0.6:
+                option = rng.choices(["approve", "reject", "abstain"], weights=[6, 3, 1])[0]
+                _attempt(outcomes, ledger.cast_vote, proposal_id, investor_id, option)
+        _attempt(outcomes, ledger.close_proposal, proposal_id)
