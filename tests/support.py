@@ -33,7 +33,11 @@ def open_asset(app: LedgerApplication, **overrides: Any) -> str:
 
 
 def onboard(
-    app: LedgerApplication, investor_id: str, country: str = "ID", accredited: bool = False, kyc: str = "approved"
+    app: LedgerApplication,
+    investor_id: str,
+    country: str = "ID",
+    accredited: bool = False,
+    kyc: str = "approved",
 ) -> str:
     app.register_investor(investor_id, country, wallet_for(investor_id), accredited)
     if kyc != "pending":

@@ -108,7 +108,10 @@ def _print_verification(result: Verification, as_json: bool) -> None:
     if as_json:
         out.print_json(json.dumps(body))
     elif result.ok:
-        out.print(f"[green]ok[/green]: {result.events_checked} events, head {result.head_position} {result.head_hash}")
+        out.print(
+            f"[green]ok[/green]: {result.events_checked} events, "
+            f"head {result.head_position} {result.head_hash}"
+        )
     else:
         out.print(
             f"[red]FAILED[/red] at position {result.first_invalid_position}: {result.reason} "
@@ -131,8 +134,12 @@ def verify(as_json: JsonOption = False) -> None:
 
 def _with_progress(label: str, total: int, lines: Iterator[T]) -> Iterator[T]:
     with Progress(
-        TextColumn(label), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-        console=err, transient=True,
+        TextColumn(label),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
     ) as progress:
         task = progress.add_task(label, total=total)
         for line in lines:
@@ -166,7 +173,9 @@ def import_(file: Path, as_json: JsonOption = False) -> None:
     try:
         with file.open(encoding="utf-8") as first, file.open(encoding="utf-8") as second:
             result = _guard(
-                lambda: ledger.admin.import_(_with_progress("verifying", total, first), _with_progress("loading", total, second))
+                lambda: ledger.admin.import_(
+                    _with_progress("verifying", total, first), _with_progress("loading", total, second)
+                )
             )
     finally:
         ledger.close()
@@ -190,7 +199,9 @@ def demo(as_json: JsonOption = False) -> None:
 def _print_demo(ledger: LedgerApplication, summary: dict[str, Any]) -> None:
     for asset_id in summary["assets"]:
         asset = ledger.get_asset(asset_id)
-        table = Table(title=f"{asset.asset_id} {asset.name}: supply {asset.total_supply}, {asset.holder_count} holders")
+        table = Table(
+            title=f"{asset.asset_id} {asset.name}: supply {asset.total_supply}, {asset.holder_count} holders"
+        )
         for column in ("investor", "quantity", "frozen", "ownership (bps)"):
             table.add_column(column, justify="right" if column != "investor" else "left")
         ranked = sorted(asset.balances.items(), key=lambda item: (-item[1], item[0]))
@@ -231,10 +242,19 @@ def asset_register(
 ) -> None:
     """Register an asset (status draft)."""
     terms = {
-        "asset_id": asset_id, "name": name, "symbol": symbol, "decimals": decimals, "currency": currency,
-        "unit_price": unit_price, "authorized_supply": authorized_supply, "min_investment": min_investment,
-        "max_investment": max_investment, "max_holders": max_holders, "max_balance": max_balance,
-        "allowed_countries": allowed_country or [], "accredited_only": accredited_only,
+        "asset_id": asset_id,
+        "name": name,
+        "symbol": symbol,
+        "decimals": decimals,
+        "currency": currency,
+        "unit_price": unit_price,
+        "authorized_supply": authorized_supply,
+        "min_investment": min_investment,
+        "max_investment": max_investment,
+        "max_holders": max_holders,
+        "max_balance": max_balance,
+        "allowed_countries": allowed_country or [],
+        "accredited_only": accredited_only,
         "lockup_seconds": lockup_seconds,
     }
     _command(lambda ledger: ledger.register_asset(terms, key), as_json)
@@ -248,7 +268,9 @@ def asset_approve(asset_id: str, key: KeyOption = None, as_json: JsonOption = Fa
 
 @asset_cli.command("offering")
 def asset_offering(
-    asset_id: str, open_: Annotated[bool, typer.Option("--open/--close")], key: KeyOption = None,
+    asset_id: str,
+    open_: Annotated[bool, typer.Option("--open/--close")],
+    key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Open or close the offering."""
@@ -269,11 +291,17 @@ def asset_unpause(asset_id: str, key: KeyOption = None, as_json: JsonOption = Fa
 
 @asset_cli.command("bind-token")
 def asset_bind_token(
-    asset_id: str, chain_id: int, token_address: str, identity_registry: str, key: KeyOption = None,
+    asset_id: str,
+    chain_id: int,
+    token_address: str,
+    identity_registry: str,
+    key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Bind an approved asset to its ERC-3643 token (status tokenized)."""
-    _command(lambda ledger: ledger.bind_token(asset_id, chain_id, token_address, identity_registry, key), as_json)
+    _command(
+        lambda ledger: ledger.bind_token(asset_id, chain_id, token_address, identity_registry, key), as_json
+    )
 
 
 @asset_cli.command("freeze-tokens")
@@ -299,15 +327,21 @@ def asset_freeze(asset_id: str, investor_id: str, key: KeyOption = None, as_json
 
 
 @asset_cli.command("unfreeze")
-def asset_unfreeze(asset_id: str, investor_id: str, key: KeyOption = None, as_json: JsonOption = False) -> None:
+def asset_unfreeze(
+    asset_id: str, investor_id: str, key: KeyOption = None, as_json: JsonOption = False
+) -> None:
     """Lift an investor's freeze on an asset."""
     _command(lambda ledger: ledger.unfreeze_investor(asset_id, investor_id, key), as_json)
 
 
 @investor_cli.command("register")
 def investor_register(
-    investor_id: str, country: str, wallet: str, accredited: Annotated[bool, typer.Option()] = False,
-    key: KeyOption = None, as_json: JsonOption = False,
+    investor_id: str,
+    country: str,
+    wallet: str,
+    accredited: Annotated[bool, typer.Option()] = False,
+    key: KeyOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Register an investor (KYC pending)."""
     _command(lambda ledger: ledger.register_investor(investor_id, country, wallet, accredited, key), as_json)
@@ -315,15 +349,20 @@ def investor_register(
 
 @investor_cli.command("kyc")
 def investor_kyc(
-    investor_id: str, status: str, expires_at: Annotated[str | None, typer.Option()] = None,
-    key: KeyOption = None, as_json: JsonOption = False,
+    investor_id: str,
+    status: str,
+    expires_at: Annotated[str | None, typer.Option()] = None,
+    key: KeyOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Record a KYC decision: pending, approved (optionally until --expires-at), rejected, revoked."""
     _command(lambda ledger: ledger.update_kyc(investor_id, status, expires_at, key), as_json)
 
 
 @investor_cli.command("add-wallet")
-def investor_add_wallet(investor_id: str, wallet: str, key: KeyOption = None, as_json: JsonOption = False) -> None:
+def investor_add_wallet(
+    investor_id: str, wallet: str, key: KeyOption = None, as_json: JsonOption = False
+) -> None:
     """Add a wallet to an investor."""
     _command(lambda ledger: ledger.add_wallet(investor_id, wallet, key), as_json)
 
@@ -360,26 +399,36 @@ def investment_cancel(investment_id: str, key: KeyOption = None, as_json: JsonOp
 
 @app.command()
 def transfer(
-    asset_id: str, from_investor_id: str, to_investor_id: str, quantity: int,
+    asset_id: str,
+    from_investor_id: str,
+    to_investor_id: str,
+    quantity: int,
     forced: Annotated[bool, typer.Option(help="Agent's forced transfer.")] = False,
-    key: KeyOption = None, as_json: JsonOption = False,
+    key: KeyOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Transfer QUANTITY base units between two investors."""
     _command(
-        lambda ledger: ledger.transfer(asset_id, from_investor_id, to_investor_id, quantity, forced, key), as_json
+        lambda ledger: ledger.transfer(asset_id, from_investor_id, to_investor_id, quantity, forced, key),
+        as_json,
     )
 
 
 @app.command()
-def redeem(asset_id: str, investor_id: str, quantity: int, key: KeyOption = None, as_json: JsonOption = False) -> None:
+def redeem(
+    asset_id: str, investor_id: str, quantity: int, key: KeyOption = None, as_json: JsonOption = False
+) -> None:
     """Redeem (burn) QUANTITY base units of an investor."""
     _command(lambda ledger: ledger.redeem(asset_id, investor_id, quantity, key), as_json)
 
 
 @distribution_cli.command("declare")
 def distribution_declare(
-    asset_id: str, amount: int, record_position: Annotated[int | None, typer.Option()] = None,
-    key: KeyOption = None, as_json: JsonOption = False,
+    asset_id: str,
+    amount: int,
+    record_position: Annotated[int | None, typer.Option()] = None,
+    key: KeyOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Declare a distribution of AMOUNT minor units to the holders as of the record position."""
     _command(lambda ledger: ledger.declare_distribution(asset_id, amount, record_position, key), as_json)
@@ -387,8 +436,10 @@ def distribution_declare(
 
 @distribution_cli.command("pay")
 def distribution_pay(
-    distribution_id: str, investor_id: Annotated[str | None, typer.Option()] = None,
-    key: KeyOption = None, as_json: JsonOption = False,
+    distribution_id: str,
+    investor_id: Annotated[str | None, typer.Option()] = None,
+    key: KeyOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Mark entitlements paid: all unpaid ones, or one investor's."""
     _command(lambda ledger: ledger.pay_distribution(distribution_id, investor_id, key), as_json)
@@ -396,12 +447,19 @@ def distribution_pay(
 
 @proposal_cli.command("create")
 def proposal_create(
-    asset_id: str, title: str, option: Annotated[list[str], typer.Option(help="Repeat for each option.")],
-    quorum_bps: Annotated[int, typer.Option()], closes_at: Annotated[str | None, typer.Option()] = None,
-    key: KeyOption = None, as_json: JsonOption = False,
+    asset_id: str,
+    title: str,
+    option: Annotated[list[str], typer.Option(help="Repeat for each option.")],
+    quorum_bps: Annotated[int, typer.Option()],
+    closes_at: Annotated[str | None, typer.Option()] = None,
+    key: KeyOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Put a proposal to the holders of an asset."""
-    _command(lambda ledger: ledger.create_proposal(asset_id, title, list(option), quorum_bps, closes_at, key), as_json)
+    _command(
+        lambda ledger: ledger.create_proposal(asset_id, title, list(option), quorum_bps, closes_at, key),
+        as_json,
+    )
 
 
 @proposal_cli.command("vote")

@@ -14,21 +14,43 @@ from ledger.errors import LedgerError, NotFoundError
 COUNTRIES = ["ID"] * 8 + ["SG"] * 4 + ["MY"] * 3 + ["TH"] * 2 + ["VN"] * 2 + ["PH"]
 ASSETS: list[dict[str, Any]] = [
     {
-        "asset_id": "TOLL-JKT-01", "name": "Jakarta outer ring toll road (PPP)", "symbol": "TJK01",
-        "decimals": 0, "currency": "IDR", "unit_price": 100_000, "authorized_supply": 5_000_000,
-        "min_investment": 100_000, "max_investment": 1_000_000_000, "lockup_seconds": 0,
+        "asset_id": "TOLL-JKT-01",
+        "name": "Jakarta outer ring toll road (PPP)",
+        "symbol": "TJK01",
+        "decimals": 0,
+        "currency": "IDR",
+        "unit_price": 100_000,
+        "authorized_supply": 5_000_000,
+        "min_investment": 100_000,
+        "max_investment": 1_000_000_000,
+        "lockup_seconds": 0,
     },
     {
-        "asset_id": "WATER-SBY-01", "name": "Surabaya water treatment plant", "symbol": "WSB01",
-        "decimals": 2, "currency": "IDR", "unit_price": 250_000, "authorized_supply": 400_000_000,
-        "min_investment": 100_000, "max_investment": 500_000_000, "max_holders": 250,
+        "asset_id": "WATER-SBY-01",
+        "name": "Surabaya water treatment plant",
+        "symbol": "WSB01",
+        "decimals": 2,
+        "currency": "IDR",
+        "unit_price": 250_000,
+        "authorized_supply": 400_000_000,
+        "min_investment": 100_000,
+        "max_investment": 500_000_000,
+        "max_holders": 250,
         "allowed_countries": ["ID", "MY", "PH", "SG", "TH"],
     },
     {
-        "asset_id": "RENT-SG-01", "name": "Tampines rental apartments", "symbol": "RSG01",
-        "decimals": 0, "currency": "SGD", "unit_price": 10_000, "authorized_supply": 200_000,
-        "min_investment": 50_000, "max_investment": 20_000_000, "max_balance": 2_000,
-        "accredited_only": True, "lockup_seconds": 86_400,
+        "asset_id": "RENT-SG-01",
+        "name": "Tampines rental apartments",
+        "symbol": "RSG01",
+        "decimals": 0,
+        "currency": "SGD",
+        "unit_price": 10_000,
+        "authorized_supply": 200_000,
+        "min_investment": 50_000,
+        "max_investment": 20_000_000,
+        "max_balance": 2_000,
+        "accredited_only": True,
+        "lockup_seconds": 86_400,
     },
 ]
 INVESTORS = 320
@@ -102,7 +124,14 @@ def _load(ledger: LedgerApplication, rng: random.Random, outcomes: Counter[str])
         holders = sorted(ledger.get_asset(terms["asset_id"]).balances.items())
         sender, balance = rng.choice(holders)
         receiver = rng.choice(investors)
-        _attempt(outcomes, ledger.transfer, terms["asset_id"], sender, receiver, rng.randint(1, max(1, balance // 3)))
+        _attempt(
+            outcomes,
+            ledger.transfer,
+            terms["asset_id"],
+            sender,
+            receiver,
+            rng.randint(1, max(1, balance // 3)),
+        )
 
     toll = ledger.get_asset("TOLL-JKT-01")
     ranked = sorted(toll.balances, key=lambda i: (-toll.balances[i], i))
@@ -115,8 +144,12 @@ def _load(ledger: LedgerApplication, rng: random.Random, outcomes: Counter[str])
 
     water = ledger.get_asset("WATER-SBY-01")
     proposal = _attempt(
-        outcomes, ledger.create_proposal, "WATER-SBY-01", "Expand capacity by 20% in 2027",
-        ["approve", "reject", "abstain"], 3_000,
+        outcomes,
+        ledger.create_proposal,
+        "WATER-SBY-01",
+        "Expand capacity by 20% in 2027",
+        ["approve", "reject", "abstain"],
+        3_000,
     )
     if proposal is not None:
         proposal_id = proposal.result["proposal_id"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import Application
@@ -27,6 +27,7 @@ from ledger.errors import AlreadyExistsError, NotFoundError, ValidationError
 from ledger.store import StoreAdmin
 
 MAX_AMOUNT = 10**36
+A = TypeVar("A")
 SNAPSHOTS_KEPT = 64
 
 
@@ -53,7 +54,9 @@ class LedgerApplication(Application[UUID]):
         run: Callable[[UnitOfWork], dict[str, Any]],
         idempotency_key: str | None,
     ) -> Outcome:
-        if idempotency_key is not None and (not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 200):
+        if idempotency_key is not None and (
+            not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 200
+        ):
             raise ValidationError("Idempotency-Key must be 1 to 200 characters")
         return self.committer.execute(Command(name, payload, run, idempotency_key))
 
@@ -66,7 +69,9 @@ class LedgerApplication(Application[UUID]):
         return self._read(Investor, Investor.create_id(v.investor_id(investor_id)), f"investor {investor_id}")
 
     def get_investment(self, investment_id: UUID | str) -> Investment:
-        return self._read(Investment, v.uuid_text(investment_id, "investment_id"), f"investment {investment_id}")
+        return self._read(
+            Investment, v.uuid_text(investment_id, "investment_id"), f"investment {investment_id}"
+        )
 
     def get_distribution(self, distribution_id: UUID | str) -> Distribution:
         ident = v.uuid_text(distribution_id, "distribution_id")
@@ -75,7 +80,7 @@ class LedgerApplication(Application[UUID]):
     def get_proposal(self, proposal_id: UUID | str) -> Proposal:
         return self._read(Proposal, v.uuid_text(proposal_id, "proposal_id"), f"proposal {proposal_id}")
 
-    def _read(self, cls: type[Any], aggregate_id: UUID, what: str) -> Any:
+    def _read(self, cls: type[A], aggregate_id: UUID, what: str) -> A:
         try:
             aggregate = self.committer.read(aggregate_id)
         except NotFoundError:
@@ -98,7 +103,11 @@ class LedgerApplication(Application[UUID]):
         return self._execute("register_asset", clean, run, idempotency_key)
 
     def _on_asset(
-        self, name: str, asset_id: str, act: Callable[[Asset, UnitOfWork], None], payload: dict[str, Any],
+        self,
+        name: str,
+        asset_id: str,
+        act: Callable[[Asset, UnitOfWork], None],
+        payload: dict[str, Any],
         idempotency_key: str | None,
     ) -> Outcome:
         asset_id = v.asset_id(asset_id)
@@ -125,7 +134,11 @@ class LedgerApplication(Application[UUID]):
         return self._on_asset("unpause_asset", asset_id, lambda a, _: a.unpause(), {}, idempotency_key)
 
     def bind_token(
-        self, asset_id: str, chain_id: Any, token_address: Any, identity_registry: Any,
+        self,
+        asset_id: str,
+        chain_id: Any,
+        token_address: Any,
+        identity_registry: Any,
         idempotency_key: str | None = None,
     ) -> Outcome:
         chain = v.integer(chain_id, "chain_id", minimum=1, maximum=2**63 - 1)
@@ -140,8 +153,13 @@ class LedgerApplication(Application[UUID]):
         )
 
     def _on_holder(
-        self, name: str, asset_id: str, investor_id: str, act: Callable[[Asset, str], None],
-        payload: dict[str, Any], idempotency_key: str | None,
+        self,
+        name: str,
+        asset_id: str,
+        investor_id: str,
+        act: Callable[[Asset, str], None],
+        payload: dict[str, Any],
+        idempotency_key: str | None,
     ) -> Outcome:
         holder = v.investor_id(investor_id)
 
@@ -156,7 +174,11 @@ class LedgerApplication(Application[UUID]):
     ) -> Outcome:
         q = v.integer(quantity, "quantity")
         return self._on_holder(
-            "freeze_tokens", asset_id, investor_id, lambda a, i: a.freeze_tokens(i, q), {"quantity": q},
+            "freeze_tokens",
+            asset_id,
+            investor_id,
+            lambda a, i: a.freeze_tokens(i, q),
+            {"quantity": q},
             idempotency_key,
         )
 
@@ -165,7 +187,11 @@ class LedgerApplication(Application[UUID]):
     ) -> Outcome:
         q = v.integer(quantity, "quantity")
         return self._on_holder(
-            "unfreeze_tokens", asset_id, investor_id, lambda a, i: a.unfreeze_tokens(i, q), {"quantity": q},
+            "unfreeze_tokens",
+            asset_id,
+            investor_id,
+            lambda a, i: a.unfreeze_tokens(i, q),
+            {"quantity": q},
             idempotency_key,
         )
 
@@ -174,9 +200,16 @@ class LedgerApplication(Application[UUID]):
             "freeze_investor", asset_id, investor_id, lambda a, i: a.freeze_address(i), {}, idempotency_key
         )
 
-    def unfreeze_investor(self, asset_id: str, investor_id: str, idempotency_key: str | None = None) -> Outcome:
+    def unfreeze_investor(
+        self, asset_id: str, investor_id: str, idempotency_key: str | None = None
+    ) -> Outcome:
         return self._on_holder(
-            "unfreeze_investor", asset_id, investor_id, lambda a, i: a.unfreeze_address(i), {}, idempotency_key
+            "unfreeze_investor",
+            asset_id,
+            investor_id,
+            lambda a, i: a.unfreeze_address(i),
+            {},
+            idempotency_key,
         )
 
     # ----- investors -----
@@ -184,7 +217,7 @@ class LedgerApplication(Application[UUID]):
     def register_investor(
         self, investor_id: str, country: Any, wallet: Any, accredited: Any, idempotency_key: str | None = None
     ) -> Outcome:
-        payload = {
+        payload: dict[str, Any] = {
             "investor_id": v.investor_id(investor_id),
             "country": v.country(country),
             "wallet": v.wallet(wallet),
@@ -201,7 +234,11 @@ class LedgerApplication(Application[UUID]):
         return self._execute("register_investor", payload, run, idempotency_key)
 
     def _on_investor(
-        self, name: str, investor_id: str, act: Callable[[Investor, UnitOfWork], None], payload: dict[str, Any],
+        self,
+        name: str,
+        investor_id: str,
+        act: Callable[[Investor, UnitOfWork], None],
+        payload: dict[str, Any],
         idempotency_key: str | None,
     ) -> Outcome:
         ident = v.investor_id(investor_id)
@@ -221,8 +258,11 @@ class LedgerApplication(Application[UUID]):
         if expiry is not None and status != "approved":
             raise ValidationError("expires_at only applies to an approved KYC")
         return self._on_investor(
-            "update_kyc", investor_id, lambda i, _: i.update_kyc(status, expiry),
-            {"status": status, "expires_at": expiry}, idempotency_key,
+            "update_kyc",
+            investor_id,
+            lambda i, _: i.update_kyc(status, expiry),
+            {"status": status, "expires_at": expiry},
+            idempotency_key,
         )
 
     def add_wallet(self, investor_id: str, wallet: Any, idempotency_key: str | None = None) -> Outcome:
@@ -256,7 +296,7 @@ class LedgerApplication(Application[UUID]):
     def place_investment(
         self, investor_id: str, asset_id: str, amount: Any, idempotency_key: str | None = None
     ) -> Outcome:
-        payload = {
+        payload: dict[str, Any] = {
             "investor_id": v.investor_id(investor_id),
             "asset_id": v.asset_id(asset_id),
             "amount": v.integer(amount, "amount", minimum=0, maximum=MAX_AMOUNT),
@@ -264,11 +304,15 @@ class LedgerApplication(Application[UUID]):
 
         def run(uow: UnitOfWork) -> dict[str, Any]:
             asset = uow.get(Asset, Asset.create_id(payload["asset_id"]), f"asset {payload['asset_id']}")
-            investor = uow.get(Investor, Investor.create_id(payload["investor_id"]), f"investor {investor_id}")
+            investor = uow.get(
+                Investor, Investor.create_id(payload["investor_id"]), f"investor {investor_id}"
+            )
             purchase = asset.check_investment(
                 investor.investor_id, investor.eligible_for(asset, uow.now), payload["amount"]
             )
-            investment = uow.add(Investment.place(investor.investor_id, asset.asset_id, payload["amount"], purchase))
+            investment = uow.add(
+                Investment.place(investor.investor_id, asset.asset_id, payload["amount"], purchase)
+            )
             asset.reserve(investment.id, investor.investor_id, purchase.quantity)
             return {
                 "investment_id": str(investment.id),
@@ -281,8 +325,12 @@ class LedgerApplication(Application[UUID]):
         return self._execute("place_investment", payload, run, idempotency_key)
 
     def _on_investment(
-        self, name: str, investment_id: Any, act: Callable[[Investment, Asset, UnitOfWork], None],
-        payload: dict[str, Any], idempotency_key: str | None,
+        self,
+        name: str,
+        investment_id: Any,
+        act: Callable[[Investment, Asset, UnitOfWork], None],
+        payload: dict[str, Any],
+        idempotency_key: str | None,
     ) -> Outcome:
         ident = v.uuid_text(investment_id, "investment_id")
 
@@ -294,7 +342,9 @@ class LedgerApplication(Application[UUID]):
 
         return self._execute(name, {"investment_id": str(ident), **payload}, run, idempotency_key)
 
-    def confirm_payment(self, investment_id: Any, payment_ref: Any, idempotency_key: str | None = None) -> Outcome:
+    def confirm_payment(
+        self, investment_id: Any, payment_ref: Any, idempotency_key: str | None = None
+    ) -> Outcome:
         ref = v.text(payment_ref, "payment_ref")
 
         def act(investment: Investment, asset: Asset, uow: UnitOfWork) -> None:
@@ -303,7 +353,9 @@ class LedgerApplication(Application[UUID]):
             investment.confirm_payment(ref)
             asset.issue(investment.id, investment.investor_id, investment.quantity, uow.now)
 
-        return self._on_investment("confirm_payment", investment_id, act, {"payment_ref": ref}, idempotency_key)
+        return self._on_investment(
+            "confirm_payment", investment_id, act, {"payment_ref": ref}, idempotency_key
+        )
 
     def cancel_investment(self, investment_id: Any, idempotency_key: str | None = None) -> Outcome:
         def act(investment: Investment, asset: Asset, _: UnitOfWork) -> None:
@@ -317,10 +369,15 @@ class LedgerApplication(Application[UUID]):
     # ----- transfers and redemptions -----
 
     def transfer(
-        self, asset_id: str, from_investor_id: str, to_investor_id: str, quantity: Any, forced: Any = False,
+        self,
+        asset_id: str,
+        from_investor_id: str,
+        to_investor_id: str,
+        quantity: Any,
+        forced: Any = False,
         idempotency_key: str | None = None,
     ) -> Outcome:
-        payload = {
+        payload: dict[str, Any] = {
             "asset_id": v.asset_id(asset_id),
             "from_investor_id": v.investor_id(from_investor_id),
             "to_investor_id": v.investor_id(to_investor_id),
@@ -331,9 +388,13 @@ class LedgerApplication(Application[UUID]):
         def run(uow: UnitOfWork) -> dict[str, Any]:
             asset = uow.get(Asset, Asset.create_id(payload["asset_id"]), f"asset {asset_id}")
             uow.get(Investor, Investor.create_id(payload["from_investor_id"]), f"investor {from_investor_id}")
-            receiver = uow.get(Investor, Investor.create_id(payload["to_investor_id"]), f"investor {to_investor_id}")
+            receiver = uow.get(
+                Investor, Investor.create_id(payload["to_investor_id"]), f"investor {to_investor_id}"
+            )
             if payload["forced"]:
-                asset.force_transfer(payload["from_investor_id"], payload["to_investor_id"], payload["quantity"])
+                asset.force_transfer(
+                    payload["from_investor_id"], payload["to_investor_id"], payload["quantity"]
+                )
             else:
                 asset.transfer(
                     payload["from_investor_id"],
@@ -346,7 +407,9 @@ class LedgerApplication(Application[UUID]):
 
         return self._execute("transfer", payload, run, idempotency_key)
 
-    def redeem(self, asset_id: str, investor_id: str, quantity: Any, idempotency_key: str | None = None) -> Outcome:
+    def redeem(
+        self, asset_id: str, investor_id: str, quantity: Any, idempotency_key: str | None = None
+    ) -> Outcome:
         q = v.integer(quantity, "quantity")
         return self._on_holder(
             "redeem", asset_id, investor_id, lambda a, i: a.redeem(i, q), {"quantity": q}, idempotency_key
@@ -357,12 +420,12 @@ class LedgerApplication(Application[UUID]):
     def declare_distribution(
         self, asset_id: str, amount: Any, record_position: Any = None, idempotency_key: str | None = None
     ) -> Outcome:
-        payload = {
+        payload: dict[str, Any] = {
             "asset_id": v.asset_id(asset_id),
             "amount": v.integer(amount, "amount", minimum=1, maximum=MAX_AMOUNT),
-            "record_position": None if record_position is None else v.integer(
-                record_position, "record_position", minimum=0
-            ),
+            "record_position": None
+            if record_position is None
+            else v.integer(record_position, "record_position", minimum=0),
         }
 
         def run(uow: UnitOfWork) -> dict[str, Any]:
@@ -372,7 +435,9 @@ class LedgerApplication(Application[UUID]):
                 version, holdings = asset.version, asset.balances
             else:
                 version, holdings = self._holdings_at_position(asset, position)
-            distribution = uow.add(Distribution.declare(asset.asset_id, payload["amount"], position, version, holdings))
+            distribution = uow.add(
+                Distribution.declare(asset.asset_id, payload["amount"], position, version, holdings)
+            )
             return {"distribution_id": str(distribution.id)}
 
         return self._execute("declare_distribution", payload, run, idempotency_key)
@@ -389,7 +454,7 @@ class LedgerApplication(Application[UUID]):
         """Balances of an asset at one of its committed versions (cached; history never changes)."""
         key = (asset_id, version)
         if key not in self._snapshots:
-            past = self.repository.get(Asset.create_id(asset_id), version=version)
+            past: Asset = self.repository.get(Asset.create_id(asset_id), version=version)
             assert isinstance(past, Asset)
             self._snapshots[key] = dict(past.balances)
             while len(self._snapshots) > SNAPSHOTS_KEPT:
@@ -414,7 +479,12 @@ class LedgerApplication(Application[UUID]):
     # ----- votes -----
 
     def create_proposal(
-        self, asset_id: str, title: Any, options: Any, quorum_bps: Any, closes_at: Any = None,
+        self,
+        asset_id: str,
+        title: Any,
+        options: Any,
+        quorum_bps: Any,
+        closes_at: Any = None,
         idempotency_key: str | None = None,
     ) -> Outcome:
         if not isinstance(options, list) or not 2 <= len(options) <= 10:
@@ -422,7 +492,7 @@ class LedgerApplication(Application[UUID]):
         choices = [v.text(o, "option", max_length=100) for o in options]
         if len(set(choices)) != len(choices):
             raise ValidationError("options must be distinct")
-        payload = {
+        payload: dict[str, Any] = {
             "asset_id": v.asset_id(asset_id),
             "title": v.text(title, "title"),
             "options": choices,
@@ -439,7 +509,9 @@ class LedgerApplication(Application[UUID]):
 
         return self._execute("create_proposal", payload, run, idempotency_key)
 
-    def cast_vote(self, proposal_id: Any, investor_id: str, option: Any, idempotency_key: str | None = None) -> Outcome:
+    def cast_vote(
+        self, proposal_id: Any, investor_id: str, option: Any, idempotency_key: str | None = None
+    ) -> Outcome:
         ident = v.uuid_text(proposal_id, "proposal_id")
         voter = v.investor_id(investor_id)
         if not isinstance(option, str):
@@ -453,7 +525,10 @@ class LedgerApplication(Application[UUID]):
             return {"proposal_id": str(ident), "weight": weight}
 
         return self._execute(
-            "cast_vote", {"proposal_id": str(ident), "investor_id": voter, "option": option}, run, idempotency_key
+            "cast_vote",
+            {"proposal_id": str(ident), "investor_id": voter, "option": option},
+            run,
+            idempotency_key,
         )
 
     def close_proposal(self, proposal_id: Any, idempotency_key: str | None = None) -> Outcome:
@@ -478,35 +553,56 @@ def validate_asset_terms(terms: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(terms, dict):
         raise ValidationError("asset terms must be an object")
     known = {
-        "asset_id", "name", "symbol", "decimals", "currency", "unit_price", "authorized_supply",
-        "min_investment", "max_investment", "max_holders", "max_balance", "allowed_countries",
-        "accredited_only", "lockup_seconds",
+        "asset_id",
+        "name",
+        "symbol",
+        "decimals",
+        "currency",
+        "unit_price",
+        "authorized_supply",
+        "min_investment",
+        "max_investment",
+        "max_holders",
+        "max_balance",
+        "allowed_countries",
+        "accredited_only",
+        "lockup_seconds",
     }
     unknown = set(terms) - known
     if unknown:
         raise ValidationError(f"unknown fields: {', '.join(sorted(unknown))}")
-    required = known - {"max_holders", "max_balance", "allowed_countries", "accredited_only", "lockup_seconds"}
+    required = known - {
+        "max_holders",
+        "max_balance",
+        "allowed_countries",
+        "accredited_only",
+        "lockup_seconds",
+    }
     missing = required - set(terms)
     if missing:
         raise ValidationError(f"missing fields: {', '.join(sorted(missing))}")
     countries = terms.get("allowed_countries") or []
     if not isinstance(countries, list):
         raise ValidationError("allowed_countries must be a list of ISO 3166-1 alpha-2 codes")
-    clean = {
+    clean: dict[str, Any] = {
         "asset_id": v.asset_id(terms["asset_id"]),
         "name": v.text(terms["name"], "name"),
         "symbol": v.text(terms["symbol"], "symbol", max_length=16),
         "decimals": v.integer(terms["decimals"], "decimals", minimum=0, maximum=18),
         "currency": v.currency(terms["currency"]),
         "unit_price": v.integer(terms["unit_price"], "unit_price", minimum=1, maximum=MAX_AMOUNT),
-        "authorized_supply": v.integer(terms["authorized_supply"], "authorized_supply", minimum=1, maximum=MAX_AMOUNT),
+        "authorized_supply": v.integer(
+            terms["authorized_supply"], "authorized_supply", minimum=1, maximum=MAX_AMOUNT
+        ),
         "min_investment": v.integer(terms["min_investment"], "min_investment", minimum=0, maximum=MAX_AMOUNT),
         "max_investment": v.integer(terms["max_investment"], "max_investment", minimum=1, maximum=MAX_AMOUNT),
         "max_holders": _optional_int(terms.get("max_holders"), "max_holders"),
         "max_balance": _optional_int(terms.get("max_balance"), "max_balance"),
         "allowed_countries": sorted({v.country(c, "allowed_countries") for c in countries}),
         "accredited_only": v.boolean(terms.get("accredited_only", False), "accredited_only"),
-        "lockup_seconds": v.integer(terms.get("lockup_seconds", 0), "lockup_seconds", minimum=0, maximum=10**10),
+        "lockup_seconds": v.integer(
+            terms.get("lockup_seconds", 0), "lockup_seconds", minimum=0, maximum=10**10
+        ),
     }
     if clean["max_investment"] < clean["min_investment"]:
         raise ValidationError("max_investment must not be below min_investment")

@@ -84,7 +84,7 @@ class _Pending:
         self.done.set()
 
 
-class _Poisoned(Exception):
+class _PoisonedBatchError(Exception):
     """A failing command left events on an aggregate: the batch's state cannot be trusted."""
 
 
@@ -129,7 +129,7 @@ class UnitOfWork:
     def check_untouched(self) -> None:
         for aggregate, before in self._touched.values():
             if len(aggregate.pending_events) != before:
-                raise _Poisoned
+                raise _PoisonedBatchError
 
 
 class GroupCommitter:
@@ -175,7 +175,7 @@ class GroupCommitter:
         aggregate = self.working.get(aggregate_id) or self._cache.get(aggregate_id)
         if aggregate is not None and aggregate_id in self._stale:
             for event in self.app.events.get(aggregate_id, gt=aggregate.version):
-                aggregate = event.mutate(aggregate)
+                aggregate = event.mutate(aggregate)  # type: ignore[attr-defined]
             self._stale.discard(aggregate_id)
         if aggregate is None:
             try:
@@ -207,7 +207,7 @@ class GroupCommitter:
     def _run_batch(self, batch: list[_Pending]) -> None:
         try:
             self._attempt(batch)
-        except (_Poisoned, IntegrityError):
+        except (_PoisonedBatchError, IntegrityError):
             pass  # every command left undone is retried on its own below
         except Exception as error:  # the store is unreachable or broken: every caller learns it
             for pending in batch:
@@ -223,12 +223,14 @@ class GroupCommitter:
         for _ in range(MAX_ATTEMPTS):
             try:
                 self._attempt([pending])
-            except (_Poisoned, IntegrityError):
+            except (_PoisonedBatchError, IntegrityError):
                 continue
             except Exception as error:
                 pending.fail(error)
             return
-        pending.fail(ConcurrencyError(f"{pending.command.name} kept conflicting with other writers; retry later"))
+        pending.fail(
+            ConcurrencyError(f"{pending.command.name} kept conflicting with other writers; retry later")
+        )
 
     def _attempt(self, batch: list[_Pending]) -> None:
         self.working = {}

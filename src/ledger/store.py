@@ -86,7 +86,9 @@ def hash_rows(
     for event, position in zip(stored_events, positions, strict=True):
         prev_hash = chain_hash(
             prev_hash,
-            canonical_record(position, event.originator_id, event.originator_version, event.topic, event.state),
+            canonical_record(
+                position, event.originator_id, event.originator_version, event.topic, event.state
+            ),
         )
         rows.append((position, prev_position, prev_hash))
         prev_position = position
@@ -203,7 +205,8 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
         records = kwargs.get("idempotency") or ()
         if records:
             c.executemany(
-                f"INSERT INTO {IDEMPOTENCY_TABLE} (key, request_hash, response, position) VALUES (?, ?, ?, ?)",
+                f"INSERT INTO {IDEMPOTENCY_TABLE} (key, request_hash, response, position) "
+                "VALUES (?, ?, ?, ?)",
                 idempotency_rows(records, positions),
             )
         commit_info = kwargs.get("commit_info")
@@ -227,7 +230,10 @@ class StoreAdmin:
         if isinstance(recorder, LedgerPostgresRecorder):
             self.sql: _Sql = _PostgresSql(recorder)
             schema = recorder.datastore.schema
-            self.events, self.hashes = f'"{schema}".{recorder.events_table_name}', f'"{schema}".{HASHES_TABLE}'
+            self.events, self.hashes = (
+                f'"{schema}".{recorder.events_table_name}',
+                f'"{schema}".{HASHES_TABLE}',
+            )
             self.idempotency = f'"{schema}".{IDEMPOTENCY_TABLE}'
             self.position = "notification_id"
         elif isinstance(recorder, LedgerSQLiteRecorder):
@@ -295,6 +301,7 @@ class StoreAdmin:
 
     def export(self, out: IO[str]) -> Verification:
         """Writes the history as JSON Lines (one stored event per line) and verifies it on the way."""
+
         def written() -> Iterator[StoredRecord]:
             for record in self.records():
                 out.write(json.dumps(record_to_json(record), separators=(",", ":")) + "\n")
@@ -332,7 +339,9 @@ def _record(row: Any) -> StoredRecord:
 
 
 def _orphan(row: Any) -> StoredRecord:
-    return StoredRecord(int(row["position"]), UUID(int=0), 0, "", b"", int(row["prev_position"]), bytes(row["hash"]))
+    return StoredRecord(
+        int(row["position"]), UUID(int=0), 0, "", b"", int(row["prev_position"]), bytes(row["hash"])
+    )
 
 
 def record_to_json(record: StoredRecord) -> dict[str, Any]:
@@ -383,7 +392,8 @@ def verify_records(records: Iterable[StoredRecord]) -> Verification:
                 return fail(record.prev_position, "event removed before this position")
             return fail(record.position, "chain link does not follow the previous event: inserted")
         expected = chain_hash(
-            prev_hash, canonical_record(record.position, record.stream_id, record.version, record.topic, record.state)
+            prev_hash,
+            canonical_record(record.position, record.stream_id, record.version, record.topic, record.state),
         )
         if expected != record.hash:
             return fail(record.position, "event altered: hash does not match")
@@ -428,8 +438,10 @@ class _PostgresSql:
                 )
                 curs.executemany(r.insert_hash, [(x.position, x.prev_position, x.hash) for x in batch])
             curs.execute(
-                SQL("SELECT setval(pg_get_serial_sequence(%s, 'notification_id'), "
-                    "(SELECT COALESCE(MAX(notification_id), 0) + 1 FROM {}), false)").format(r.events),
+                SQL(
+                    "SELECT setval(pg_get_serial_sequence(%s, 'notification_id'), "
+                    "(SELECT COALESCE(MAX(notification_id), 0) + 1 FROM {}), false)"
+                ).format(r.events),
                 (f'"{self.datastore.schema}".{r.events_table_name}',),
             )
 

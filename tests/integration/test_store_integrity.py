@@ -44,8 +44,11 @@ class RawStore:
         if self.postgres:
             env = self.env
             with psycopg.connect(
-                host=env["POSTGRES_HOST"], port=env["POSTGRES_PORT"], dbname=env["POSTGRES_DBNAME"],
-                user=env["POSTGRES_USER"], autocommit=False,
+                host=env["POSTGRES_HOST"],
+                port=env["POSTGRES_PORT"],
+                dbname=env["POSTGRES_DBNAME"],
+                user=env["POSTGRES_USER"],
+                autocommit=False,
             ) as conn:
                 if bypass_triggers:
                     conn.execute("SET session_replication_role = replica")
@@ -55,7 +58,9 @@ class RawStore:
             conn = sqlite3.connect(self.env["SQLITE_DBNAME"])
             try:
                 if bypass_triggers:
-                    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+                    for (name,) in conn.execute(
+                        "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+                    ).fetchall():
                         conn.execute(f"DROP TRIGGER {name}")
                 conn.execute(sql, params)
                 conn.commit()
@@ -130,12 +135,15 @@ def test_a_removed_event_whose_hash_stayed_is_named_by_verify(app: LedgerApplica
     assert (result.ok, result.first_invalid_position) == (False, 4)
 
 
-def test_an_event_inserted_outside_the_ledger_is_named_by_verify(app: LedgerApplication, raw: RawStore) -> None:
+def test_an_event_inserted_outside_the_ledger_is_named_by_verify(
+    app: LedgerApplication, raw: RawStore
+) -> None:
     scenario(app)
     head = app.admin.head_position()
     stream = "00000000-0000-0000-0000-000000000001" if raw.postgres else "00000000000000000000000000000001"
     raw.execute(
-        f"INSERT INTO {raw.table(EVENTS_TABLE)} ({raw.position}, originator_id, originator_version, topic, state) "
+        f"INSERT INTO {raw.table(EVENTS_TABLE)} "
+        f"({raw.position}, originator_id, originator_version, topic, state) "
         "VALUES (?, ?, 1, 'forged', ?)",
         (head + 1, stream, b"{}"),
     )
@@ -174,7 +182,11 @@ def test_import_refuses_a_file_whose_chain_does_not_verify(app: LedgerApplicatio
     exported.write_text("\n".join(lines) + "\n")
     target = LedgerApplication(store_env(f"sqlite:///{tmp_path}/copy.sqlite3"))
     refused = f"position {record['position']}"
-    with exported.open() as first, exported.open() as second, pytest.raises(IntegrityViolationError, match=refused):
+    with (
+        exported.open() as first,
+        exported.open() as second,
+        pytest.raises(IntegrityViolationError, match=refused),
+    ):
         target.admin.import_(first, second)
     assert target.admin.head_position() == 0
     target.close()
@@ -186,6 +198,10 @@ def test_import_refuses_a_store_that_is_not_empty(app: LedgerApplication, tmp_pa
     with exported.open("w") as out:
         app.admin.export(out)
     head = app.admin.head_position()
-    with exported.open() as first, exported.open() as second, pytest.raises(ValidationError, match="not empty"):
+    with (
+        exported.open() as first,
+        exported.open() as second,
+        pytest.raises(ValidationError, match="not empty"),
+    ):
         app.admin.import_(first, second)
     assert app.admin.head_position() == head

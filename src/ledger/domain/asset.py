@@ -249,7 +249,9 @@ class Asset(Aggregate):
             and not self.is_prospective_holder(investor_id)
             and self.prospective_holder_count >= self.max_holders
         ):
-            raise MaxHoldersExceededError(f"asset {self.asset_id} is at its limit of {self.max_holders} holders")
+            raise MaxHoldersExceededError(
+                f"asset {self.asset_id} is at its limit of {self.max_holders} holders"
+            )
 
     def check_max_balance(self, investor_id: str, quantity: int) -> None:
         if self.max_balance is None:

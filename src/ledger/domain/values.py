@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pycountry
-from eth_utils import is_hex_address, to_checksum_address
+from eth_utils.address import is_hex_address, to_checksum_address
 
 from ledger.errors import ValidationError
 
