@@ -1,0 +1,1 @@
+"""Read side: read-model tables, projections, the runner, queries and replay."""

@@ -1,0 +1,175 @@
+"""Investors (registration, wallets, KYC) and investments, as the platform's back end shows them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Boolean, Column, Connection, DateTime, String, Table, select
+
+from eventsourcing.dispatch import singledispatchmethod
+from ledger.domain.investment import Investment
+from ledger.domain.investor import Investor
+from projections.batch import Batch
+from projections.schema import Exact, metadata
+
+investors = Table(
+    "rm_investors",
+    metadata,
+    Column("investor_id", String(64), primary_key=True),
+    Column("country", String(2), nullable=False),
+    Column("accredited", Boolean, nullable=False),
+    Column("kyc_status", String(16), nullable=False),
+    Column("kyc_expires_at", DateTime(timezone=True)),
+    Column("registered_at", DateTime(timezone=True), nullable=False),
+    Column("registered_position", BigInteger, nullable=False),
+)
+
+wallets = Table(
+    "rm_investor_wallets",
+    metadata,
+    Column("wallet", String(42), primary_key=True),
+    Column("investor_id", String(64), nullable=False, index=True),
+    Column("active", Boolean, nullable=False),
+    Column("added_position", BigInteger, nullable=False),
+)
+
+investments = Table(
+    "rm_investments",
+    metadata,
+    Column("investment_id", String(36), primary_key=True),
+    Column("investor_id", String(64), nullable=False, index=True),
+    Column("asset_id", String(32), nullable=False),
+    Column("amount", Exact, nullable=False),
+    Column("quantity", Exact, nullable=False),
+    Column("accepted_amount", Exact, nullable=False),
+    Column("refund_amount", Exact, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("payment_ref", String(200)),
+    Column("placed_at", DateTime(timezone=True), nullable=False),
+    Column("placed_position", BigInteger, nullable=False),
+    Column("updated_position", BigInteger, nullable=False),
+)
+
+
+class InvestorsView:
+    """Projects investor and investment events."""
+
+    name = "investors"
+
+    def __init__(self, tables: dict[str, Table]) -> None:
+        self.investors = tables["rm_investors"]
+        self.wallets = tables["rm_investor_wallets"]
+        self.investments = tables["rm_investments"]
+        self.investor_ids: dict[Any, str] = {}
+
+    def load(self, conn: Connection) -> None:
+        self.investor_ids = {
+            Investor.create_id(row.investor_id): row.investor_id
+            for row in conn.execute(select(self.investors.c.investor_id))
+        }
+
+    def flush(self, batch: Batch) -> None:
+        """Every row is written as its event is processed."""
+
+    @singledispatchmethod
+    def process_event(self, event: Any, batch: Batch) -> None:
+        """Events this view does not show only advance its position."""
+
+    @process_event.register
+    def _(self, event: Investor.Registered, batch: Batch) -> None:
+        self.investor_ids[event.originator_id] = event.investor_id
+        batch.insert(
+            self.investors,
+            {
+                "investor_id": event.investor_id, "country": event.country, "accredited": event.accredited,
+                "kyc_status": "pending", "kyc_expires_at": None, "registered_at": event.timestamp,
+                "registered_position": batch.position,
+            },
+        )
+        self._wallet(batch, event.investor_id, event.wallet)
+
+    def _wallet(self, batch: Batch, investor_id: str, wallet: str) -> None:
+        batch.insert(
+            self.wallets,
+            {"wallet": wallet, "investor_id": investor_id, "active": True, "added_position": batch.position},
+        )
+
+    @process_event.register
+    def _(self, event: Investor.KycUpdated, batch: Batch) -> None:
+        batch.update(
+            self.investors,
+            {"investor_id": self.investor_ids[event.originator_id]},
+            {"kyc_status": event.status, "kyc_expires_at": event.expires_at},
+        )
+
+    @process_event.register
+    def _(self, event: Investor.WalletAdded, batch: Batch) -> None:
+        self._wallet(batch, self.investor_ids[event.originator_id], event.wallet)
+
+    @process_event.register
+    def _(self, event: Investor.WalletRecovered, batch: Batch) -> None:
+        batch.update(self.wallets, {"wallet": event.lost_wallet}, {"active": False})
+        self._wallet(batch, self.investor_ids[event.originator_id], event.new_wallet)
+
+    @process_event.register
+    def _(self, event: Investment.Placed, batch: Batch) -> None:
+        batch.insert(
+            self.investments,
+            {
+                "investment_id": str(event.originator_id), "investor_id": event.investor_id,
+                "asset_id": event.asset_id, "amount": event.amount, "quantity": event.quantity,
+                "accepted_amount": event.accepted_amount, "refund_amount": event.refund_amount,
+                "status": "pending_payment", "payment_ref": None, "placed_at": event.timestamp,
+                "placed_position": batch.position, "updated_position": batch.position,
+            },
+        )
+
+    @process_event.register
+    def _(self, event: Investment.PaymentConfirmed, batch: Batch) -> None:
+        batch.update(
+            self.investments,
+            {"investment_id": str(event.originator_id)},
+            {"status": "settled", "payment_ref": event.payment_ref, "updated_position": batch.position},
+        )
+
+    @process_event.register
+    def _(self, event: Investment.Cancelled, batch: Batch) -> None:
+        batch.update(
+            self.investments,
+            {"investment_id": str(event.originator_id)},
+            {"status": "cancelled", "updated_position": batch.position},
+        )
+
+
+@dataclass(frozen=True)
+class InvestorRecord:
+    investor_id: str
+    country: str
+    accredited: bool
+    kyc_status: str
+    kyc_expires_at: datetime | None
+    registered_at: datetime
+    wallets: list[str]
+    lost_wallets: list[str]
+
+
+def investor_record(conn: Connection, investor_id: str) -> InvestorRecord | None:
+    row = conn.execute(select(investors).where(investors.c.investor_id == investor_id)).first()
+    if row is None:
+        return None
+    owned = conn.execute(
+        select(wallets.c.wallet, wallets.c.active)
+        .where(wallets.c.investor_id == investor_id)
+        .order_by(wallets.c.added_position, wallets.c.wallet)
+    ).all()
+    return InvestorRecord(
+        row.investor_id, row.country, row.accredited, row.kyc_status, row.kyc_expires_at, row.registered_at,
+        [w.wallet for w in owned if w.active], [w.wallet for w in owned if not w.active],
+    )
+
+
+def investment_record(conn: Connection, investment_id: str) -> dict[str, Any] | None:
+    row = conn.execute(select(investments).where(investments.c.investment_id == investment_id)).first()
+    return None if row is None else dict(row._mapping)

@@ -1,0 +1,189 @@
+"""The projection runner: exactly-once processing of the event stream into every read model.
+
+Each batch runs in one read-database transaction that (1) locks the views'
+tracking rows, (2) reads the next events from the event store, (3) lets every
+view turn them into rows and (4) writes the rows and the new tracking position
+together. A second runner on the same views waits on the tracking-row lock and
+then continues from the position the first one committed, so nothing is applied
+twice or skipped; a crash rolls the whole batch back.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import psycopg
+from sqlalchemy import Connection, Engine, Table, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ledger.application import LedgerApplication
+from projections.batch import Batch
+from projections.distributions import DistributionsView
+from projections.holdings import HoldingsView
+from projections.investors import InvestorsView
+from projections.proposals import ProposalsView
+from projections.schema import metadata
+
+BATCH_SIZE = 5000
+
+
+class View(Protocol):
+    name: str
+
+    def load(self, conn: Connection) -> None: ...
+
+    def process_event(self, event: Any, batch: Batch) -> None: ...
+
+    def flush(self, batch: Batch) -> None: ...
+
+
+VIEWS: tuple[Callable[[dict[str, Table]], View], ...] = (
+    InvestorsView,
+    HoldingsView,
+    DistributionsView,
+    ProposalsView,
+)
+
+
+def view_names() -> list[str]:
+    return [factory(dict(metadata.tables)).name for factory in VIEWS]
+
+
+class ProjectionRunner:
+    """Brings the read models up to the head of the event store, batch by batch."""
+
+    def __init__(
+        self, app: LedgerApplication, engine: Engine, tables: dict[str, Table] | None = None,
+        batch_size: int = BATCH_SIZE,
+    ) -> None:
+        self.app = app
+        self.engine = engine
+        self.tables = tables or dict(metadata.tables)
+        self.tracking = self.tables["rm_tracking"]
+        self.views = [factory(self.tables) for factory in VIEWS]
+        self.batch_size = batch_size
+        self.position: int | None = None
+        self._stop = threading.Event()
+
+    def positions(self) -> dict[str, int]:
+        """Each view's committed position."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(self.tracking.c.view, self.tracking.c.position)).all()
+        known = {row.view: row.position for row in rows}
+        return {view.name: known.get(view.name, 0) for view in self.views}
+
+    def lag(self) -> dict[str, int]:
+        """Head of the event store minus each view's position."""
+        head = self.app.admin.head_position()
+        return {name: head - position for name, position in self.positions().items()}
+
+    def process_batch(self, stop: int | None = None) -> int:
+        """Projects the next batch of events (up to `stop`); returns how many were processed."""
+        try:
+            with self.engine.connect().execution_options(writer=True) as conn, conn.begin():
+                tracked = self._lock_tracking(conn)
+                if tracked != self.position:
+                    for view in self.views:
+                        view.load(conn)
+                    self.position = tracked
+                limit = self.batch_size if stop is None else min(self.batch_size, stop - tracked)
+                if limit <= 0:
+                    return 0
+                notifications = self.app.recorder.select_notifications(
+                    start=tracked, limit=limit, stop=stop, inclusive_of_start=False
+                )
+                if not notifications:
+                    return 0
+                batch = Batch(self.engine.dialect.name)
+                for notification in notifications:
+                    event = self.app.mapper.to_domain_event(notification)
+                    batch.position = notification.id
+                    for view in self.views:
+                        view.process_event(event, batch)
+                for view in self.views:
+                    view.flush(batch)
+                batch.flush(conn)
+                last = notifications[-1].id
+                conn.execute(
+                    self.tracking.update().where(self.tracking.c.view.in_([v.name for v in self.views])),
+                    {"position": last},
+                )
+        except BaseException:
+            self.position = None  # the views' memory may hold effects that were rolled back
+            raise
+        self.position = last
+        return len(notifications)
+
+    def _lock_tracking(self, conn: Connection) -> int:
+        names = [view.name for view in self.views]
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        conn.execute(
+            dialect.insert(self.tracking).on_conflict_do_nothing(index_elements=["view"]),
+            [{"view": name, "position": 0} for name in names],
+        )
+        rows = conn.execute(
+            select(self.tracking.c.position).where(self.tracking.c.view.in_(names)).with_for_update()
+        ).all()
+        positions = {row.position for row in rows}
+        if len(positions) != 1:
+            msg = f"read models disagree on their position: {sorted(positions)}; run `ledger replay`"
+            raise RuntimeError(msg)
+        return int(positions.pop())
+
+    def catch_up(self, stop: int | None = None, progress: Callable[[int], None] | None = None) -> int:
+        """Processes batches until the head (or `stop`) is reached; returns the events processed."""
+        total = 0
+        while True:
+            done = self.process_batch(stop)
+            if done == 0:
+                return total
+            total += done
+            if progress is not None:
+                progress(done)
+
+    def wait_for(self, position: int, timeout: float) -> bool:
+        """Read-your-writes: True once every view has processed `position`, False after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if min(self.positions().values()) >= position:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+
+    def run_forever(self, store_url: str | None = None, idle: float = 0.2) -> None:
+        """Keeps the views at the head: woken by PostgreSQL NOTIFY, or polling on SQLite."""
+        listener = _Listener(store_url, self.app) if store_url and store_url.startswith("postgres") else None
+        try:
+            while not self._stop.is_set():
+                if self.catch_up() == 0:
+                    if listener is not None:
+                        listener.wait(idle)
+                    else:
+                        self._stop.wait(idle)
+        finally:
+            if listener is not None:
+                listener.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class _Listener:
+    """LISTEN on the event store's channel, which the recorder NOTIFYs on every append."""
+
+    def __init__(self, store_url: str, app: LedgerApplication) -> None:
+        base = store_url.split("?", 1)[0]
+        self.conn = psycopg.connect(base, autocommit=True)
+        channel = app.recorder.channel_name  # type: ignore[attr-defined]
+        self.conn.execute(f'LISTEN "{channel}"')
+
+    def wait(self, timeout: float) -> None:
+        for _ in self.conn.notifies(timeout=timeout, stop_after=1):
+            break
+
+    def close(self) -> None:
+        self.conn.close()

@@ -1,0 +1,89 @@
+"""What every read model shares: the metadata, exact big integers, tracking, engines.
+
+Tables are defined once here and in the view modules; nothing connects or creates
+tables at import time. Migrations (alembic, `migrations/`) create and evolve them;
+`replay` builds fresh copies under a `build_` prefix and swaps them in.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+from sqlalchemy import BigInteger, Column, Dialect, Engine, MetaData, Numeric, String, Table, create_engine, event
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING)
+DIGITS = 40
+
+
+class Exact(TypeDecorator[int]):
+    """A non-negative integer of up to 40 digits (quantities, money): NUMERIC on PostgreSQL,
+    zero-padded text on SQLite, so that both compare and sort exactly."""
+
+    impl = Numeric(DIGITS, 0)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(DIGITS))
+        return dialect.type_descriptor(Numeric(DIGITS, 0))
+
+    def process_bind_param(self, value: int | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return str(value).zfill(DIGITS)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> int | None:
+        return None if value is None else int(value)
+
+
+tracking = Table(
+    "rm_tracking",
+    metadata,
+    Column("view", String(64), primary_key=True),
+    Column("position", BigInteger, nullable=False),
+)
+
+
+def engine_for(url: str) -> Engine:
+    """An engine on the read database; `?schema=NAME` on PostgreSQL sets the search path."""
+    parsed = urlparse(url)
+    if parsed.scheme == "sqlite":
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _wal(dbapi_connection: Any, _: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+            dbapi_connection.isolation_level = None  # transactions are begun explicitly below
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Any) -> None:
+            # A projection's transaction takes the write lock up front, so its reads
+            # and its writes see one state (execution option `writer=True`).
+            writer = conn.get_execution_options().get("writer")
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
+
+        return engine
+    schema = parse_qs(parsed.query).get("schema", [None])[0]
+    base = url.split("?", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1).replace(
+        "postgres://", "postgresql+psycopg://", 1
+    )
+    options = {"options": f"-csearch_path={schema}"} if schema else {}
+    return create_engine(base, connect_args=options, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def build_copy(prefix: str) -> dict[str, Table]:
+    """Fresh copies of every read-model table under `prefix` (index and key names follow)."""
+    target = MetaData(naming_convention=NAMING)
+    return {name: table.to_metadata(target, name=prefix + name) for name, table in metadata.tables.items()}
