@@ -72,16 +72,19 @@ class Command:
 class _Pending:
     command: Command
     done: threading.Event = field(default_factory=threading.Event)
+    wake: threading.Event = field(default_factory=threading.Event)
     outcome: Outcome | None = None
     error: BaseException | None = None
 
     def succeed(self, outcome: Outcome) -> None:
         self.outcome = outcome
         self.done.set()
+        self.wake.set()
 
     def fail(self, error: BaseException) -> None:
         self.error = error
         self.done.set()
+        self.wake.set()
 
 
 class _PoisonedBatchError(Exception):
@@ -139,26 +142,45 @@ class GroupCommitter:
         self.app = app
         self.admin = admin
         self.clock = clock
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # held by the leader while it runs a batch
+        self._mutex = threading.Lock()  # guards the queue and the leadership flag
         self._queue: deque[_Pending] = deque()
+        self._leading = False
         self._cache: OrderedDict[UUID, Aggregate] = OrderedDict()
         self._stale: set[UUID] = set()
         self._complete_at: int | None = None
+        self._recent_keys: OrderedDict[str, tuple[str, str, int]] = OrderedDict()
         self.working: dict[UUID, Aggregate] = {}
 
     def execute(self, command: Command) -> Outcome:
+        """Queues a command and waits for its outcome; the first waiter in line leads the next batch."""
         pending = _Pending(command)
-        self._queue.append(pending)
-        while not pending.done.is_set():
-            with self._lock:
-                if pending.done.is_set():
-                    break
-                batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
-                self._run_batch(batch)
+        with self._mutex:
+            self._queue.append(pending)
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            pending.wake.wait()
+        if not pending.done.is_set():
+            self._lead()
         if pending.error is not None:
             raise pending.error
         assert pending.outcome is not None
         return pending.outcome
+
+    def _lead(self) -> None:
+        """Runs one batch, then hands leadership to the oldest waiter, if any."""
+        with self._mutex:
+            batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
+        try:
+            with self._lock:
+                self._run_batch(batch)
+        finally:
+            with self._mutex:
+                if self._queue:
+                    self._queue[0].wake.set()
+                else:
+                    self._leading = False
 
     def read(self, aggregate_id: UUID) -> Aggregate:
         """A copy of the current state of an aggregate, for the application's own lookups."""
@@ -187,10 +209,15 @@ class GroupCommitter:
         return aggregate
 
     def _refresh(self) -> None:
+        """Marks the cache stale if anyone appended since it was known complete."""
         head = self.admin.head_position()
         if head != self._complete_at:
-            self._stale.update(self._cache)
+            self._mark_stale()
             self._complete_at = head
+
+    def _mark_stale(self) -> None:
+        self._stale.update(self._cache)
+        self._complete_at = None
 
     def _keep(self, aggregates: dict[UUID, Aggregate]) -> None:
         for aggregate_id, aggregate in aggregates.items():
@@ -199,14 +226,9 @@ class GroupCommitter:
         while len(self._cache) > MAX_CACHED:
             self._stale.discard(self._cache.popitem(last=False)[0])
 
-    def _evict(self, ids: Any) -> None:
-        for aggregate_id in ids:
-            self._cache.pop(aggregate_id, None)
-        self._complete_at = None
-
     def _run_batch(self, batch: list[_Pending]) -> None:
         try:
-            self._attempt(batch)
+            self._attempt(batch, alone=False)
         except (_PoisonedBatchError, IntegrityError):
             pass  # every command left undone is retried on its own below
         except Exception as error:  # the store is unreachable or broken: every caller learns it
@@ -222,7 +244,7 @@ class GroupCommitter:
     def _retry_alone(self, pending: _Pending) -> None:
         for _ in range(MAX_ATTEMPTS):
             try:
-                self._attempt([pending])
+                self._attempt([pending], alone=True)
             except (_PoisonedBatchError, IntegrityError):
                 continue
             except Exception as error:
@@ -232,25 +254,40 @@ class GroupCommitter:
             ConcurrencyError(f"{pending.command.name} kept conflicting with other writers; retry later")
         )
 
-    def _attempt(self, batch: list[_Pending]) -> None:
+    def _attempt(self, batch: list[_Pending], *, alone: bool) -> None:
+        """Runs a batch and appends it. Alone, it first brings the cache up to date:
+        a single command retried after a conflict must see every other writer's events."""
         self.working = {}
         try:
-            self._refresh()
-            ran = self._run_commands(batch)
+            if alone:
+                self._refresh()
+            ran = self._run_commands(batch, alone=alone)
             if ran:
                 self._append(ran)
             self._keep(self.working)
         except BaseException:
-            self._evict(self.working)
-            for aggregate in self.working.values():
-                aggregate.collect_events()
+            for aggregate_id in self.working:
+                self._cache.pop(aggregate_id, None)
+            self._mark_stale()
             raise
         finally:
             self.working = {}
 
-    def _run_commands(self, batch: list[_Pending]) -> list[tuple[_Pending, list[Any], dict[str, Any]]]:
+    def _stored_outcomes(self, keys: list[str], *, from_store: bool) -> dict[str, tuple[str, str, int]]:
+        """First outcomes of idempotency keys: this process's recent ones, or the store's.
+
+        A key another process used is not in memory; appending it again violates the
+        store's unique key, and the command is then retried alone, reading the store.
+        """
+        if from_store:
+            return self.admin.idempotency_records(keys)
+        return {key: self._recent_keys[key] for key in keys if key in self._recent_keys}
+
+    def _run_commands(
+        self, batch: list[_Pending], *, alone: bool
+    ) -> list[tuple[_Pending, list[Any], dict[str, Any]]]:
         keys = [p.command.idempotency_key for p in batch if p.command.idempotency_key]
-        stored = self.admin.idempotency_records(keys)
+        stored = self._stored_outcomes(keys, from_store=alone)
         ran: list[tuple[_Pending, list[Any], dict[str, Any]]] = []
         seen: dict[str, _Pending] = {}
         now = self.clock()
@@ -266,6 +303,8 @@ class GroupCommitter:
                 result = pending.command.run(uow)
             except LedgerError as error:
                 uow.check_untouched()
+                if key is not None and not alone:
+                    continue  # a rejection may be a replay of another process's success: check alone
                 pending.fail(error)
                 continue
             except Exception:
@@ -307,8 +346,20 @@ class GroupCommitter:
         if info.get("prev_position") == self._complete_at:
             self._complete_at = positions[-1]
         else:
-            self._complete_at = None
+            # Someone else appended since our cache was complete: it is brought
+            # forward from the store, aggregate by aggregate, as they are used.
+            self._mark_stale()
+            self._stale.update(self.working)
+        for record in records:
+            self._remember(
+                record.key, (record.request_hash, record.response, positions[record.last_event_index])
+            )
         end = 0
         for pending, new_events, result in ran:
             end += len(new_events)
             pending.succeed(Outcome(result, positions[end - 1]))
+
+    def _remember(self, key: str, outcome: tuple[str, str, int]) -> None:
+        self._recent_keys[key] = outcome
+        while len(self._recent_keys) > MAX_CACHED:
+            self._recent_keys.popitem(last=False)

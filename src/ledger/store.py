@@ -147,23 +147,32 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             "INSERT INTO {} (key, request_hash, response, position) VALUES (%s, %s, %s, %s)"
         ).format(self.idempotency)
 
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        kwargs.setdefault("commit_info", {})
+        positions: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
+        return positions
+
+    def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
+        super()._insert_stored_events(curs, stored_events, **kwargs)
+        # Queued in the same pipeline as the insert, after the table lock that
+        # serialises writers: the last hash is the one right before our first event,
+        # and it arrives in the same round trip as the new positions.
+        hash_cursor = curs.connection.cursor()
+        hash_cursor.execute(self.select_last_hash, prepare=True)
+        kwargs["commit_info"]["hash_cursor"] = hash_cursor
+
     def _fetch_ids_after_insert_events(
         self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         positions = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
         assert positions is not None
-        # The table lock taken before the insert serialises writers, so the last
-        # hash read here is the one immediately before our first event.
-        curs.execute(self.select_last_hash, prepare=True)
-        last = curs.fetchone()
+        last = kwargs["commit_info"].pop("hash_cursor").fetchone()
         prev_position, prev_hash = (last["position"], bytes(last["hash"])) if last else (0, GENESIS)
         curs.executemany(self.insert_hash, hash_rows(stored_events, positions, prev_position, prev_hash))
         records = kwargs.get("idempotency") or ()
         if records:
             curs.executemany(self.insert_idempotency, idempotency_rows(records, positions))
-        commit_info = kwargs.get("commit_info")
-        if commit_info is not None:
-            commit_info["prev_position"] = prev_position
+        kwargs["commit_info"]["prev_position"] = prev_position
         return positions
 
 

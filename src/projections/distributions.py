@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from eventsourcing.dispatch import singledispatchmethod
 from sqlalchemy import BigInteger, Boolean, Column, Connection, String, Table, select
 
-from eventsourcing.dispatch import singledispatchmethod
 from ledger.domain.distribution import Distribution
 from projections.batch import Batch
 from projections.schema import Exact, metadata
@@ -57,16 +57,22 @@ class DistributionsView:
         batch.insert(
             self.distributions,
             {
-                "distribution_id": distribution_id, "asset_id": event.asset_id, "amount": event.amount,
-                "record_position": record, "declared_position": batch.position,
+                "distribution_id": distribution_id,
+                "asset_id": event.asset_id,
+                "amount": event.amount,
+                "record_position": record,
+                "declared_position": batch.position,
             },
         )
         for investor_id, amount in sorted(event.entitlements.items()):
             batch.insert(
                 self.entitlements,
                 {
-                    "distribution_id": distribution_id, "investor_id": investor_id, "asset_id": event.asset_id,
-                    "amount": amount, "paid": False,
+                    "distribution_id": distribution_id,
+                    "investor_id": investor_id,
+                    "asset_id": event.asset_id,
+                    "amount": amount,
+                    "paid": False,
                 },
             )
 
@@ -98,14 +104,22 @@ class DistributionRecord:
 
 
 def distribution_record(conn: Connection, distribution_id: str) -> DistributionRecord | None:
-    row = conn.execute(select(distributions).where(distributions.c.distribution_id == distribution_id)).first()
+    row = conn.execute(
+        select(distributions).where(distributions.c.distribution_id == distribution_id)
+    ).first()
     if row is None:
         return None
     e = entitlements.c
     rows = conn.execute(
-        select(e.investor_id, e.amount, e.paid).where(e.distribution_id == distribution_id).order_by(e.investor_id)
+        select(e.investor_id, e.amount, e.paid)
+        .where(e.distribution_id == distribution_id)
+        .order_by(e.investor_id)
     )
     return DistributionRecord(
-        row.distribution_id, row.asset_id, row.amount, row.record_position, row.declared_position,
+        row.distribution_id,
+        row.asset_id,
+        row.amount,
+        row.record_position,
+        row.declared_position,
         [Entitlement(r.investor_id, r.amount, r.paid) for r in rows],
     )

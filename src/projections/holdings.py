@@ -13,9 +13,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from eventsourcing.dispatch import singledispatchmethod
 from sqlalchemy import BigInteger, Boolean, Column, Connection, Integer, String, Table, Text, func, select
 
-from eventsourcing.dispatch import singledispatchmethod
 from ledger.domain.asset import Asset
 from ledger.domain.investment import Investment
 from projections.batch import Batch
@@ -155,15 +155,30 @@ class HoldingsView:
         batch.insert(
             self.assets,
             {
-                "asset_id": event.asset_id, "name": event.name, "symbol": event.symbol,
-                "decimals": event.decimals, "currency": event.currency, "unit_price": event.unit_price,
-                "authorized_supply": event.authorized_supply, "min_investment": event.min_investment,
-                "max_investment": event.max_investment, "max_holders": event.max_holders,
-                "max_balance": event.max_balance, "allowed_countries": json.dumps(event.allowed_countries),
-                "accredited_only": event.accredited_only, "lockup_seconds": event.lockup_seconds,
-                "status": "draft", "offering_open": False, "paused": False, "chain_id": None,
-                "token_address": None, "identity_registry": None, "total_supply": 0, "holder_count": 0,
-                "changes_since_checkpoint": 0, "registered_position": batch.position,
+                "asset_id": event.asset_id,
+                "name": event.name,
+                "symbol": event.symbol,
+                "decimals": event.decimals,
+                "currency": event.currency,
+                "unit_price": event.unit_price,
+                "authorized_supply": event.authorized_supply,
+                "min_investment": event.min_investment,
+                "max_investment": event.max_investment,
+                "max_holders": event.max_holders,
+                "max_balance": event.max_balance,
+                "allowed_countries": json.dumps(event.allowed_countries),
+                "accredited_only": event.accredited_only,
+                "lockup_seconds": event.lockup_seconds,
+                "status": "draft",
+                "offering_open": False,
+                "paused": False,
+                "chain_id": None,
+                "token_address": None,
+                "identity_registry": None,
+                "total_supply": 0,
+                "holder_count": 0,
+                "changes_since_checkpoint": 0,
+                "registered_position": batch.position,
             },
         )
 
@@ -196,13 +211,21 @@ class HoldingsView:
     @process_event.register
     def _(self, event: Asset.TokenBound, batch: Batch) -> None:
         self._asset_flags(
-            event, batch, status="tokenized", chain_id=event.chain_id, token_address=event.token_address,
+            event,
+            batch,
+            status="tokenized",
+            chain_id=event.chain_id,
+            token_address=event.token_address,
             identity_registry=event.identity_registry,
         )
 
     @process_event.register
     def _(self, event: Investment.Placed, batch: Batch) -> None:
-        self.pending_investments[str(event.originator_id)] = (event.asset_id, event.investor_id, event.accepted_amount)
+        self.pending_investments[str(event.originator_id)] = (
+            event.asset_id,
+            event.investor_id,
+            event.accepted_amount,
+        )
 
     @process_event.register
     def _(self, event: Investment.PaymentConfirmed, batch: Batch) -> None:
@@ -269,8 +292,11 @@ class HoldingsView:
         batch.insert(
             self.changes,
             {
-                "asset_id": asset_id, "position": batch.position, "investor_id": investor_id,
-                "quantity": holder.quantity, "frozen": holder.frozen,
+                "asset_id": asset_id,
+                "position": batch.position,
+                "investor_id": investor_id,
+                "quantity": holder.quantity,
+                "frozen": holder.frozen,
             },
         )
         totals = self.state[asset_id]
@@ -285,8 +311,11 @@ class HoldingsView:
                 batch.insert(
                     self.checkpoints,
                     {
-                        "asset_id": asset_id, "position": batch.position, "investor_id": investor_id,
-                        "quantity": holder.quantity, "frozen": holder.frozen,
+                        "asset_id": asset_id,
+                        "position": batch.position,
+                        "investor_id": investor_id,
+                        "quantity": holder.quantity,
+                        "frozen": holder.frozen,
                     },
                 )
         totals.changes_since_checkpoint = 0
@@ -298,8 +327,11 @@ class HoldingsView:
             batch.upsert(
                 self.holdings,
                 {
-                    "asset_id": asset_id, "investor_id": investor_id, "quantity": holder.quantity,
-                    "frozen": holder.frozen, "address_frozen": holder.address_frozen,
+                    "asset_id": asset_id,
+                    "investor_id": investor_id,
+                    "quantity": holder.quantity,
+                    "frozen": holder.frozen,
+                    "address_frozen": holder.address_frozen,
                     "invested_amount": holder.invested_amount,
                 },
             )
@@ -309,7 +341,8 @@ class HoldingsView:
                 self.assets,
                 {"asset_id": asset_id},
                 {
-                    "total_supply": totals.total_supply, "holder_count": totals.holder_count,
+                    "total_supply": totals.total_supply,
+                    "holder_count": totals.holder_count,
                     "changes_since_checkpoint": totals.changes_since_checkpoint,
                 },
             )

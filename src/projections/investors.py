@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from eventsourcing.dispatch import singledispatchmethod
 from sqlalchemy import BigInteger, Boolean, Column, Connection, DateTime, String, Table, select
 
-from eventsourcing.dispatch import singledispatchmethod
 from ledger.domain.investment import Investment
 from ledger.domain.investor import Investor
 from projections.batch import Batch
@@ -83,8 +83,12 @@ class InvestorsView:
         batch.insert(
             self.investors,
             {
-                "investor_id": event.investor_id, "country": event.country, "accredited": event.accredited,
-                "kyc_status": "pending", "kyc_expires_at": None, "registered_at": event.timestamp,
+                "investor_id": event.investor_id,
+                "country": event.country,
+                "accredited": event.accredited,
+                "kyc_status": "pending",
+                "kyc_expires_at": None,
+                "registered_at": event.timestamp,
                 "registered_position": batch.position,
             },
         )
@@ -118,11 +122,18 @@ class InvestorsView:
         batch.insert(
             self.investments,
             {
-                "investment_id": str(event.originator_id), "investor_id": event.investor_id,
-                "asset_id": event.asset_id, "amount": event.amount, "quantity": event.quantity,
-                "accepted_amount": event.accepted_amount, "refund_amount": event.refund_amount,
-                "status": "pending_payment", "payment_ref": None, "placed_at": event.timestamp,
-                "placed_position": batch.position, "updated_position": batch.position,
+                "investment_id": str(event.originator_id),
+                "investor_id": event.investor_id,
+                "asset_id": event.asset_id,
+                "amount": event.amount,
+                "quantity": event.quantity,
+                "accepted_amount": event.accepted_amount,
+                "refund_amount": event.refund_amount,
+                "status": "pending_payment",
+                "payment_ref": None,
+                "placed_at": event.timestamp,
+                "placed_position": batch.position,
+                "updated_position": batch.position,
             },
         )
 
@@ -165,8 +176,14 @@ def investor_record(conn: Connection, investor_id: str) -> InvestorRecord | None
         .order_by(wallets.c.added_position, wallets.c.wallet)
     ).all()
     return InvestorRecord(
-        row.investor_id, row.country, row.accredited, row.kyc_status, row.kyc_expires_at, row.registered_at,
-        [w.wallet for w in owned if w.active], [w.wallet for w in owned if not w.active],
+        row.investor_id,
+        row.country,
+        row.accredited,
+        row.kyc_status,
+        row.kyc_expires_at,
+        row.registered_at,
+        [w.wallet for w in owned if w.active],
+        [w.wallet for w in owned if not w.active],
     )
 
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from eventsourcing.dispatch import singledispatchmethod
 from sqlalchemy import BigInteger, Boolean, Column, Connection, DateTime, Integer, String, Table, Text, select
 
-from eventsourcing.dispatch import singledispatchmethod
 from ledger.domain.proposal import Proposal, quorum_weight
 from projections.batch import Batch
 from projections.schema import Exact, metadata
@@ -63,10 +63,17 @@ class ProposalsView:
         batch.insert(
             self.proposals,
             {
-                "proposal_id": str(event.originator_id), "asset_id": event.asset_id, "title": event.title,
-                "options": json.dumps(event.options), "quorum_bps": event.quorum_bps, "closes_at": event.closes_at,
-                "snapshot_position": batch.position, "supply_at_snapshot": event.supply_at_snapshot,
-                "status": "open", "quorum_reached": None, "result": None,
+                "proposal_id": str(event.originator_id),
+                "asset_id": event.asset_id,
+                "title": event.title,
+                "options": json.dumps(event.options),
+                "quorum_bps": event.quorum_bps,
+                "closes_at": event.closes_at,
+                "snapshot_position": batch.position,
+                "supply_at_snapshot": event.supply_at_snapshot,
+                "status": "open",
+                "quorum_reached": None,
+                "result": None,
             },
         )
 
@@ -75,8 +82,11 @@ class ProposalsView:
         batch.insert(
             self.votes,
             {
-                "proposal_id": str(event.originator_id), "investor_id": event.investor_id,
-                "option": event.option, "weight": event.weight, "position": batch.position,
+                "proposal_id": str(event.originator_id),
+                "investor_id": event.investor_id,
+                "option": event.option,
+                "weight": event.weight,
+                "position": batch.position,
             },
         )
 
@@ -112,13 +122,24 @@ def proposal_record(conn: Connection, proposal_id: str) -> ProposalRecord | None
         return None
     options = json.loads(row.options)
     tally = dict.fromkeys(options, 0)
-    for vote in conn.execute(select(votes.c.option, votes.c.weight).where(votes.c.proposal_id == proposal_id)):
+    for vote in conn.execute(
+        select(votes.c.option, votes.c.weight).where(votes.c.proposal_id == proposal_id)
+    ):
         tally[vote.option] += vote.weight
     cast = sum(tally.values())
     reached = cast >= quorum_weight(row.supply_at_snapshot, row.quorum_bps)
     return ProposalRecord(
-        row.proposal_id, row.asset_id, row.title, options, row.quorum_bps, row.closes_at, row.status,
-        row.snapshot_position, row.supply_at_snapshot, tally, cast,
-        reached if row.quorum_reached is None else row.quorum_reached, row.result,
+        row.proposal_id,
+        row.asset_id,
+        row.title,
+        options,
+        row.quorum_bps,
+        row.closes_at,
+        row.status,
+        row.snapshot_position,
+        row.supply_at_snapshot,
+        tally,
+        cast,
+        reached if row.quorum_reached is None else row.quorum_reached,
+        row.result,
     )
-

@@ -18,7 +18,10 @@ BUILD = "build_"
 
 
 def replay(
-    app: LedgerApplication, engine: Engine, to: int | None = None, progress: Callable[[int], None] | None = None
+    app: LedgerApplication,
+    engine: Engine,
+    to: int | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> int:
     """Rebuilds all views up to `to` (default: the head); returns the position they reached."""
     tables = build_copy(BUILD)

@@ -56,7 +56,10 @@ class ProjectionRunner:
     """Brings the read models up to the head of the event store, batch by batch."""
 
     def __init__(
-        self, app: LedgerApplication, engine: Engine, tables: dict[str, Table] | None = None,
+        self,
+        app: LedgerApplication,
+        engine: Engine,
+        tables: dict[str, Table] | None = None,
         batch_size: int = BATCH_SIZE,
     ) -> None:
         self.app = app

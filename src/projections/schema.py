@@ -10,7 +10,18 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from sqlalchemy import BigInteger, Column, Dialect, Engine, MetaData, Numeric, String, Table, create_engine, event
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Dialect,
+    Engine,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    create_engine,
+    event,
+)
 from sqlalchemy.types import TypeDecorator
 
 NAMING = {
@@ -76,8 +87,10 @@ def engine_for(url: str) -> Engine:
 
         return engine
     schema = parse_qs(parsed.query).get("schema", [None])[0]
-    base = url.split("?", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1).replace(
-        "postgres://", "postgresql+psycopg://", 1
+    base = (
+        url.split("?", 1)[0]
+        .replace("postgresql://", "postgresql+psycopg://", 1)
+        .replace("postgres://", "postgresql+psycopg://", 1)
     )
     options = {"options": f"-csearch_path={schema}"} if schema else {}
     return create_engine(base, connect_args=options, pool_size=10, max_overflow=20, pool_pre_ping=True)
