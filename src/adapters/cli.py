@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -23,6 +24,9 @@ from ledger.application import LedgerApplication
 from ledger.commit import Outcome
 from ledger.errors import LedgerError, ValidationError
 from ledger.store import Verification
+from projections.holdings import CapTable, current_cap_table
+from projections.replay import replay as rebuild
+from projections.schema import snapshot, view_position
 
 app = typer.Typer(help="Register of record for tokenized securities.", no_args_is_help=True)
 asset_cli = typer.Typer(help="Operator commands on assets.", no_args_is_help=True)
@@ -81,12 +85,59 @@ def _command(action: Callable[[LedgerApplication], Outcome], as_json: bool) -> N
 
 @app.command()
 def init() -> None:
-    """Create the event store (tables, triggers) if it does not exist yet."""
+    """Create the event store (tables, triggers) and migrate the read models."""
     config = bootstrap.settings()
     ledger = bootstrap.build_application(config)
     head = ledger.admin.head_position()
     ledger.close()
+    bootstrap.read_engine(config).dispose()
     out.print(f"event store ready at {_redacted(config.database_url)} (head position {head})")
+    out.print(f"read models migrated at {_redacted(config.read_url)}")
+
+
+@app.command()
+def replay(
+    to: Annotated[int | None, typer.Option("--to", help="Rebuild as of this position.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Rebuild every read model from the event store into fresh tables and swap them in."""
+    config = bootstrap.settings()
+    ledger = bootstrap.build_application(config)
+    engine = bootstrap.read_engine(config)
+    try:
+        head = ledger.admin.head_position() if to is None else min(to, ledger.admin.head_position())
+        with _progress("replaying", head) as advance:
+            reached = rebuild(ledger, engine, to=to, progress=advance)
+    finally:
+        ledger.close()
+        engine.dispose()
+    if as_json:
+        out.print_json(json.dumps({"position": reached}))
+    else:
+        out.print(f"read models rebuilt to position {reached}")
+
+
+@app.command()
+def project(
+    once: Annotated[bool, typer.Option("--once", help="Catch up to the head, then stop.")] = False,
+) -> None:
+    """Run the projection runner: keep every read model at the head of the event store."""
+    config = bootstrap.settings()
+    ledger = bootstrap.build_application(config)
+    runner = bootstrap.build_runner(ledger, config)
+    try:
+        if once:
+            with _progress("projecting", sum(runner.lag().values()) // max(1, len(runner.views))) as advance:
+                runner.catch_up(progress=advance)
+            out.print(f"read models at position {min(runner.positions().values())}")
+        else:
+            out.print("projecting; Ctrl-C to stop")
+            runner.run_forever(config.database_url)
+    except KeyboardInterrupt:
+        runner.stop()
+    finally:
+        ledger.close()
+        runner.engine.dispose()
 
 
 def _redacted(url: str) -> str:
@@ -132,7 +183,9 @@ def verify(as_json: JsonOption = False) -> None:
         raise typer.Exit(1)
 
 
-def _with_progress(label: str, total: int, lines: Iterator[T]) -> Iterator[T]:
+@contextmanager
+def _progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr; yields the function that advances it."""
     with Progress(
         TextColumn(label),
         BarColumn(),
@@ -142,9 +195,14 @@ def _with_progress(label: str, total: int, lines: Iterator[T]) -> Iterator[T]:
         transient=True,
     ) as progress:
         task = progress.add_task(label, total=total)
+        yield lambda n: progress.advance(task, n)
+
+
+def _with_progress(label: str, total: int, lines: Iterator[T]) -> Iterator[T]:
+    with _progress(label, total) as advance:
         for line in lines:
             yield line
-            progress.advance(task)
+            advance(1)
 
 
 @app.command("export")
@@ -184,32 +242,38 @@ def import_(file: Path, as_json: JsonOption = False) -> None:
 
 @app.command()
 def demo(as_json: JsonOption = False) -> None:
-    """Load a realistic scenario (3 assets, 300+ investors) and print cap tables and a summary."""
-    ledger = _ledger()
+    """Load a realistic scenario (3 assets, 320 investors), project it, print cap tables and a summary."""
+    config = bootstrap.settings()
+    ledger = bootstrap.build_application(config)
+    runner = bootstrap.build_runner(ledger, config)
     try:
         summary = load_demo(ledger, err)
+        runner.catch_up()
+        with snapshot(runner.engine) as conn:
+            position = view_position(conn)
+            tables = [current_cap_table(conn, asset_id, position) for asset_id in summary["assets"]]
+        summary["read_models_position"] = position
         if as_json:
             out.print_json(json.dumps(summary, default=str))
         else:
-            _print_demo(ledger, summary)
+            _print_demo(tables, summary)
     finally:
         ledger.close()
+        runner.engine.dispose()
 
 
-def _print_demo(ledger: LedgerApplication, summary: dict[str, Any]) -> None:
-    for asset_id in summary["assets"]:
-        asset = ledger.get_asset(asset_id)
+def _print_demo(tables: list[CapTable], summary: dict[str, Any]) -> None:
+    for cap_table in tables:
         table = Table(
-            title=f"{asset.asset_id} {asset.name}: supply {asset.total_supply}, {asset.holder_count} holders"
+            title=f"{cap_table.asset_id}: supply {cap_table.total_supply}, {cap_table.holder_count} holders "
+            f"(as of position {cap_table.as_of_position})"
         )
         for column in ("investor", "quantity", "frozen", "ownership (bps)"):
             table.add_column(column, justify="right" if column != "investor" else "left")
-        ranked = sorted(asset.balances.items(), key=lambda item: (-item[1], item[0]))
-        for investor_id, quantity in ranked[:8]:
-            share = quantity * 10_000 // asset.total_supply
-            table.add_row(investor_id, str(quantity), str(asset.frozen_of(investor_id)), str(share))
-        if len(ranked) > 8:
-            table.add_row(f"... {len(ranked) - 8} more", "", "", "")
+        for row in cap_table.holders[:8]:
+            table.add_row(row.investor_id, str(row.quantity), str(row.frozen), str(row.ownership_bps))
+        if cap_table.holder_count > 8:
+            table.add_row(f"... {cap_table.holder_count - 8} more", "", "", "")
         out.print(table)
     facts = Table(title="demo summary", show_header=False)
     for key, value in summary.items():

@@ -7,12 +7,15 @@ tables at import time. Migrations (alembic, `migrations/`) create and evolve the
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from sqlalchemy import (
     BigInteger,
     Column,
+    Connection,
     Dialect,
     Engine,
     MetaData,
@@ -21,6 +24,8 @@ from sqlalchemy import (
     Table,
     create_engine,
     event,
+    func,
+    select,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -64,6 +69,14 @@ tracking = Table(
 )
 
 
+@contextmanager
+def snapshot(engine: Engine) -> Iterator[Connection]:
+    """A read-only connection on one consistent snapshot of every read model."""
+    options = {"isolation_level": "REPEATABLE READ"} if engine.dialect.name == "postgresql" else {}
+    with engine.connect().execution_options(**options) as conn, conn.begin():
+        yield conn
+
+
 def engine_for(url: str) -> Engine:
     """An engine on the read database; `?schema=NAME` on PostgreSQL sets the search path."""
     parsed = urlparse(url)
@@ -100,3 +113,8 @@ def build_copy(prefix: str) -> dict[str, Table]:
     """Fresh copies of every read-model table under `prefix` (index and key names follow)."""
     target = MetaData(naming_convention=NAMING)
     return {name: table.to_metadata(target, name=prefix + name) for name, table in metadata.tables.items()}
+
+
+def view_position(conn: Any) -> int:
+    """The position every view has reached (the lowest of them), read in the caller's snapshot."""
+    return int(conn.execute(select(func.coalesce(func.min(tracking.c.position), 0))).scalar() or 0)

@@ -19,6 +19,28 @@ from ledger.errors import InvalidStateError, NotFoundError
 KYC_STATUSES = ("pending", "approved", "rejected", "revoked")
 
 
+def ineligibility(
+    kyc_status: str,
+    kyc_expires_at: datetime | None,
+    country: str,
+    accredited: bool,
+    allowed_countries: list[str],
+    accredited_only: bool,
+    now: datetime,
+) -> list[str]:
+    """Why an investor may not hold an asset (empty when eligible); shared with the read side."""
+    reasons = []
+    if kyc_status != "approved":
+        reasons.append(f"kyc_{kyc_status}")
+    elif kyc_expires_at is not None and kyc_expires_at <= now:
+        reasons.append("kyc_expired")
+    if allowed_countries and country not in allowed_countries:
+        reasons.append("country_not_allowed")
+    if accredited_only and not accredited:
+        reasons.append("not_accredited")
+    return reasons
+
+
 class Investor(Aggregate):
     """A person or company that may hold tokens, known by an opaque id."""
 
@@ -51,15 +73,16 @@ class Investor(Aggregate):
             accredited=accredited,
         )
 
-    def kyc_valid(self, now: datetime) -> bool:
-        return self.kyc_status == "approved" and (self.kyc_expires_at is None or self.kyc_expires_at > now)
-
     def eligible_for(self, asset: Asset, now: datetime) -> bool:
         """KYC approved and unexpired, country allowed, accredited where the asset requires it."""
-        return (
-            self.kyc_valid(now)
-            and (not asset.allowed_countries or self.country in asset.allowed_countries)
-            and (self.accredited or not asset.accredited_only)
+        return not ineligibility(
+            self.kyc_status,
+            self.kyc_expires_at,
+            self.country,
+            self.accredited,
+            asset.allowed_countries,
+            asset.accredited_only,
+            now,
         )
 
     def update_kyc(self, status: str, expires_at: datetime | None) -> None:
