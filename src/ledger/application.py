@@ -54,10 +54,8 @@ class LedgerApplication(Application[UUID]):
         run: Callable[[UnitOfWork], dict[str, Any]],
         idempotency_key: str | None,
     ) -> Outcome:
-        if idempotency_key is not None and (
-            not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 200
-        ):
-            raise ValidationError("Idempotency-Key must be 1 to 200 characters")
+        if idempotency_key is not None:
+            v.text(idempotency_key, "Idempotency-Key")
         return self.committer.execute(Command(name, payload, run, idempotency_key))
 
     # ----- lookups (copies of current aggregate state; the read side answers queries) -----
@@ -514,8 +512,7 @@ class LedgerApplication(Application[UUID]):
     ) -> Outcome:
         ident = v.uuid_text(proposal_id, "proposal_id")
         voter = v.investor_id(investor_id)
-        if not isinstance(option, str):
-            raise ValidationError("option must be a string")
+        option = v.text(option, "option", max_length=100)
 
         def run(uow: UnitOfWork) -> dict[str, Any]:
             proposal = uow.get(Proposal, ident, f"proposal {ident}")

@@ -27,6 +27,7 @@ from sqlalchemy import (
     func,
     select,
 )
+from sqlalchemy.sql.elements import conv
 from sqlalchemy.types import TypeDecorator
 
 NAMING = {
@@ -112,7 +113,12 @@ def engine_for(url: str) -> Engine:
 def build_copy(prefix: str) -> dict[str, Table]:
     """Fresh copies of every read-model table under `prefix` (index and key names follow)."""
     target = MetaData(naming_convention=NAMING)
-    return {name: table.to_metadata(target, name=prefix + name) for name, table in metadata.tables.items()}
+    copies: dict[str, Table] = {}
+    for name, table in metadata.tables.items():
+        copy = table.to_metadata(target, name=prefix + name)
+        copy.primary_key.name = conv(f"pk_{copy.name}")
+        copies[name] = copy
+    return copies
 
 
 def view_position(conn: Any) -> int:

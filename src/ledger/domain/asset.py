@@ -371,9 +371,9 @@ class Asset(Aggregate):
 
     def force_transfer(self, from_id: str, to_id: str, quantity: int) -> None:
         """An agent's transfer: ignores pause, freezes, lock-up and eligibility."""
-        self.check_forced(from_id, quantity)
-        if from_id == to_id:
+        if quantity > 0 and from_id == to_id:
             raise SameInvestorError("cannot transfer to the same investor")
+        self.check_forced(from_id, quantity)
         self.trigger_event(
             self.TokensTransferred,
             from_investor_id=from_id,
@@ -384,11 +384,21 @@ class Asset(Aggregate):
         )
 
     class TokensTransferred(Aggregate.Event):
+        """Version 2 says whether an agent forced the transfer and how many frozen
+        tokens it released; version 1 events were ordinary transfers."""
+
         from_investor_id: str
         to_investor_id: str
         quantity: int
         forced: bool
         unfrozen: int
+
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["forced"] = False
+            state["unfrozen"] = 0
 
         def apply(self, asset: Asset) -> None:
             _take(asset, self.from_investor_id, self.quantity, self.unfrozen)

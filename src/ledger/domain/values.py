@@ -27,13 +27,13 @@ def stream_id(kind: str, key: str) -> uuid.UUID:
 
 
 def asset_id(value: Any) -> str:
-    if not isinstance(value, str) or not ASSET_ID.match(value):
+    if not isinstance(value, str) or not ASSET_ID.fullmatch(value):
         raise ValidationError(f"asset_id must match {ASSET_ID.pattern}")
     return value
 
 
 def investor_id(value: Any) -> str:
-    if not isinstance(value, str) or not INVESTOR_ID.match(value):
+    if not isinstance(value, str) or not INVESTOR_ID.fullmatch(value):
         raise ValidationError(f"investor_id must match {INVESTOR_ID.pattern}")
     return value
 
@@ -53,13 +53,21 @@ def wallet(value: Any, field: str = "wallet") -> str:
 
 
 def country(value: Any, field: str = "country") -> str:
-    if not isinstance(value, str) or len(value) != 2 or pycountry.countries.get(alpha_2=value) is None:
+    if (
+        not isinstance(value, str)
+        or not re.fullmatch(r"[A-Z]{2}", value)
+        or pycountry.countries.get(alpha_2=value) is None
+    ):
         raise ValidationError(f"{field} must be an ISO 3166-1 alpha-2 code, got {value!r}")
     return value
 
 
 def currency(value: Any) -> str:
-    if not isinstance(value, str) or len(value) != 3 or pycountry.currencies.get(alpha_3=value) is None:
+    if (
+        not isinstance(value, str)
+        or not re.fullmatch(r"[A-Z]{3}", value)
+        or pycountry.currencies.get(alpha_3=value) is None
+    ):
         raise ValidationError(f"currency must be an ISO 4217 code, got {value!r}")
     return value
 
@@ -83,8 +91,15 @@ def integer(value: Any, field: str, *, minimum: int | None = None, maximum: int 
 
 
 def text(value: Any, field: str, *, max_length: int = 200) -> str:
+    """Printable Unicode text: no NUL, no lone surrogates (neither can be stored)."""
     if not isinstance(value, str) or not value.strip() or len(value) > max_length:
         raise ValidationError(f"{field} must be a non-empty string of at most {max_length} characters")
+    if "\x00" in value:
+        raise ValidationError(f"{field} must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(f"{field} must be valid Unicode text") from None
     return value
 
 
