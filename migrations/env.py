@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 import projections.runner  # noqa: F401  (every view module registers its tables)
+from adapters.api.keys import operational
 from projections.schema import engine_for, metadata
 
 config = context.config
@@ -12,7 +13,7 @@ connection = config.attributes.get("connection")
 
 
 def run(conn: object) -> None:
-    context.configure(connection=conn, target_metadata=metadata, render_as_batch=True, compare_type=True)
+    context.configure(connection=conn, target_metadata=[metadata, operational], render_as_batch=True, compare_type=True)
     with context.begin_transaction():
         context.run_migrations()
 

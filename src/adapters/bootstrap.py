@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
+from adapters.api.common import Services
+from adapters.api.keys import KeyStore
+from adapters.api.metrics import Metrics
 from ledger.application import LedgerApplication
 from ledger.config import Settings, store_env
 from projections.migrate import upgrade
@@ -32,3 +35,11 @@ def read_engine(config: Settings | None = None, migrate: bool = True) -> Engine:
 
 def build_runner(app: LedgerApplication, config: Settings | None = None) -> ProjectionRunner:
     return ProjectionRunner(app, read_engine(config))
+
+
+def build_services(config: Settings | None = None) -> Services:
+    """Everything the HTTP API needs, on the configured stores."""
+    config = config or settings()
+    ledger = build_application(config)
+    runner = build_runner(ledger, config)
+    return Services(ledger, runner, KeyStore(runner.engine), Metrics())

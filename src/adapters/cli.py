@@ -8,23 +8,30 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+import uvicorn
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy import select
 
 from adapters import bootstrap
+from adapters.api.app import create_app
+from adapters.api.common import Services
+from adapters.api.keys import KeyStore
 from adapters.demo import load_demo
 from ledger.application import LedgerApplication
 from ledger.commit import Outcome
 from ledger.errors import LedgerError, ValidationError
 from ledger.store import Verification
 from projections.holdings import CapTable, current_cap_table
+from projections.investors import investors
 from projections.replay import replay as rebuild
 from projections.schema import snapshot, view_position
 
@@ -280,6 +287,72 @@ def _print_demo(tables: list[CapTable], summary: dict[str, Any]) -> None:
         if key != "assets":
             facts.add_row(key, str(value))
     out.print(facts)
+
+
+keys_cli = typer.Typer(help="API keys.", no_args_is_help=True)
+app.add_typer(keys_cli, name="keys")
+
+
+@keys_cli.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="admin, auditor or investor")],
+    investor_id: Annotated[str | None, typer.Option(help="The investor an investor key acts for.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create an API key; it is printed once and stored hashed."""
+    engine = bootstrap.read_engine()
+    try:
+        key = KeyStore(engine).create(role, investor_id)
+    except ValueError as error:
+        err.print(f"[red]validation_error[/red]: {error}")
+        raise typer.Exit(2) from None
+    finally:
+        engine.dispose()
+    if as_json:
+        out.print_json(json.dumps({"role": role, "investor_id": investor_id, "key": key}))
+    else:
+        out.print(key)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+    demo_keys: Annotated[
+        bool, typer.Option(help="Create and print an admin, auditor and investor key.")
+    ] = False,
+    projector: Annotated[bool, typer.Option(help="Run the projection runner in this process.")] = True,
+) -> None:
+    """Serve the HTTP API (with the projection runner in-process unless --no-projector)."""
+    config = bootstrap.settings()
+    services = bootstrap.build_services(config)
+    if demo_keys:
+        investor = next(iter(_demo_investor(services)), None)
+        for role, investor_id in (("admin", None), ("auditor", None), ("investor", investor)):
+            if role != "investor" or investor_id:
+                key = services.keys.create(role, investor_id)
+                suffix = f" (investor {investor_id})" if investor_id else ""
+                out.print(f"{role} key{suffix}: [bold]{key}[/bold]")
+    base = f"http://{host}:{port}"
+    out.print(f"API {base}/v1   docs {base}/docs   health {base}/healthz   metrics {base}/metrics")
+    worker = None
+    if projector:
+        worker = threading.Thread(
+            target=services.runner.run_forever, args=(config.database_url,), daemon=True
+        )
+        worker.start()
+    try:
+        uvicorn.run(create_app(services), host=host, port=port, log_level="warning")
+    finally:
+        services.runner.stop()
+        if worker is not None:
+            worker.join(timeout=5)
+        services.ledger.close()
+
+
+def _demo_investor(services: Services) -> list[str]:
+    with snapshot(services.runner.engine) as conn:
+        return [row.investor_id for row in conn.execute(select(investors.c.investor_id).limit(1))]
 
 
 # ----- operator commands, one per command of the HTTP API -----

@@ -415,3 +415,16 @@ def cap_table_as_of(conn: Connection, asset_id: str, position: int) -> CapTable:
     for r in changes:
         state[r.investor_id] = (r.quantity, r.frozen)
     return cap_table_from(asset_id, position, state)
+
+
+def asset_record(conn: Connection, asset_id: str) -> dict[str, Any] | None:
+    """The catalogue entry of an asset: terms, lifecycle, supply and holders."""
+    row = conn.execute(select(assets).where(assets.c.asset_id == asset_id)).first()
+    if row is None:
+        return None
+    record = dict(row._mapping)
+    record["allowed_countries"] = json.loads(record["allowed_countries"])
+    record.pop("changes_since_checkpoint")
+    token = {k: record.pop(k) for k in ("chain_id", "token_address", "identity_registry")}
+    record["token"] = token if token["token_address"] else None
+    return record

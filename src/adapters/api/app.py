@@ -1,0 +1,77 @@
+"""The FastAPI application: routers, one problem+json error handler, metrics middleware."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from adapters.api.common import ApiError, Services, problem
+from adapters.api.metrics import LatencyMiddleware
+from adapters.api.routers import assets, audit, distributions, health, investments, investors
+from ledger import errors
+
+STATUS_OF: dict[type[errors.LedgerError], int] = {
+    errors.NotFoundError: 404,
+    errors.AlreadyExistsError: 409,
+    errors.IdempotencyKeyReusedError: 409,
+    errors.ConcurrencyError: 409,
+    errors.IntegrityViolationError: 409,
+}
+
+
+def create_app(services: Services) -> FastAPI:
+    api = FastAPI(
+        title="Tokenized-securities ledger",
+        version="1.0.0",
+        description="Register of record for tokenized securities: commands, read models, audit.",
+    )
+    api.state.services = services
+    for router in (
+        assets.router,
+        investors.router,
+        investments.router,
+        distributions.router,
+        audit.router,
+        health.router,
+    ):
+        api.include_router(router)
+    api.add_middleware(LatencyMiddleware, metrics=services.metrics)
+
+    @api.exception_handler(errors.LedgerError)
+    def ledger_error(request: Request, error: errors.LedgerError) -> JSONResponse:
+        services.metrics.command(request, error.code)
+        status = STATUS_OF.get(type(error), 422)
+        return problem(status, error.code, error.code.replace("_", " ").capitalize(), error.detail)
+
+    @api.exception_handler(ApiError)
+    def api_error(request: Request, error: ApiError) -> JSONResponse:
+        return problem(error.status, error.code, error.code.replace("_", " ").capitalize(), error.detail)
+
+    @api.exception_handler(RequestValidationError)
+    def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        services.metrics.command(request, "validation_error")
+        return problem(422, "validation_error", "invalid input", _describe(error.errors()))
+
+    @api.exception_handler(HTTPException)
+    def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+        return problem(error.status_code, code, code.replace("_", " "), str(error.detail))
+
+    @api.exception_handler(Exception)
+    def unexpected(request: Request, error: Exception) -> JSONResponse:
+        # Never a traceback or a secret in the body; the server log has the details.
+        return problem(500, "internal_error", "internal error", "the request could not be completed")
+
+    return api
+
+
+def _describe(problems: Any) -> str:
+    parts = []
+    for item in problems:
+        where = ".".join(str(p) for p in item.get("loc", ()) if p != "body")
+        parts.append(f"{where or 'body'}: {item.get('msg', 'invalid')}")
+    return "; ".join(parts)[:1000]

@@ -1,0 +1,187 @@
+"""What every router shares: services, authentication, problem+json errors, exact integers,
+read-your-writes consistency."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import Depends, Header, Query, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import Connection
+
+from adapters.api.keys import KeyStore, Principal
+from adapters.api.metrics import Metrics
+from ledger.application import LedgerApplication
+from ledger.commit import Outcome
+from projections.runner import ProjectionRunner
+from projections.schema import snapshot, view_position
+
+PROBLEM = "application/problem+json"
+WAIT_SECONDS = 5.0
+# Integers that stay JSON numbers; every other integer (quantities, money) is a string of digits.
+PLAIN_INTEGERS = frozenset(
+    {
+        "position",
+        "as_of_position",
+        "decimals",
+        "holder_count",
+        "max_holders",
+        "ownership_bps",
+        "quorum_bps",
+        "chain_id",
+        "lockup_seconds",
+        "snapshot_position",
+        "record_position",
+        "declared_position",
+        "events_checked",
+        "head_position",
+        "first_invalid_position",
+        "next_after",
+        "version",
+        "status",
+        "lag",
+        "registered_position",
+        "placed_position",
+        "updated_position",
+    }
+)
+
+
+_PROBLEM_SCHEMA = {
+    "content": {
+        PROBLEM: {
+            "schema": {
+                "type": "object",
+                "required": ["type", "title", "status", "detail", "code"],
+                "properties": {
+                    "type": {"type": "string"},
+                    "title": {"type": "string"},
+                    "status": {"type": "integer"},
+                    "detail": {"type": "string"},
+                    "code": {"type": "string"},
+                },
+            }
+        }
+    }
+}
+PROBLEMS: dict[int | str, dict[str, Any]] = {
+    status: {"description": description, **_PROBLEM_SCHEMA}
+    for status, description in (
+        (401, "unauthorized"),
+        (403, "forbidden"),
+        (404, "not_found"),
+        (409, "already_exists or idempotency_key_reused"),
+        (422, "validation_error or a rule's code"),
+        (503, "projection_lag"),
+    )
+}
+
+
+class ApiError(Exception):
+    """An HTTP-level problem (auth, not found, lag) with its problem+json code."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail = status, code, detail
+
+
+def problem(status: int, code: str, title: str, detail: str) -> JSONResponse:
+    return JSONResponse(
+        {
+            "type": f"urn:ledger:problem:{code}",
+            "title": title,
+            "status": status,
+            "detail": detail,
+            "code": code,
+        },
+        status_code=status,
+        media_type=PROBLEM,
+    )
+
+
+def exact(value: Any, key: str | None = None) -> Any:
+    """JSON-ready: dataclasses and dicts recursively, quantities and amounts as strings of digits."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {k: exact(v, k) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [exact(v, key) for v in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return value if key in PLAIN_INTEGERS else str(value)
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, UUID):
+        return str(value)
+    return value
+
+
+@dataclass
+class Services:
+    ledger: LedgerApplication
+    runner: ProjectionRunner
+    keys: KeyStore
+    metrics: Metrics
+    started: float = dataclasses.field(default_factory=time.monotonic)
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+def principal(
+    request: Request, authorization: Annotated[str | None, Header(include_in_schema=False)] = None
+) -> Principal:
+    if not authorization or not authorization.startswith("Bearer "):
+        raise ApiError(401, "unauthorized", "send Authorization: Bearer <api key>")
+    found = services(request).keys.authenticate(authorization[len("Bearer ") :].strip())
+    if found is None:
+        raise ApiError(401, "unauthorized", "the API key is not valid")
+    request.state.principal = found
+    return found
+
+
+Caller = Annotated[Principal, Depends(principal)]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+MinPosition = Annotated[int | None, Query(ge=0, le=2**62, description="Wait until the read models reach it.")]
+
+
+def require(caller: Principal, *roles: str, investor_id: str | None = None) -> None:
+    """Admins may do everything; others only what their role (and own investor id) allows."""
+    allowed = caller.role == "admin" or caller.role in roles
+    own = caller.role != "investor" or investor_id is None or investor_id == caller.investor_id
+    if allowed and own:
+        return
+    raise ApiError(403, "forbidden", f"a {caller.role} key may not do this")
+
+
+def run_command(request: Request, action: Callable[[], Outcome], status: int = 200) -> JSONResponse:
+    """Runs a command, counts its outcome (rejections are counted by the error handler)."""
+    outcome = action()
+    services(request).metrics.command(request, "ok")
+    return JSONResponse(exact({**outcome.result, "position": outcome.position}), status_code=status)
+
+
+@contextmanager
+def consistent_read(svc: Services, min_position: int | None) -> Iterator[tuple[Connection, int]]:
+    """A snapshot of the read models, once they have processed `min_position` (else 503)."""
+    if min_position is not None and not svc.runner.wait_for(min_position, timeout=WAIT_SECONDS):
+        raise ApiError(503, "projection_lag", f"read models have not reached position {min_position} yet")
+    with snapshot(svc.runner.engine) as conn:
+        yield conn, view_position(conn)
+
+
+def read_response(body: Any, as_of: int) -> JSONResponse:
+    payload = exact(body)
+    payload["as_of_position"] = as_of
+    return JSONResponse(payload)

@@ -1,0 +1,178 @@
+"""Assets: registration, lifecycle, freezes; catalogue, cap tables and compliance."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from adapters.api.common import (
+    PROBLEMS,
+    ApiError,
+    Caller,
+    IdempotencyKey,
+    MinPosition,
+    consistent_read,
+    read_response,
+    require,
+    run_command,
+    services,
+)
+from adapters.api.schemas import AssetIn, OfferingIn, QuantityIn, TokenIn
+from ledger.domain import values
+from projections.compliance import asset_compliance
+from projections.holdings import asset_record, cap_table_as_of, current_cap_table
+
+router = APIRouter(prefix="/v1/assets", tags=["assets"], responses=PROBLEMS)
+
+
+@router.post("", status_code=201)
+def register_asset(
+    request: Request, body: AssetIn, caller: Caller, key: IdempotencyKey = None
+) -> JSONResponse:
+    require(caller)
+    ledger = services(request).ledger
+    return run_command(request, lambda: ledger.register_asset(body.model_dump(), key), 201)
+
+
+@router.post("/{asset_id}/approve")
+def approve_asset(
+    request: Request, asset_id: str, caller: Caller, key: IdempotencyKey = None
+) -> JSONResponse:
+    require(caller)
+    return run_command(request, lambda: services(request).ledger.approve_asset(asset_id, key))
+
+
+@router.post("/{asset_id}/offering")
+def set_offering(
+    request: Request, asset_id: str, body: OfferingIn, caller: Caller, key: IdempotencyKey = None
+) -> JSONResponse:
+    require(caller)
+    return run_command(request, lambda: services(request).ledger.set_offering(asset_id, body.open, key))
+
+
+@router.post("/{asset_id}/pause")
+def pause_asset(request: Request, asset_id: str, caller: Caller, key: IdempotencyKey = None) -> JSONResponse:
+    require(caller)
+    return run_command(request, lambda: services(request).ledger.pause_asset(asset_id, key))
+
+
+@router.post("/{asset_id}/unpause")
+def unpause_asset(
+    request: Request, asset_id: str, caller: Caller, key: IdempotencyKey = None
+) -> JSONResponse:
+    require(caller)
+    return run_command(request, lambda: services(request).ledger.unpause_asset(asset_id, key))
+
+
+@router.post("/{asset_id}/token")
+def bind_token(
+    request: Request, asset_id: str, body: TokenIn, caller: Caller, key: IdempotencyKey = None
+) -> JSONResponse:
+    require(caller)
+    ledger = services(request).ledger
+    return run_command(
+        request,
+        lambda: ledger.bind_token(asset_id, body.chain_id, body.token_address, body.identity_registry, key),
+    )
+
+
+@router.post("/{asset_id}/holders/{investor_id}/freeze-tokens")
+def freeze_tokens(
+    request: Request,
+    asset_id: str,
+    investor_id: str,
+    body: QuantityIn,
+    caller: Caller,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    require(caller)
+    ledger = services(request).ledger
+    return run_command(request, lambda: ledger.freeze_tokens(asset_id, investor_id, body.quantity, key))
+
+
+@router.post("/{asset_id}/holders/{investor_id}/unfreeze-tokens")
+def unfreeze_tokens(
+    request: Request,
+    asset_id: str,
+    investor_id: str,
+    body: QuantityIn,
+    caller: Caller,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    require(caller)
+    ledger = services(request).ledger
+    return run_command(request, lambda: ledger.unfreeze_tokens(asset_id, investor_id, body.quantity, key))
+
+
+@router.post("/{asset_id}/holders/{investor_id}/freeze")
+def freeze_investor(
+    request: Request, asset_id: str, investor_id: str, caller: Caller, key: IdempotencyKey = None
+) -> JSONResponse:
+    require(caller)
+    return run_command(request, lambda: services(request).ledger.freeze_investor(asset_id, investor_id, key))
+
+
+@router.post("/{asset_id}/holders/{investor_id}/unfreeze")
+def unfreeze_investor(
+    request: Request, asset_id: str, investor_id: str, caller: Caller, key: IdempotencyKey = None
+) -> JSONResponse:
+    require(caller)
+    return run_command(
+        request, lambda: services(request).ledger.unfreeze_investor(asset_id, investor_id, key)
+    )
+
+
+@router.get("/{asset_id}")
+def get_asset(
+    request: Request, asset_id: str, caller: Caller, min_position: MinPosition = None
+) -> JSONResponse:
+    require(caller, "auditor", "investor")
+    values.asset_id(asset_id)
+    with consistent_read(services(request), min_position) as (conn, as_of):
+        record = asset_record(conn, asset_id)
+    if record is None:
+        raise ApiError(404, "not_found", f"asset {asset_id} not found")
+    return read_response(record, as_of)
+
+
+@router.get("/{asset_id}/cap-table")
+def get_cap_table(
+    request: Request,
+    asset_id: str,
+    caller: Caller,
+    min_position: MinPosition = None,
+    as_of: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+) -> JSONResponse:
+    require(caller, "auditor")
+    values.asset_id(asset_id)
+    with consistent_read(services(request), max(min_position or 0, as_of or 0) or None) as (conn, position):
+        if asset_record(conn, asset_id) is None:
+            raise ApiError(404, "not_found", f"asset {asset_id} not found")
+        table = (
+            current_cap_table(conn, asset_id, position)
+            if as_of is None
+            else cap_table_as_of(conn, asset_id, as_of)
+        )
+    body = {
+        "asset_id": asset_id,
+        "total_supply": table.total_supply,
+        "holder_count": table.holder_count,
+        "holders": table.holders,
+    }
+    return read_response(body, table.as_of_position)
+
+
+@router.get("/{asset_id}/compliance")
+def get_asset_compliance(
+    request: Request, asset_id: str, caller: Caller, min_position: MinPosition = None
+) -> JSONResponse:
+    require(caller, "auditor")
+    values.asset_id(asset_id)
+    svc = services(request)
+    with consistent_read(svc, min_position) as (conn, as_of):
+        view = asset_compliance(conn, asset_id, svc.ledger.clock())
+    if view is None:
+        raise ApiError(404, "not_found", f"asset {asset_id} not found")
+    return read_response(view, as_of)

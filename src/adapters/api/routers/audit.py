@@ -1,0 +1,132 @@
+"""Audit: the event history with its hashes, verification, and a live stream of committed events."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from adapters.api.common import PROBLEMS, Caller, exact, require, services
+from ledger.application import LedgerApplication
+from ledger.domain import values
+from ledger.domain.asset import Asset
+from ledger.domain.investor import Investor
+from ledger.store import StoredRecord
+
+router = APIRouter(prefix="/v1", tags=["audit"], responses=PROBLEMS)
+SCAN_LIMIT = 20_000
+HEARTBEAT_SECONDS = 15.0
+INVESTOR_FIELDS = ("investor_id", "from_investor_id", "to_investor_id")
+
+
+def event_json(ledger: LedgerApplication, record: StoredRecord) -> dict[str, Any]:
+    """One stored event as an auditor reads it: position, stream, version, type, time, data, hash."""
+    state = ledger.mapper.transcoder.decode(record.state)
+    occurred_at = state.pop("timestamp", None)
+    state.pop("class_version", None)
+    return {
+        "position": record.position,
+        "stream_id": str(record.stream_id),
+        "version": record.version,
+        "type": record.topic.rsplit(":", 1)[-1],
+        "occurred_at": occurred_at,
+        "data": state,
+        "hash": record.hash.hex() if record.hash is not None else None,
+    }
+
+
+def _concerns(event: dict[str, Any], asset_id: str | None, investor_id: str | None) -> bool:
+    data = event["data"]
+    if asset_id is not None and not (
+        event["stream_id"] == str(Asset.create_id(asset_id)) or data.get("asset_id") == asset_id
+    ):
+        return False
+    return investor_id is None or (
+        event["stream_id"] == str(Investor.create_id(investor_id))
+        or any(data.get(f) == investor_id for f in INVESTOR_FIELDS)
+        or investor_id in data.get("entitlements", {})
+        or investor_id in data.get("investor_ids", [])
+    )
+
+
+@router.get("/audit/events")
+def audit_events(
+    request: Request,
+    caller: Caller,
+    after: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    asset_id: str | None = None,
+    investor_id: str | None = None,
+) -> JSONResponse:
+    """Events after a position, oldest first; `next_after` continues the listing (also past a
+    stretch with no match, so filtered listings never scan the whole history in one call)."""
+    require(caller, "auditor")
+    if asset_id is not None:
+        values.asset_id(asset_id)
+    if investor_id is not None:
+        values.investor_id(investor_id)
+    ledger = services(request).ledger
+    found: list[dict[str, Any]] = []
+    next_after = after
+    for record in itertools.islice(ledger.admin.records(after=after), SCAN_LIMIT):
+        next_after = record.position
+        event = event_json(ledger, record)
+        if _concerns(event, asset_id, investor_id):
+            found.append(event)
+            if len(found) == limit:
+                break
+    return JSONResponse(exact({"events": found, "next_after": next_after}))
+
+
+@router.get("/audit/verify")
+def audit_verify(request: Request, caller: Caller) -> JSONResponse:
+    require(caller, "auditor")
+    result = services(request).ledger.admin.verify()
+    return JSONResponse(
+        {
+            "ok": result.ok,
+            "events_checked": result.events_checked,
+            "head_position": result.head_position,
+            "head_hash": result.head_hash,
+            "first_invalid_position": result.first_invalid_position,
+            "reason": result.reason,
+        }
+    )
+
+
+@router.get("/stream", response_class=StreamingResponse)
+def stream(
+    request: Request,
+    caller: Caller,
+    after: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+    last_event_id: Annotated[str | None, Query(include_in_schema=False)] = None,
+) -> StreamingResponse:
+    """Server-Sent Events of committed events after a position (or the `Last-Event-ID` header),
+    in order; a client that reconnects with its last position misses nothing."""
+    require(caller, "auditor")
+    header = request.headers.get("last-event-id", last_event_id)
+    start = after if after is not None else int(header) if header and header.isdigit() else 0
+    ledger = services(request).ledger
+    return StreamingResponse(_events(ledger, start), media_type="text/event-stream")
+
+
+def _events(ledger: LedgerApplication, after: int) -> Iterator[str]:
+    quiet_since = time.monotonic()
+    while True:
+        batch = list(itertools.islice(ledger.admin.records(after=after), 500))
+        for record in batch:
+            event = exact(event_json(ledger, record))
+            yield f"id: {record.position}\nevent: {event['type']}\ndata: {json.dumps(event)}\n\n"
+            after = record.position
+        if batch:
+            quiet_since = time.monotonic()
+            continue
+        if time.monotonic() - quiet_since > HEARTBEAT_SECONDS:
+            quiet_since = time.monotonic()
+            yield ": keep-alive\n\n"
+        time.sleep(0.1)

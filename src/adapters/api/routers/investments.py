@@ -1,0 +1,90 @@
+"""Investments, transfers and redemptions."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from adapters.api.common import (
+    PROBLEMS,
+    ApiError,
+    Caller,
+    IdempotencyKey,
+    MinPosition,
+    consistent_read,
+    read_response,
+    require,
+    run_command,
+    services,
+)
+from adapters.api.schemas import InvestmentIn, PaymentIn, RedemptionIn, TransferIn
+from ledger.domain import values
+from projections.investors import investment_record
+
+router = APIRouter(prefix="/v1", tags=["investments and transfers"], responses=PROBLEMS)
+
+
+@router.post("/investments", status_code=201)
+def place_investment(
+    request: Request, body: InvestmentIn, caller: Caller, key: IdempotencyKey = None
+) -> JSONResponse:
+    require(caller)
+    ledger = services(request).ledger
+    return run_command(
+        request, lambda: ledger.place_investment(body.investor_id, body.asset_id, body.amount, key), 201
+    )
+
+
+@router.post("/investments/{investment_id}/confirm-payment")
+def confirm_payment(
+    request: Request, investment_id: str, body: PaymentIn, caller: Caller, key: IdempotencyKey = None
+) -> JSONResponse:
+    require(caller)
+    ledger = services(request).ledger
+    return run_command(request, lambda: ledger.confirm_payment(investment_id, body.payment_ref, key))
+
+
+@router.post("/investments/{investment_id}/cancel")
+def cancel_investment(
+    request: Request, investment_id: str, caller: Caller, key: IdempotencyKey = None
+) -> JSONResponse:
+    require(caller)
+    return run_command(request, lambda: services(request).ledger.cancel_investment(investment_id, key))
+
+
+@router.get("/investments/{investment_id}")
+def get_investment(
+    request: Request, investment_id: str, caller: Caller, min_position: MinPosition = None
+) -> JSONResponse:
+    require(caller, "auditor")
+    ident = str(values.uuid_text(investment_id, "investment_id"))
+    with consistent_read(services(request), min_position) as (conn, as_of):
+        record = investment_record(conn, ident)
+    if record is None:
+        raise ApiError(404, "not_found", f"investment {investment_id} not found")
+    return read_response(record, as_of)
+
+
+@router.post("/transfers", status_code=201)
+def transfer(request: Request, body: TransferIn, caller: Caller, key: IdempotencyKey = None) -> JSONResponse:
+    if body.forced:
+        require(caller)
+    else:
+        require(caller, "investor", investor_id=body.from_investor_id)
+    ledger = services(request).ledger
+    return run_command(
+        request,
+        lambda: ledger.transfer(
+            body.asset_id, body.from_investor_id, body.to_investor_id, body.quantity, body.forced, key
+        ),
+        201,
+    )
+
+
+@router.post("/redemptions", status_code=201)
+def redeem(request: Request, body: RedemptionIn, caller: Caller, key: IdempotencyKey = None) -> JSONResponse:
+    require(caller)
+    ledger = services(request).ledger
+    return run_command(
+        request, lambda: ledger.redeem(body.asset_id, body.investor_id, body.quantity, key), 201
+    )
