@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml requirements.lock
 run: $(STAMP)
 	$(BIN)/ledger init
 	$(BIN)/ledger demo
+	$(BIN)/ledger serve --demo-keys
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
@@ -25,6 +26,8 @@ test: $(STAMP) lint
 
 bench: $(STAMP)
 	$(BIN)/python bench/append.py
+	$(BIN)/python bench/project.py
+	$(BIN)/python bench/api.py
 
 clean:
 	rm -rf $(VENV) var
