@@ -19,7 +19,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, cast
 from uuid import UUID
 
 from eventsourcing.persistence import ApplicationRecorder, StoredEvent
@@ -146,6 +146,20 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         self.insert_idempotency = SQL(
             "INSERT INTO {} (key, request_hash, response, position) VALUES (%s, %s, %s, %s)"
         ).format(self.idempotency)
+        # Rendered once: psycopg would otherwise compose these statements on every append.
+        self.insert_events_statement = self.insert_events_statement.as_bytes(None)  # type: ignore[assignment]
+        self._lock_sql = [cast(Composed, lock).as_bytes(None) for lock in self.lock_table_statements]
+        self._notify_sql = SQL("NOTIFY {0}").format(Identifier(self.channel_name)).as_bytes(None)
+        self.select_last_hash = self.select_last_hash.as_bytes(None)  # type: ignore[assignment]
+        self.insert_hash = self.insert_hash.as_bytes(None)  # type: ignore[assignment]
+        self.insert_idempotency = self.insert_idempotency.as_bytes(None)  # type: ignore[assignment]
+
+    def _lock_table(self, curs: Any) -> None:
+        for statement in self._lock_sql:
+            curs.execute(statement, prepare=True)
+
+    def _notify_channel(self, curs: Any) -> None:
+        curs.execute(self._notify_sql)
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         kwargs.setdefault("commit_info", {})
