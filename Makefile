@@ -3,6 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CONTRACTS := contracts/node_modules/.installed
 
 .PHONY: run test lint bench demo clean
 
@@ -12,7 +13,13 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
-run: $(STAMP)
+# The pinned T-REX / ONCHAINID artifacts and anvil; skipped (with a note) where npm is absent.
+$(CONTRACTS): contracts/package.json contracts/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		cd contracts && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	else echo "npm not found: chain components (anvil, T-REX artifacts) not installed"; fi
+
+run: $(STAMP) $(CONTRACTS)
 	$(BIN)/ledger init
 	$(BIN)/ledger demo
 	$(BIN)/ledger serve --demo-keys
@@ -21,7 +28,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
-test: $(STAMP) lint
+test: $(STAMP) $(CONTRACTS) lint
 	$(BIN)/pytest
 
 bench: $(STAMP)
