@@ -58,6 +58,8 @@ def create_app(services: Services) -> FastAPI:
 
     @api.exception_handler(HTTPException)
     def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        if error.status_code == 400:  # a body that is not JSON (or not UTF-8) is invalid input
+            return problem(422, "validation_error", "Invalid input", str(error.detail))
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
         return problem(error.status_code, code, code.replace("_", " "), str(error.detail))
 

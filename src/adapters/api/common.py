@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import Depends, Header, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy import Connection
 
@@ -139,15 +140,17 @@ def services(request: Request) -> Services:
     return found
 
 
-def principal(
+async def principal(
     request: Request, authorization: Annotated[str | None, Header(include_in_schema=False)] = None
 ) -> Principal:
+    """The caller's key, checked on the event loop when remembered (no thread hop), else looked up."""
     if not authorization or not authorization.startswith("Bearer "):
         raise ApiError(401, "unauthorized", "send Authorization: Bearer <api key>")
-    found = services(request).keys.authenticate(authorization[len("Bearer ") :].strip())
+    token = authorization[len("Bearer ") :].strip()
+    keys = services(request).keys
+    found = keys.remembered(token) or await run_in_threadpool(keys.authenticate, token)
     if found is None:
         raise ApiError(401, "unauthorized", "the API key is not valid")
-    request.state.principal = found
     return found
 
 
@@ -172,11 +175,16 @@ def run_command(request: Request, action: Callable[[], Outcome], status: int = 2
     return JSONResponse(exact({**outcome.result, "position": outcome.position}), status_code=status)
 
 
+def wait_for(svc: Services, min_position: int | None) -> None:
+    """Read-your-writes: waits until the read models reach `min_position`, else 503."""
+    if min_position is not None and not svc.runner.wait_for(min_position, timeout=WAIT_SECONDS):
+        raise ApiError(503, "projection_lag", f"read models have not reached position {min_position} yet")
+
+
 @contextmanager
 def consistent_read(svc: Services, min_position: int | None) -> Iterator[tuple[Connection, int]]:
     """A snapshot of the read models, once they have processed `min_position` (else 503)."""
-    if min_position is not None and not svc.runner.wait_for(min_position, timeout=WAIT_SECONDS):
-        raise ApiError(503, "projection_lag", f"read models have not reached position {min_position} yet")
+    wait_for(svc, min_position)
     with snapshot(svc.runner.engine) as conn:
         yield conn, view_position(conn)
 

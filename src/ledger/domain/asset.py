@@ -502,5 +502,6 @@ def _take(asset: Asset, investor_id: str, quantity: int, unfrozen: int) -> None:
     if left:
         asset.balances[investor_id] = left
     else:
+        # The issuance history (lots) stays: tokens received later are still
+        # locked by an issuance that happened less than the lock-up ago.
         del asset.balances[investor_id]
-        asset.lots.pop(investor_id, None)

@@ -122,4 +122,7 @@ def timestamp(value: Any, field: str) -> datetime:
         raise ValidationError(f"{field} must be an RFC 3339 timestamp")
     if parsed.tzinfo is None:
         raise ValidationError(f"{field} must carry a UTC offset")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValidationError(f"{field} is out of range") from None

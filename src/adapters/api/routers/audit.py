@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from adapters.api.common import PROBLEMS, Caller, exact, require, services
@@ -100,33 +102,40 @@ def audit_verify(request: Request, caller: Caller) -> JSONResponse:
 
 
 @router.get("/stream", response_class=StreamingResponse)
-def stream(
+async def stream(
     request: Request,
     caller: Caller,
     after: Annotated[int | None, Query(ge=0, le=2**62)] = None,
-    last_event_id: Annotated[str | None, Query(include_in_schema=False)] = None,
 ) -> StreamingResponse:
     """Server-Sent Events of committed events after a position (or the `Last-Event-ID` header),
-    in order; a client that reconnects with its last position misses nothing."""
+    in order; a client that reconnects with its last position misses nothing. An idle client
+    holds no worker thread: it waits on the event loop."""
     require(caller, "auditor")
-    header = request.headers.get("last-event-id", last_event_id)
+    header = request.headers.get("last-event-id")
     start = after if after is not None else int(header) if header and header.isdigit() else 0
     ledger = services(request).ledger
     return StreamingResponse(_events(ledger, start), media_type="text/event-stream")
 
 
-def _events(ledger: LedgerApplication, after: int) -> Iterator[str]:
+def _next_events(ledger: LedgerApplication, after: int) -> list[str]:
+    lines = []
+    for record in itertools.islice(ledger.admin.records(after=after), 500):
+        event = exact(event_json(ledger, record))
+        lines.append(f"id: {record.position}\nevent: {event['type']}\ndata: {json.dumps(event)}\n\n")
+    return lines
+
+
+async def _events(ledger: LedgerApplication, after: int) -> AsyncIterator[str]:
     quiet_since = time.monotonic()
     while True:
-        batch = list(itertools.islice(ledger.admin.records(after=after), 500))
-        for record in batch:
-            event = exact(event_json(ledger, record))
-            yield f"id: {record.position}\nevent: {event['type']}\ndata: {json.dumps(event)}\n\n"
-            after = record.position
-        if batch:
+        lines = await run_in_threadpool(_next_events, ledger, after)
+        for line in lines:
+            yield line
+            after = int(line[4 : line.index("\n")])
+        if lines:
             quiet_since = time.monotonic()
             continue
         if time.monotonic() - quiet_since > HEARTBEAT_SECONDS:
             quiet_since = time.monotonic()
             yield ": keep-alive\n\n"
-        time.sleep(0.1)
+        await asyncio.sleep(0.1)

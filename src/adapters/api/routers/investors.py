@@ -16,12 +16,13 @@ from adapters.api.common import (
     require,
     run_command,
     services,
+    wait_for,
 )
 from adapters.api.schemas import InvestorIn, KycIn, RecoveryIn, WalletIn
 from ledger.domain import values
 from projections.compliance import investor_compliance
 from projections.investors import investor_record
-from projections.portfolio import portfolio
+from projections.portfolio import portfolio_view
 
 router = APIRouter(prefix="/v1/investors", tags=["investors"], responses=PROBLEMS)
 
@@ -89,11 +90,13 @@ def get_portfolio(
     request: Request, investor_id: str, caller: Caller, min_position: MinPosition = None
 ) -> JSONResponse:
     require(caller, "auditor", "investor", investor_id=investor_id)
-    with consistent_read(services(request), min_position) as (conn, as_of):
-        if investor_record(conn, _investor(investor_id)) is None:
-            raise ApiError(404, "not_found", f"investor {investor_id} not found")
-        positions = portfolio(conn, investor_id)
-    return read_response({"investor_id": investor_id, "positions": positions}, as_of)
+    svc = services(request)
+    wait_for(svc, min_position)
+    with svc.runner.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        view = portfolio_view(conn, _investor(investor_id))
+    if not view.investor_known:
+        raise ApiError(404, "not_found", f"investor {investor_id} not found")
+    return read_response({"investor_id": investor_id, "positions": view.positions}, view.as_of_position)
 
 
 @router.get("/{investor_id}/compliance")
