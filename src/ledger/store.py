@@ -34,6 +34,7 @@ EVENTS_TABLE = "ledger_events"
 HASHES_TABLE = "ledger_event_hashes"
 IDEMPOTENCY_TABLE = "ledger_idempotency"
 GENESIS = bytes(32)
+CREATE_LOCK = 0x4C454447  # advisory lock key serialising store creation ("LEDG")
 BATCH = 5000
 
 
@@ -160,6 +161,15 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
 
     def _notify_channel(self, curs: Any) -> None:
         curs.execute(self._notify_sql)
+
+    def create_table(self) -> None:
+        """Creates or hardens the store; processes starting at once take turns (no deadlock)."""
+        with self.datastore.get_connection() as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (CREATE_LOCK,))
+            try:
+                super().create_table()
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (CREATE_LOCK,))
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         kwargs.setdefault("commit_info", {})

@@ -407,7 +407,10 @@ def cap_table_as_of(conn: Connection, asset_id: str, position: int) -> CapTable:
         select(holding_changes.c.investor_id, holding_changes.c.quantity, holding_changes.c.frozen)
         .where(
             holding_changes.c.asset_id == asset_id,
-            holding_changes.c.position > (start or 0),
+            # `>=`: a checkpoint may be taken halfway through an event (after a transfer's
+            # sender, before its receiver); change rows hold absolute values, so
+            # re-applying the checkpoint position's own changes is exact.
+            holding_changes.c.position >= (start or 0),
             holding_changes.c.position <= position,
         )
         .order_by(holding_changes.c.position)
