@@ -27,6 +27,8 @@ from ledger.errors import AlreadyExistsError, NotFoundError, ValidationError
 from ledger.store import StoreAdmin
 
 MAX_AMOUNT = 10**36
+MAX_HOLDERS = 2**31 - 1  # a count of people; stored and shown as a plain integer
+MAX_CHAIN_ID = 2**53 - 1  # EIP-155 chain ids; shown as a plain JSON number
 A = TypeVar("A")
 SNAPSHOTS_KEPT = 64
 
@@ -139,7 +141,7 @@ class LedgerApplication(Application[UUID]):
         identity_registry: Any,
         idempotency_key: str | None = None,
     ) -> Outcome:
-        chain = v.integer(chain_id, "chain_id", minimum=1, maximum=2**63 - 1)
+        chain = v.integer(chain_id, "chain_id", minimum=1, maximum=MAX_CHAIN_ID)
         token = v.wallet(token_address, "token_address")
         registry = v.wallet(identity_registry, "identity_registry")
         return self._on_asset(
@@ -593,7 +595,9 @@ def validate_asset_terms(terms: dict[str, Any]) -> dict[str, Any]:
         ),
         "min_investment": v.integer(terms["min_investment"], "min_investment", minimum=0, maximum=MAX_AMOUNT),
         "max_investment": v.integer(terms["max_investment"], "max_investment", minimum=1, maximum=MAX_AMOUNT),
-        "max_holders": _optional_int(terms.get("max_holders"), "max_holders"),
+        "max_holders": None
+        if terms.get("max_holders") is None
+        else v.integer(terms["max_holders"], "max_holders", minimum=1, maximum=MAX_HOLDERS),
         "max_balance": _optional_int(terms.get("max_balance"), "max_balance"),
         "allowed_countries": sorted({v.country(c, "allowed_countries") for c in countries}),
         "accredited_only": v.boolean(terms.get("accredited_only", False), "accredited_only"),

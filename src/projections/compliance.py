@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
 
 from sqlalchemy import Connection, or_, select
 
@@ -77,7 +76,7 @@ def asset_compliance(conn: Connection, asset_id: str, now: datetime) -> AssetCom
                 )
             )
         for reason in ineligibility(
-            r.kyc_status, _utc(r.kyc_expires_at), r.country, r.accredited, allowed, asset.accredited_only, now
+            r.kyc_status, r.kyc_expires_at, r.country, r.accredited, allowed, asset.accredited_only, now
         ):
             breaches.append(Breach("holder_not_eligible", r.investor_id, reason))
     return AssetCompliance(
@@ -117,7 +116,7 @@ def investor_compliance(conn: Connection, investor_id: str, now: datetime) -> In
     investor = conn.execute(select(investors).where(investors.c.investor_id == investor_id)).first()
     if investor is None:
         return None
-    expires = _utc(investor.kyc_expires_at)
+    expires = investor.kyc_expires_at
     eligibility = []
     for a in conn.execute(
         select(assets.c.asset_id, assets.c.allowed_countries, assets.c.accredited_only).order_by(
@@ -146,10 +145,3 @@ def investor_compliance(conn: Connection, investor_id: str, now: datetime) -> In
     return InvestorCompliance(
         investor_id, investor.kyc_status, expires, investor.country, investor.accredited, eligibility, freezes
     )
-
-
-def _utc(value: Any) -> datetime | None:
-    """SQLite hands timestamps back without their zone; they were stored in UTC."""
-    if value is None or value.tzinfo is not None:
-        return value  # type: ignore[no-any-return]
-    return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]

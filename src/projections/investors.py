@@ -7,12 +7,12 @@ from datetime import datetime
 from typing import Any
 
 from eventsourcing.dispatch import singledispatchmethod
-from sqlalchemy import BigInteger, Boolean, Column, Connection, DateTime, String, Table, select
+from sqlalchemy import BigInteger, Boolean, Column, Connection, String, Table, select
 
 from ledger.domain.investment import Investment
 from ledger.domain.investor import Investor
 from projections.batch import Batch
-from projections.schema import Exact, metadata
+from projections.schema import Exact, UtcDateTime, metadata
 
 investors = Table(
     "rm_investors",
@@ -21,8 +21,8 @@ investors = Table(
     Column("country", String(2), nullable=False),
     Column("accredited", Boolean, nullable=False),
     Column("kyc_status", String(16), nullable=False),
-    Column("kyc_expires_at", DateTime(timezone=True)),
-    Column("registered_at", DateTime(timezone=True), nullable=False),
+    Column("kyc_expires_at", UtcDateTime),
+    Column("registered_at", UtcDateTime, nullable=False),
     Column("registered_position", BigInteger, nullable=False),
 )
 
@@ -47,7 +47,7 @@ investments = Table(
     Column("refund_amount", Exact, nullable=False),
     Column("status", String(16), nullable=False),
     Column("payment_ref", String(200)),
-    Column("placed_at", DateTime(timezone=True), nullable=False),
+    Column("placed_at", UtcDateTime, nullable=False),
     Column("placed_position", BigInteger, nullable=False),
     Column("updated_position", BigInteger, nullable=False),
 )

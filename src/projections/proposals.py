@@ -8,11 +8,11 @@ from datetime import datetime
 from typing import Any
 
 from eventsourcing.dispatch import singledispatchmethod
-from sqlalchemy import BigInteger, Boolean, Column, Connection, DateTime, Integer, String, Table, Text, select
+from sqlalchemy import BigInteger, Boolean, Column, Connection, Integer, String, Table, Text, select
 
 from ledger.domain.proposal import Proposal, quorum_weight
 from projections.batch import Batch
-from projections.schema import Exact, metadata
+from projections.schema import Exact, UtcDateTime, metadata
 
 proposals = Table(
     "rm_proposals",
@@ -22,7 +22,7 @@ proposals = Table(
     Column("title", Text, nullable=False),
     Column("options", Text, nullable=False),
     Column("quorum_bps", Integer, nullable=False),
-    Column("closes_at", DateTime(timezone=True)),
+    Column("closes_at", UtcDateTime),
     Column("snapshot_position", BigInteger, nullable=False),
     Column("supply_at_snapshot", Exact, nullable=False),
     Column("status", String(16), nullable=False),

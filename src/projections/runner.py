@@ -10,6 +10,7 @@ twice or skipped; a crash rolls the whole batch back.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from projections.proposals import ProposalsView
 from projections.schema import metadata
 
 BATCH_SIZE = 5000
+logger = logging.getLogger(__name__)
 
 
 class View(Protocol):
@@ -69,6 +71,7 @@ class ProjectionRunner:
         self.views = [factory(self.tables) for factory in VIEWS]
         self.batch_size = batch_size
         self.position: int | None = None
+        self.last_error: str | None = None
         self._stop = threading.Event()
 
     def positions(self) -> dict[str, int]:
@@ -160,9 +163,19 @@ class ProjectionRunner:
     def run_forever(self, store_url: str | None = None, idle: float = 0.2) -> None:
         """Keeps the views at the head: woken by PostgreSQL NOTIFY, or polling on SQLite."""
         listener = _Listener(store_url, self.app) if store_url and store_url.startswith("postgres") else None
+        backoff = idle
         try:
             while not self._stop.is_set():
-                if self.catch_up() == 0:
+                try:
+                    caught_up = self.catch_up() == 0
+                except Exception as error:  # keep serving: report, back off, try the batch again
+                    self.last_error = f"{type(error).__name__} at position {self.position}: {error}"[:500]
+                    logger.exception("projection batch failed; retrying in %.1f s", backoff)
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, 30.0)
+                    continue
+                self.last_error, backoff = None, idle
+                if caught_up:
                     if listener is not None:
                         listener.wait(idle)
                     else:

@@ -51,8 +51,11 @@ PLAIN_INTEGERS = frozenset(
         "registered_position",
         "placed_position",
         "updated_position",
+        "count",
     }
 )
+# Maps keyed by data (option names, countries): their values are named by what they hold.
+MAP_VALUES = {"tally": "weight", "holders_by_country": "count", "lag": "lag"}
 
 
 _PROBLEM_SCHEMA = {
@@ -112,6 +115,8 @@ def exact(value: Any, key: str | None = None) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
     if isinstance(value, dict):
+        if key in MAP_VALUES:
+            return {k: exact(v, MAP_VALUES[key]) for k, v in value.items()}
         return {k: exact(v, k) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [exact(v, key) for v in value]
@@ -144,9 +149,10 @@ async def principal(
     request: Request, authorization: Annotated[str | None, Header(include_in_schema=False)] = None
 ) -> Principal:
     """The caller's key, checked on the event loop when remembered (no thread hop), else looked up."""
-    if not authorization or not authorization.startswith("Bearer "):
+    scheme, _, token = (authorization or "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
         raise ApiError(401, "unauthorized", "send Authorization: Bearer <api key>")
-    token = authorization[len("Bearer ") :].strip()
     keys = services(request).keys
     found = keys.remembered(token) or await run_in_threadpool(keys.authenticate, token)
     if found is None:

@@ -16,9 +16,9 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from adapters.api.common import PROBLEMS, Caller, exact, require, services
 from ledger.application import LedgerApplication
 from ledger.domain import values
-from ledger.domain.asset import Asset
-from ledger.domain.investor import Investor
 from ledger.store import StoredRecord
+from projections.schema import snapshot
+from projections.streams import streams_of_asset, streams_of_investor
 
 router = APIRouter(prefix="/v1", tags=["audit"], responses=PROBLEMS)
 SCAN_LIMIT = 20_000
@@ -30,7 +30,8 @@ def event_json(ledger: LedgerApplication, record: StoredRecord) -> dict[str, Any
     """One stored event as an auditor reads it: position, stream, version, type, time, data, hash."""
     state = ledger.mapper.transcoder.decode(record.state)
     occurred_at = state.pop("timestamp", None)
-    state.pop("class_version", None)
+    for internal in ("class_version", "originator_topic"):
+        state.pop(internal, None)
     return {
         "position": record.position,
         "stream_id": str(record.stream_id),
@@ -42,14 +43,16 @@ def event_json(ledger: LedgerApplication, record: StoredRecord) -> dict[str, Any
     }
 
 
-def _concerns(event: dict[str, Any], asset_id: str | None, investor_id: str | None) -> bool:
-    data = event["data"]
-    if asset_id is not None and not (
-        event["stream_id"] == str(Asset.create_id(asset_id)) or data.get("asset_id") == asset_id
-    ):
+def _concerns(
+    event: dict[str, Any], asset_id: str | None, investor_id: str | None, related: dict[str, set[str]]
+) -> bool:
+    """Whether an event belongs to the filtered asset and investor: its own stream, a stream
+    the read models relate to them, or data that names them (events newer than the read models)."""
+    data, stream = event["data"], event["stream_id"]
+    if asset_id is not None and not (stream in related["asset"] or data.get("asset_id") == asset_id):
         return False
     return investor_id is None or (
-        event["stream_id"] == str(Investor.create_id(investor_id))
+        stream in related["investor"]
         or any(data.get(f) == investor_id for f in INVESTOR_FIELDS)
         or investor_id in data.get("entitlements", {})
         or investor_id in data.get("investor_ids", [])
@@ -72,13 +75,19 @@ def audit_events(
         values.asset_id(asset_id)
     if investor_id is not None:
         values.investor_id(investor_id)
-    ledger = services(request).ledger
+    svc = services(request)
+    ledger = svc.ledger
+    with snapshot(svc.runner.engine) as conn:
+        related = {
+            "asset": streams_of_asset(conn, asset_id) if asset_id is not None else set(),
+            "investor": streams_of_investor(conn, investor_id) if investor_id is not None else set(),
+        }
     found: list[dict[str, Any]] = []
     next_after = after
     for record in itertools.islice(ledger.admin.records(after=after), SCAN_LIMIT):
         next_after = record.position
         event = event_json(ledger, record)
-        if _concerns(event, asset_id, investor_id):
+        if _concerns(event, asset_id, investor_id, related):
             found.append(event)
             if len(found) == limit:
                 break

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from adapters.api.common import services
 
@@ -24,14 +24,16 @@ def readyz(request: Request) -> JSONResponse:
         lag = svc.runner.lag()
     except Exception as error:  # readiness reports any failure of the store rather than raising it
         return JSONResponse({"status": "unavailable", "detail": type(error).__name__}, status_code=503)
-    ready = max(lag.values(), default=0) <= READY_LAG
-    return JSONResponse(
-        {"status": "ready" if ready else "lagging", "head_position": head, "lag": lag},
-        status_code=200 if ready else 503,
-    )
+    stalled = svc.runner.last_error
+    ready = max(lag.values(), default=0) <= READY_LAG and stalled is None
+    status = "ready" if ready else "projection_failing" if stalled else "lagging"
+    body: dict[str, object] = {"status": status, "head_position": head, "lag": lag}
+    if stalled is not None:
+        body["detail"] = stalled
+    return JSONResponse(body, status_code=200 if ready else 503)
 
 
-@router.get("/metrics")
-def metrics(request: Request) -> Response:
+@router.get("/metrics", response_class=PlainTextResponse)
+def metrics(request: Request) -> PlainTextResponse:
     svc = services(request)
-    return Response(svc.metrics.render(svc.runner.lag()), media_type="text/plain; version=0.0.4")
+    return PlainTextResponse(svc.metrics.render(svc.runner.lag()), media_type="text/plain; version=0.0.4")

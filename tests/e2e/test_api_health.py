@@ -1,0 +1,66 @@
+"""/healthz, /readyz (store reachable, projection lag) and /metrics (Prometheus)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from adapters.api.routers import health
+from tests.e2e.conftest import ASSET_ID, Api, wait_until
+
+
+def test_healthz(lite_api: Api) -> None:
+    response = lite_api.client.get("/healthz")
+    assert (response.status_code, response.json()) == (200, {"status": "ok"})
+
+
+def test_readyz_reports_the_head_and_each_views_lag(lite_api: Api) -> None:
+    api = lite_api
+    api.open_asset()
+    assert wait_until(lambda: set(api.client.get("/readyz").json()["lag"].values()) == {0})
+    response = api.client.get("/readyz")
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["status"], body["head_position"]) == ("ready", api.head())
+    assert set(body["lag"]) == {"investors", "holdings", "distributions", "proposals"}
+
+
+def test_readyz_is_503_when_the_read_models_lag_too_far(
+    lite_api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lite_api.open_asset()
+    monkeypatch.setattr(health, "READY_LAG", -1)
+    response = lite_api.client.get("/readyz")
+    assert (response.status_code, response.json()["status"]) == (503, "lagging")
+
+
+def test_readyz_is_503_when_the_store_is_unreachable(lite_api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    def unreachable() -> int:
+        raise ConnectionError("store down")
+
+    monkeypatch.setattr(lite_api.services.ledger.admin, "head_position", unreachable)
+    response = lite_api.client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json() == {"status": "unavailable", "detail": "ConnectionError"}
+
+
+def test_metrics_count_requests_commands_and_lag(lite_api: Api) -> None:
+    api = lite_api
+    api.open_asset()
+    api.post(f"/v1/assets/{ASSET_ID}/unpause")  # rejected: invalid_state
+    api.post("/v1/investments", {"amount": 1.5})  # validation_error
+    api.get(f"/v1/assets/{ASSET_ID}")
+    response = api.client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    assert "# TYPE ledger_http_request_seconds histogram" in text
+    route = re.escape('method="GET",route="/v1/assets/{asset_id}",status="200"')
+    assert re.search(rf"ledger_http_request_seconds_count\{{{route}\}} 1\.0", text)
+    assert "# TYPE ledger_commands_total counter" in text
+    assert 'ledger_commands_total{outcome="ok",route="/v1/assets"} 1.0' in text
+    assert 'ledger_commands_total{outcome="invalid_state",route="/v1/assets/{asset_id}/unpause"} 1.0' in text
+    assert 'ledger_commands_total{outcome="validation_error",route="/v1/investments"} 1.0' in text
+    assert 'ledger_projection_lag_events{view="holdings"}' in text
+    assert api.key("admin") not in text
