@@ -155,16 +155,8 @@ def _redacted(url: str) -> str:
 
 
 def _print_verification(result: Verification, as_json: bool) -> None:
-    body = {
-        "ok": result.ok,
-        "events_checked": result.events_checked,
-        "head_position": result.head_position,
-        "head_hash": result.head_hash,
-        "first_invalid_position": result.first_invalid_position,
-        "reason": result.reason,
-    }
     if as_json:
-        out.print_json(json.dumps(body))
+        out.print_json(json.dumps(result.as_dict()))
     elif result.ok:
         out.print(
             f"[green]ok[/green]: {result.events_checked} events, "

@@ -15,6 +15,7 @@ aggregate was current at global position p".
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
@@ -72,12 +73,17 @@ class StoredRecord:
 
 @dataclass(frozen=True)
 class Verification:
+    """The outcome of recomputing the hash chain, as `ledger verify` and the API report it."""
+
     ok: bool
     events_checked: int
     head_position: int
     head_hash: str | None
     first_invalid_position: int | None
     reason: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 def hash_rows(

@@ -63,25 +63,23 @@ holdings = Table(
     Column("invested_amount", Exact, nullable=False),
 )
 
-holding_changes = Table(
-    "rm_holding_changes",
-    metadata,
-    Column("asset_id", String(32), primary_key=True),
-    Column("position", BigInteger, primary_key=True),
-    Column("investor_id", String(64), primary_key=True),
-    Column("quantity", Exact, nullable=False),
-    Column("frozen", Exact, nullable=False),
-)
 
-checkpoints = Table(
-    "rm_captable_checkpoints",
-    metadata,
-    Column("asset_id", String(32), primary_key=True),
-    Column("position", BigInteger, primary_key=True),
-    Column("investor_id", String(64), primary_key=True),
-    Column("quantity", Exact, nullable=False),
-    Column("frozen", Exact, nullable=False),
-)
+
+def _holder_states(name: str) -> Table:
+    """A holder's quantity and frozen quantity right after the event at `position`."""
+    return Table(
+        name,
+        metadata,
+        Column("asset_id", String(32), primary_key=True),
+        Column("position", BigInteger, primary_key=True),
+        Column("investor_id", String(64), primary_key=True),
+        Column("quantity", Exact, nullable=False),
+        Column("frozen", Exact, nullable=False),
+    )
+
+
+holding_changes = _holder_states("rm_holding_changes")  # one row per holder changed by an event
+checkpoints = _holder_states("rm_captable_checkpoints")  # every holder, now and then
 
 
 @dataclass

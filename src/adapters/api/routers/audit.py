@@ -46,16 +46,23 @@ def event_json(ledger: LedgerApplication, record: StoredRecord) -> dict[str, Any
 def _concerns(
     event: dict[str, Any], asset_id: str | None, investor_id: str | None, related: dict[str, set[str]]
 ) -> bool:
-    """Whether an event belongs to the filtered asset and investor: its own stream, a stream
-    the read models relate to them, or data that names them (events newer than the read models)."""
+    """Whether an event belongs to the filtered asset and investor: its data names them, or its
+    stream is theirs (by the read models, or by the stream's first event seen in this scan, for
+    streams newer than the read models)."""
     data, stream = event["data"], event["stream_id"]
-    if asset_id is not None and not (stream in related["asset"] or data.get("asset_id") == asset_id):
-        return False
-    return investor_id is None or (
-        stream in related["investor"]
-        or any(data.get(f) == investor_id for f in INVESTOR_FIELDS)
+    names_asset = data.get("asset_id") == asset_id
+    names_investor = (
+        any(data.get(f) == investor_id for f in INVESTOR_FIELDS)
         or investor_id in data.get("entitlements", {})
         or investor_id in data.get("investor_ids", [])
+    )
+    if event["version"] == 1:  # a stream's first event names whom the whole stream is about
+        if names_asset:
+            related["asset"].add(stream)
+        if names_investor:
+            related["investor"].add(stream)
+    return (asset_id is None or names_asset or stream in related["asset"]) and (
+        investor_id is None or names_investor or stream in related["investor"]
     )
 
 
@@ -97,17 +104,7 @@ def audit_events(
 @router.get("/audit/verify")
 def audit_verify(request: Request, caller: Caller) -> JSONResponse:
     require(caller, "auditor")
-    result = services(request).ledger.admin.verify()
-    return JSONResponse(
-        {
-            "ok": result.ok,
-            "events_checked": result.events_checked,
-            "head_position": result.head_position,
-            "head_hash": result.head_hash,
-            "first_invalid_position": result.first_invalid_position,
-            "reason": result.reason,
-        }
-    )
+    return JSONResponse(services(request).ledger.admin.verify().as_dict())
 
 
 @router.get("/stream", response_class=StreamingResponse)
