@@ -14,9 +14,11 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $(STAMP)
 
 # The pinned T-REX / ONCHAINID artifacts and anvil; skipped (with a note) where npm is absent.
+# `npm install` honours the lock file; `npm ci` refuses it here because the registry serves
+# only the Linux build among @foundry-rs/anvil's optional per-platform packages.
 $(CONTRACTS): contracts/package.json contracts/package-lock.json
 	@if command -v npm >/dev/null 2>&1; then \
-		cd contracts && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+		cd contracts && npm install --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
 	else echo "npm not found: chain components (anvil, T-REX artifacts) not installed"; fi
 
 run: $(STAMP) $(CONTRACTS)
