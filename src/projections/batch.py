@@ -71,4 +71,3 @@ class Batch:
             conn.execute(statement, rows)
         self._copies.clear()
         self._groups.clear()
-

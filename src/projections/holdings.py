@@ -64,7 +64,6 @@ holdings = Table(
 )
 
 
-
 def _holder_states(name: str) -> Table:
     """A holder's quantity and frozen quantity right after the event at `position`."""
     return Table(

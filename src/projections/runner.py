@@ -72,6 +72,7 @@ class ProjectionRunner:
         self.batch_size = batch_size
         self.position: int | None = None
         self.last_error: str | None = None
+        self._dispatch: dict[type, list[tuple[View, Callable[[View, Any, Batch], None]]]] = {}
         self._stop = threading.Event()
 
     def positions(self) -> dict[str, int]:
@@ -107,8 +108,8 @@ class ProjectionRunner:
                 for notification in notifications:
                     event = self.app.mapper.to_domain_event(notification)
                     batch.position = notification.id
-                    for view in self.views:
-                        view.process_event(event, batch)
+                    for view, handle in self._handlers(type(event)):
+                        handle(view, event, batch)
                 for view in self.views:
                     view.flush(batch)
                 batch.flush(conn)
@@ -122,6 +123,18 @@ class ProjectionRunner:
             raise
         self.position = last
         return len(notifications)
+
+    def _handlers(self, event_class: type) -> list[tuple[View, Callable[[View, Any, Batch], None]]]:
+        """Each view's registered handler of an event class, looked up once per class
+        (a `singledispatchmethod` call would look it up and wrap it on every event)."""
+        if event_class not in self._dispatch:
+            for view in self.views:
+                getattr(view, "process_event")  # noqa: B009 (completes deferred registrations)
+            self._dispatch[event_class] = [
+                (view, vars(type(view))["process_event"].dispatcher.dispatch(event_class))
+                for view in self.views
+            ]
+        return self._dispatch[event_class]
 
     def _lock_tracking(self, conn: Connection) -> int:
         names = [view.name for view in self.views]
