@@ -50,10 +50,6 @@ VIEWS: tuple[Callable[[dict[str, Table]], View], ...] = (
 )
 
 
-def view_names() -> list[str]:
-    return [factory(dict(metadata.tables)).name for factory in VIEWS]
-
-
 class ProjectionRunner:
     """Brings the read models up to the head of the event store, batch by batch."""
 

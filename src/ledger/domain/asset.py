@@ -30,7 +30,6 @@ from ledger.errors import (
     InvestorNotEligibleError,
     MaxBalanceExceededError,
     MaxHoldersExceededError,
-    NotFoundError,
     SameInvestorError,
 )
 
@@ -473,9 +472,6 @@ class Asset(Aggregate):
         def apply(self, asset: Asset) -> None:
             asset.address_frozen.pop(self.investor_id, None)
 
-    def require_holder(self, investor_id: str) -> None:
-        if investor_id not in self.balances:
-            raise NotFoundError(f"investor {investor_id} holds no {self.asset_id}")
 
 
 def _unreserve(asset: Asset, investor_id: str, quantity: int) -> None:
