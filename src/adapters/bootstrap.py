@@ -7,6 +7,9 @@ from sqlalchemy import Engine
 from adapters.api.common import Services
 from adapters.api.keys import KeyStore
 from adapters.api.metrics import Metrics
+from adapters.chain.rpc import Rpc
+from adapters.chain.service import ChainService
+from adapters.chain.trex import TrexClient
 from ledger.application import LedgerApplication
 from ledger.config import Settings, store_env
 from projections.migrate import upgrade
@@ -43,3 +46,15 @@ def build_services(config: Settings | None = None) -> Services:
     ledger = build_application(config)
     runner = build_runner(ledger, config)
     return Services(ledger, runner, KeyStore(runner.engine), Metrics())
+
+
+def build_chain(
+    app: LedgerApplication, runner: ProjectionRunner, config: Settings | None = None
+) -> ChainService | None:
+    """The chain adapter on `LEDGER_CHAIN_RPC_URL` (None when unset: the adapter is off).
+    Without `LEDGER_CHAIN_AGENT_KEY` it mirrors and reconciles but sends nothing."""
+    config = config or settings()
+    if not config.chain_rpc_url:
+        return None
+    client = TrexClient(config.chain_rpc_url, config.chain_agent_key) if config.chain_agent_key else None
+    return ChainService(app, runner, Rpc(config.chain_rpc_url), client, config.chain_confirmations)

@@ -6,6 +6,7 @@ chain), 2 a usage error (bad arguments or invalid input values).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import threading
@@ -25,11 +26,14 @@ from adapters import bootstrap
 from adapters.api.app import create_app
 from adapters.api.common import Services
 from adapters.api.keys import KeyStore
+from adapters.chain.service import ChainService
 from adapters.demo import load_demo
+from adapters.worker import Jobs, WorkerProcess, build_broker
 from ledger.application import LedgerApplication
 from ledger.commit import Outcome
 from ledger.errors import LedgerError, ValidationError
 from ledger.store import Verification
+from projections.chain import reconciliation as reconciliation_report
 from projections.holdings import CapTable, current_cap_table
 from projections.investors import investors
 from projections.replay import replay as rebuild
@@ -279,6 +283,118 @@ def _print_demo(tables: list[CapTable], summary: dict[str, Any]) -> None:
         if key != "assets":
             facts.add_row(key, str(value))
     out.print(facts)
+
+
+chain_cli = typer.Typer(help="The ERC-3643 chain adapter (needs LEDGER_CHAIN_RPC_URL).", no_args_is_help=True)
+app.add_typer(chain_cli, name="chain")
+
+
+@contextmanager
+def _chain() -> Iterator[ChainService]:
+    config = bootstrap.settings()
+    ledger = bootstrap.build_application(config)
+    runner = bootstrap.build_runner(ledger, config)
+    try:
+        service = bootstrap.build_chain(ledger, runner, config)
+        if service is None:
+            err.print("[red]usage[/red]: LEDGER_CHAIN_RPC_URL is not set: the chain adapter is off")
+            raise typer.Exit(2)
+        yield service
+    finally:
+        ledger.close()
+        runner.engine.dispose()
+
+
+@chain_cli.command("deploy")
+def chain_deploy(
+    asset_id: Annotated[str, typer.Option("--asset", help="The approved asset to tokenize.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Deploy a full T-REX suite for an asset, bind it and start mirroring it."""
+    with _chain() as chain, _progress_spinner(f"deploying T-REX suite for {asset_id}"):
+        suite, outcome = _guard(lambda: chain.deploy(asset_id))
+    _print_outcome(Outcome({"asset_id": asset_id, **suite.as_dict()}, outcome.position), as_json)
+
+
+@chain_cli.command("sync")
+def chain_sync(as_json: JsonOption = False) -> None:
+    """Mirror every bound token up to the chain head (one cycle)."""
+    with _chain() as chain:
+        reports = _guard(chain.sync)
+    rows = [dataclasses.asdict(r) for r in reports]
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table(title="chain mirror")
+    for column in ("asset_id", "head", "final_block", "next_block", "logs", "unrecognised", "retracted"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(row[c]) for c in (
+            "asset_id", "head", "final_block", "next_block", "logs", "unrecognised", "retracted"
+        )))
+    out.print(table)
+
+
+@app.command()
+def reconcile(asset_id: str, as_json: JsonOption = False) -> None:
+    """Compare ledger and chain for an asset at its last final block; exit 1 if they differ."""
+    with _chain() as chain:
+        outcome, _ = _guard(lambda: chain.reconcile(asset_id))
+        with snapshot(chain.runner.engine) as conn:
+            report = reconciliation_report(conn, outcome.result["reconciliation_id"])
+    assert report is not None
+    if as_json:
+        out.print_json(json.dumps(report))
+    else:
+        _print_reconciliation(report)
+    if report["differences"]:
+        raise typer.Exit(1)
+
+
+def _print_reconciliation(report: dict[str, Any]) -> None:
+    title = (
+        f"{report['asset_id']} at block {report['final_block']} "
+        f"(ledger position {report['ledger_position']}): {len(report['differences'])} differences, "
+        f"{report['holders_checked']} holders checked"
+    )
+    table = Table(title=title)
+    for column in ("kind", "investor", "wallets", "ledger", "chain"):
+        table.add_column(column)
+    for d in report["differences"]:
+        wallets = ", ".join(d["wallets"])
+        table.add_row(d["kind"], d["investor_id"] or "", wallets, str(d["ledger"]), str(d["chain"]))
+    out.print(table)
+    if report["in_flight"]:
+        flying = Table(title="in flight (not counted as differences)")
+        for column in ("seq", "kind", "state", "position"):
+            flying.add_column(column)
+        for f in report["in_flight"]:
+            flying.add_row(str(f["seq"]), f["kind"], f["state"], str(f["position"]))
+        out.print(flying)
+
+
+@app.command()
+def worker(threads: Annotated[int, typer.Option(help="dramatiq worker threads")] = 1) -> None:
+    """Run the chain jobs (outbox, mirror, periodic reconciliation) on dramatiq until Ctrl-C."""
+    config = bootstrap.settings()
+    with _chain() as chain:
+        jobs = Jobs(chain, build_broker(config.redis_url))
+        process = WorkerProcess(jobs, threads=threads)
+        process.start()
+        where = "Redis" if config.redis_url else "in-process broker"
+        out.print(f"chain worker running on {where}; Ctrl-C to stop")
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            process.stop()
+
+
+@contextmanager
+def _progress_spinner(label: str) -> Iterator[None]:
+    with err.status(label):
+        yield
 
 
 keys_cli = typer.Typer(help="API keys.", no_args_is_help=True)

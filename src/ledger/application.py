@@ -19,12 +19,13 @@ from eventsourcing.application import Application
 from ledger.commit import Command, GroupCommitter, Outcome, UnitOfWork
 from ledger.domain import values as v
 from ledger.domain.asset import Asset
+from ledger.domain.chain import ChainLog, ChainMirror, ChainOperation, MirrorMovedError, Reconciliation
 from ledger.domain.distribution import Distribution
 from ledger.domain.investment import Investment
 from ledger.domain.investor import KYC_STATUSES, Investor, WalletClaim
 from ledger.domain.proposal import Proposal
-from ledger.errors import AlreadyExistsError, NotFoundError, ValidationError
-from ledger.store import StoreAdmin
+from ledger.errors import AlreadyExistsError, InvalidStateError, NotFoundError, ValidationError
+from ledger.store import OutboxStore, StoreAdmin
 
 MAX_AMOUNT = 10**36
 MAX_HOLDERS = 2**31 - 1  # a count of people; stored and shown as a plain integer
@@ -46,6 +47,7 @@ class LedgerApplication(Application[UUID]):
         super().__init__(env)
         self.clock = clock
         self.admin = StoreAdmin(self.recorder)
+        self.outbox = OutboxStore(self.recorder)
         self.committer = GroupCommitter(self, self.admin, clock)
         self._snapshots: OrderedDict[tuple[str, int], dict[str, int]] = OrderedDict()
 
@@ -539,6 +541,126 @@ class LedgerApplication(Application[UUID]):
             return {"proposal_id": str(ident), "result": proposal.result}
 
         return self._execute("close_proposal", {"proposal_id": str(ident)}, run, idempotency_key)
+
+    # ----- chain (facts reported by the chain adapter) -----
+
+    def record_chain_outcome(
+        self,
+        seq: int,
+        kind: str,
+        asset_id: str,
+        *,
+        succeeded: bool,
+        tx_hash: str | None = None,
+        block_number: int | None = None,
+        block_hash: str | None = None,
+        reason: str | None = None,
+    ) -> Outcome:
+        """Records how an outbox operation ended on one token; recording it again is harmless."""
+        payload: dict[str, Any] = {
+            "seq": seq,
+            "kind": kind,
+            "asset_id": v.asset_id(asset_id),
+            "succeeded": succeeded,
+            "tx_hash": tx_hash,
+            "block_number": block_number,
+            "block_hash": block_hash,
+            "reason": reason,
+        }
+
+        def run(uow: UnitOfWork) -> dict[str, Any]:
+            uow.add(ChainOperation.record(**payload))
+            return {"seq": seq, "asset_id": asset_id, "succeeded": succeeded}
+
+        return self._execute("record_chain_outcome", payload, run, f"chain-operation:{seq}:{asset_id}")
+
+    def start_mirror(
+        self, asset_id: str, start_block: int, paused: bool, contracts: dict[str, Any] | None = None
+    ) -> Outcome:
+        """Starts mirroring the token an asset is bound to, from `start_block`, with the
+        pause state read from the token at binding (T-REX `init` pauses without an event)
+        and the addresses of the token's suite where they are known."""
+        ident = v.asset_id(asset_id)
+
+        def run(uow: UnitOfWork) -> dict[str, Any]:
+            asset = uow.get(Asset, Asset.create_id(ident), f"asset {ident}")
+            if asset.token is None:
+                raise InvalidStateError(f"asset {ident} is not bound to a token")
+            binding = {
+                "chain_id": asset.token["chain_id"],
+                "asset_id": ident,
+                "token": asset.token["token_address"],
+                "identity_registry": asset.token["identity_registry"],
+            }
+            mirror_id = ChainMirror.create_id(binding["chain_id"], binding["token"])
+            if uow.exists(mirror_id):
+                raise AlreadyExistsError(f"the token of {ident} is mirrored already")
+            known = {**(contracts or {}), "chain_id": binding["chain_id"], "token": binding["token"]}
+            known["identity_registry"] = binding["identity_registry"]
+            uow.add(ChainMirror.start(**binding, start_block=start_block, paused=paused, contracts=known))
+            return {"mirror_id": str(mirror_id)}
+
+        payload = {"asset_id": ident, "start_block": start_block, "paused": paused, "contracts": contracts}
+        return self._execute("start_mirror", payload, run, None)
+
+    def get_mirror(self, chain_id: int, token: str) -> ChainMirror:
+        return self._read(ChainMirror, ChainMirror.create_id(chain_id, token), f"mirror of {token}")
+
+    def mirror_blocks(
+        self,
+        mirror_id: UUID,
+        from_block: int,
+        to_block: int,
+        final_block: int,
+        window: list[list[Any]],
+        logs: list[dict[str, Any]],
+    ) -> Outcome:
+        """Records the logs read from blocks `from_block..to_block` and the mirror's new
+        checkpoint in one transaction; refused if another mirror recorded them first."""
+
+        def run(uow: UnitOfWork) -> dict[str, Any]:
+            mirror = uow.get(ChainMirror, mirror_id, "mirror")
+            mirror.check_continues(from_block)
+            recent: dict[int, list[str]] = {}
+            for log in logs:
+                chain_log = uow.add(ChainLog.mirror(**log), keep=False)
+                if log["block_number"] > final_block:
+                    recent.setdefault(log["block_number"], []).append(str(chain_log.id))
+            mirror.advance(to_block, final_block, window, recent)
+            return {"to_block": to_block, "logs": len(logs)}
+
+        return self._execute("mirror_blocks", {}, run, None)
+
+    def retract_blocks(self, mirror_id: UUID, fork_block: int, orphaned: list[list[Any]]) -> Outcome:
+        """Retracts the mirrored logs of blocks a reorganisation orphaned (from `fork_block`
+        on) and rewinds the mirror there, in one transaction."""
+
+        def run(uow: UnitOfWork) -> dict[str, Any]:
+            mirror = uow.get(ChainMirror, mirror_id, "mirror")
+            if fork_block >= mirror.next_block:
+                raise MirrorMovedError(f"mirror has not read block {fork_block} yet")
+            retracted = 0
+            for number, ids in sorted(mirror.logs.items()):
+                if number < fork_block:
+                    continue
+                for log_id in ids:
+                    uow.get(ChainLog, UUID(log_id), "chain log").retract(
+                        f"block {number} orphaned by a reorganisation at {fork_block}"
+                    )
+                    retracted += 1
+            mirror.reorganise(fork_block, orphaned)
+            return {"fork_block": fork_block, "retracted": retracted}
+
+        return self._execute("retract_blocks", {}, run, None)
+
+    def record_reconciliation(self, report: dict[str, Any], idempotency_key: str | None = None) -> Outcome:
+        """Records a reconciliation run with every difference and in-flight operation it found."""
+
+        def run(uow: UnitOfWork) -> dict[str, Any]:
+            reconciliation = uow.add(Reconciliation.complete(**report))
+            return {"reconciliation_id": str(reconciliation.id)}
+
+        return self._execute("record_reconciliation", {"report": report}, run, idempotency_key)
 
 
 def claim_wallet(uow: UnitOfWork, wallet: str, investor_id: str) -> None:

@@ -3,8 +3,9 @@
 Callers hand a command (a function of a `UnitOfWork`) to `GroupCommitter.execute`.
 Whichever caller holds the commit lock becomes the leader: it runs every queued
 command one after the other against the live aggregates, each seeing the
-effects of the ones before it, then appends all their events (and their
-idempotency records) in one transaction. The others wait for their outcome.
+effects of the ones before it, then appends all their events (with their
+idempotency records and the chain operations they owe, `ledger.outbox`) in one
+transaction. The others wait for their outcome.
 Rules are therefore checked against exactly the state the events are appended
 on, in the order they are appended, so batching weakens nothing.
 
@@ -39,6 +40,7 @@ from ledger.errors import (
     LedgerError,
     NotFoundError,
 )
+from ledger.outbox import chain_operations
 from ledger.store import IdempotencyRecord, StoreAdmin
 
 A = TypeVar("A", bound=Aggregate)
@@ -113,10 +115,13 @@ class UnitOfWork:
             return False
         return True
 
-    def add(self, aggregate: A) -> A:
-        """Takes a newly created aggregate into the batch."""
+    def add(self, aggregate: A, *, keep: bool = True) -> A:
+        """Takes a newly created aggregate into the batch; `keep=False` leaves it out of
+        the cache (records written in bulk and rarely read again, such as mirrored logs)."""
         self._committer.working[aggregate.id] = aggregate
         self._touched[aggregate.id] = (aggregate, 0)
+        if not keep:
+            self._committer.transient.add(aggregate.id)
         return aggregate
 
     def _touch(self, aggregate: Aggregate) -> None:
@@ -151,6 +156,7 @@ class GroupCommitter:
         self._complete_at: int | None = None
         self._recent_keys: OrderedDict[str, tuple[str, str, int]] = OrderedDict()
         self.working: dict[UUID, Aggregate] = {}
+        self.transient: set[UUID] = set()
 
     def execute(self, command: Command) -> Outcome:
         """Queues a command and waits for its outcome; the first waiter in line leads the next batch."""
@@ -221,6 +227,8 @@ class GroupCommitter:
 
     def _keep(self, aggregates: dict[UUID, Aggregate]) -> None:
         for aggregate_id, aggregate in aggregates.items():
+            if aggregate_id in self.transient:
+                continue
             self._cache[aggregate_id] = aggregate
             self._cache.move_to_end(aggregate_id)
         while len(self._cache) > MAX_CACHED:
@@ -272,6 +280,7 @@ class GroupCommitter:
             raise
         finally:
             self.working = {}
+            self.transient = set()
 
     def _stored_outcomes(self, keys: list[str], *, from_store: bool) -> dict[str, tuple[str, str, int]]:
         """First outcomes of idempotency keys: this process's recent ones, or the store's.
@@ -339,7 +348,8 @@ class GroupCommitter:
                     )
                 )
         info: dict[str, Any] = {}
-        recordings = self.app.events.put(events, idempotency=records, commit_info=info)
+        outbox = chain_operations(events, self.working)
+        recordings = self.app.events.put(events, idempotency=records, outbox=outbox, commit_info=info)
         for aggregate in self.working.values():
             aggregate.collect_events()
         positions = [r.notification.id for r in recordings]

@@ -6,6 +6,7 @@ inside the very transaction that appends the events:
 - a hash chain: `hash_n = sha256(hash_{n-1} || canonical record n)`, one row per
   event in `ledger_event_hashes`, linked to the previous position;
 - idempotency records: the first result of a command sent with an idempotency key;
+- the chain outbox: operations owed to a bound token (`ledger.outbox`);
 - triggers that refuse UPDATE, DELETE and TRUNCATE of the history.
 
 `StoreAdmin` reads the store for auditors: verify the chain, export it as JSON
@@ -18,8 +19,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import threading
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import IO, Any, Protocol, cast
 from uuid import UUID
 
@@ -30,12 +34,19 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
 
 from ledger.errors import IntegrityViolationError, ValidationError
+from ledger.outbox import DONE, OPEN_STATES, PENDING, OutboxEntry
 
 EVENTS_TABLE = "ledger_events"
 HASHES_TABLE = "ledger_event_hashes"
 IDEMPOTENCY_TABLE = "ledger_idempotency"
+OUTBOX_TABLE = "ledger_outbox"
+OUTBOX_COLUMNS = (
+    "position, asset_id, kind, payload, state, attempts, nonce, tx_hash, raw_tx, error, "
+    "block_number, targets, done_targets, updated_at"
+)
 GENESIS = bytes(32)
 CREATE_LOCK = 0x4C454447  # advisory lock key serialising store creation ("LEDG")
+OUTBOX_LOCK = 0x4F555442  # advisory lock key held by the worker sending to the chain ("OUTB")
 BATCH = 5000
 
 
@@ -108,6 +119,16 @@ def idempotency_rows(
     return [(r.key, r.request_hash, r.response, positions[r.last_event_index]) for r in records]
 
 
+def outbox_rows(entries: Iterable[OutboxEntry], positions: Sequence[int]) -> list[tuple[Any, ...]]:
+    return [
+        (positions[e.event_index], e.asset_id, e.kind, json.dumps(e.payload, sort_keys=True), PENDING)
+        for e in entries
+    ]
+
+
+INSERT_OUTBOX = "INSERT INTO {} (position, asset_id, kind, payload, state) VALUES (%s, %s, %s, %s, %s)"
+
+
 class LedgerPostgresRecorder(PostgresApplicationRecorder):
     """PostgreSQL recorder keeping the library's table lock + NOTIFY write path."""
 
@@ -117,6 +138,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         self.hashes = SQL("{}.{}").format(schema, Identifier(HASHES_TABLE))
         self.idempotency = SQL("{}.{}").format(schema, Identifier(IDEMPOTENCY_TABLE))
         self.events = SQL("{}.{}").format(schema, Identifier(events_table_name))
+        self.outbox = SQL("{}.{}").format(schema, Identifier(OUTBOX_TABLE))
         refuse = SQL("{}.{}").format(schema, Identifier("ledger_refuse_change"))
         self.sql_create_statements += [
             SQL(
@@ -127,6 +149,15 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
                 "CREATE TABLE IF NOT EXISTS {} (key text PRIMARY KEY, request_hash text NOT NULL, "
                 "response text NOT NULL, position bigint NOT NULL)"
             ).format(self.idempotency),
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {} (seq bigserial PRIMARY KEY, position bigint NOT NULL, "
+                "asset_id text, kind text NOT NULL, payload text NOT NULL, state text NOT NULL, "
+                "attempts integer NOT NULL DEFAULT 0, nonce bigint, tx_hash text, raw_tx text, error text, "
+                "block_number bigint, targets text, done_targets text, updated_at text)"
+            ).format(self.outbox),
+            SQL("CREATE INDEX IF NOT EXISTS {} ON {} (state, seq)").format(
+                Identifier(f"{OUTBOX_TABLE}_open"), self.outbox
+            ),
             SQL(
                 "CREATE OR REPLACE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
                 "RAISE EXCEPTION 'ledger history is append-only: % on % refused', TG_OP, TG_TABLE_NAME "
@@ -160,6 +191,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         self.select_last_hash = self.select_last_hash.as_bytes(None)  # type: ignore[assignment]
         self.insert_hash = self.insert_hash.as_bytes(None)  # type: ignore[assignment]
         self.insert_idempotency = self.insert_idempotency.as_bytes(None)  # type: ignore[assignment]
+        self.insert_outbox = SQL(INSERT_OUTBOX).format(self.outbox).as_bytes(None)
 
     def _lock_table(self, curs: Any) -> None:
         for statement in self._lock_sql:
@@ -202,6 +234,9 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         records = kwargs.get("idempotency") or ()
         if records:
             curs.executemany(self.insert_idempotency, idempotency_rows(records, positions))
+        entries = kwargs.get("outbox") or ()
+        if entries:
+            curs.executemany(self.insert_outbox, outbox_rows(entries, positions))
         kwargs["commit_info"]["prev_position"] = prev_position
         return positions
 
@@ -219,6 +254,12 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
             "prev_position INTEGER NOT NULL, hash BLOB NOT NULL)",
             f"CREATE TABLE IF NOT EXISTS {IDEMPOTENCY_TABLE} (key TEXT PRIMARY KEY, "
             "request_hash TEXT NOT NULL, response TEXT NOT NULL, position INTEGER NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS {OUTBOX_TABLE} (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+            "position INTEGER NOT NULL, asset_id TEXT, kind TEXT NOT NULL, payload TEXT NOT NULL, "
+            "state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, nonce INTEGER, tx_hash TEXT, "
+            "raw_tx TEXT, error TEXT, block_number INTEGER, targets TEXT, done_targets TEXT, "
+            "updated_at TEXT)",
+            f"CREATE INDEX IF NOT EXISTS {OUTBOX_TABLE}_open ON {OUTBOX_TABLE} (state, seq)",
         ]
         for table in (self.events_table_name, HASHES_TABLE):
             for operation in ("UPDATE", "DELETE"):
@@ -248,6 +289,11 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
                 "VALUES (?, ?, ?, ?)",
                 idempotency_rows(records, positions),
             )
+        entries = kwargs.get("outbox") or ()
+        if entries:
+            c.executemany(
+                INSERT_OUTBOX.format(OUTBOX_TABLE).replace("%s", "?"), outbox_rows(entries, positions)
+            )
         commit_info = kwargs.get("commit_info")
         if commit_info is not None:
             commit_info["prev_position"] = prev_position
@@ -260,6 +306,10 @@ class _Sql(Protocol):
     def fetch(self, sql: str, params: Sequence[Any]) -> list[Any]: ...
 
     def bulk_load(self, records: Iterator[list[StoredRecord]]) -> None: ...
+
+    def execute(self, sql: str, params: Sequence[Any]) -> None: ...
+
+    def advisory_lock(self, key: int) -> AbstractContextManager[bool]: ...
 
 
 class StoreAdmin:
@@ -462,6 +512,21 @@ class _PostgresSql:
             curs.execute(sql.encode(), params)
             return curs.fetchall()
 
+    def execute(self, sql: str, params: Sequence[Any]) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(sql.encode(), params)
+
+    @contextmanager
+    def advisory_lock(self, key: int) -> Iterator[bool]:
+        with self.datastore.get_connection() as conn:
+            row = conn.execute("SELECT pg_try_advisory_lock(%s) AS held", (key,)).fetchone()
+            held = bool(row and row["held"])
+            try:
+                yield held
+            finally:
+                if held:
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
     def bulk_load(self, batches: Iterator[list[StoredRecord]]) -> None:
         r = self.recorder
         insert_event: Composed = SQL(
@@ -497,6 +562,15 @@ class _SQLiteSql:
             c.execute(sql, params)
             return list(c.fetchall())
 
+    def execute(self, sql: str, params: Sequence[Any]) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(sql.replace("%s", "?"), list(params))
+
+    @contextmanager
+    def advisory_lock(self, key: int) -> Iterator[bool]:
+        # The embedded store serves one process: the outbox's in-process lock is enough.
+        yield True
+
     def bulk_load(self, batches: Iterator[list[StoredRecord]]) -> None:
         events = self.recorder.events_table_name
         with self.datastore.transaction(commit=True) as c:
@@ -510,3 +584,115 @@ class _SQLiteSql:
                     f"INSERT INTO {HASHES_TABLE} (position, prev_position, hash) VALUES (?, ?, ?)",
                     [(x.position, x.prev_position, x.hash) for x in batch],
                 )
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """One operation owed to the chain and how far its execution has got."""
+
+    seq: int
+    position: int
+    asset_id: str | None
+    kind: str
+    payload: dict[str, Any]
+    state: str
+    attempts: int
+    nonce: int | None
+    tx_hash: str | None
+    raw_tx: str | None
+    error: str | None
+    block_number: int | None
+    targets: list[str] | None
+    done_targets: list[str]
+
+
+def _outbox_row(row: Any) -> OutboxRow:
+    return OutboxRow(
+        seq=int(row["seq"]),
+        position=int(row["position"]),
+        asset_id=row["asset_id"],
+        kind=row["kind"],
+        payload=json.loads(row["payload"]),
+        state=row["state"],
+        attempts=int(row["attempts"]),
+        nonce=None if row["nonce"] is None else int(row["nonce"]),
+        tx_hash=row["tx_hash"],
+        raw_tx=row["raw_tx"],
+        error=row["error"],
+        block_number=None if row["block_number"] is None else int(row["block_number"]),
+        targets=None if row["targets"] is None else json.loads(row["targets"]),
+        done_targets=json.loads(row["done_targets"]) if row["done_targets"] else [],
+    )
+
+
+OUTBOX_FIELDS = frozenset(
+    {"state", "attempts", "nonce", "tx_hash", "raw_tx", "error", "block_number", "targets", "done_targets"}
+)
+
+
+class OutboxStore:
+    """The chain outbox's rows: written with the events, then advanced by the worker.
+
+    Unlike the history, an outbox row changes as its operation progresses
+    (pending -> signed -> done | failed); the outcome itself is recorded as events.
+    """
+
+    def __init__(self, recorder: ApplicationRecorder) -> None:
+        self.admin = StoreAdmin(recorder)
+        self.sql = self.admin.sql
+        self.table = (
+            f'"{recorder.datastore.schema}".{OUTBOX_TABLE}'
+            if isinstance(recorder, LedgerPostgresRecorder)
+            else OUTBOX_TABLE
+        )
+        self._local = threading.Lock()
+
+    def _select(self, where: str, params: Sequence[Any], limit: int | None = None) -> list[OutboxRow]:
+        tail = f" LIMIT {int(limit)}" if limit is not None else ""
+        rows = self.sql.fetch(
+            f"SELECT seq, {OUTBOX_COLUMNS} FROM {self.table} WHERE {where} ORDER BY seq{tail}", params
+        )
+        return [_outbox_row(row) for row in rows]
+
+    def open_rows(self, limit: int = 100) -> list[OutboxRow]:
+        """Operations not yet carried out, oldest first: the order they must reach the chain in."""
+        return self._select("state IN (%s, %s)", OPEN_STATES, limit)
+
+    def get(self, seq: int) -> OutboxRow | None:
+        rows = self._select("seq = %s", (seq,))
+        return rows[0] if rows else None
+
+    def unsettled(self, asset_id: str, final_block: int) -> list[OutboxRow]:
+        """Operations on an asset (or on every asset) still open, or done after `final_block`."""
+        return self._select(
+            "(asset_id = %s OR asset_id IS NULL) AND (state IN (%s, %s) OR "
+            "(state = %s AND block_number > %s))",
+            (asset_id, *OPEN_STATES, DONE, final_block),
+        )
+
+    def all_rows(self) -> list[OutboxRow]:
+        return self._select("1 = 1", ())
+
+    def update(self, seq: int, **fields: Any) -> None:
+        unknown = set(fields) - OUTBOX_FIELDS
+        if unknown:
+            msg = f"not outbox fields: {sorted(unknown)}"
+            raise ValueError(msg)
+        values = [json.dumps(v) if k in ("targets", "done_targets") else v for k, v in fields.items()]
+        assignments = ", ".join(f"{name} = %s" for name in fields)
+        self.sql.execute(
+            f"UPDATE {self.table} SET {assignments}, updated_at = %s WHERE seq = %s",
+            [*values, datetime.now(tz=UTC).isoformat(), seq],
+        )
+
+    @contextmanager
+    def exclusive(self) -> Iterator[bool]:
+        """Held by the one worker that may send to the chain now; yields False if another holds it."""
+        if not self._local.acquire(blocking=False):
+            yield False
+            return
+        try:
+            with self.sql.advisory_lock(OUTBOX_LOCK) as held:
+                yield held
+        finally:
+            self._local.release()

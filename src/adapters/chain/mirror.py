@@ -1,0 +1,212 @@
+"""Mirrors the logs of a bound token's contracts into the ledger's event stream.
+
+Each cycle reads from where the mirror's checkpoint stopped up to the chain head,
+in block ranges that grow while they stay small and shrink when the node refuses
+or a range holds too many logs. Each range's logs and the new checkpoint are one
+ledger transaction, so a restart (or an RPC failure mid-way) resumes exactly
+after the last recorded range: nothing is missed, nothing is recorded twice
+(each log is also keyed by chain id, block hash and log index).
+
+Reorganisations: the checkpoint keeps the hashes of the recent, not yet final
+blocks it read logs from and of the last block read. Every cycle compares them
+with the chain (and the parent hash of the next block with the last one read);
+when they differ, the logs of the orphaned blocks are retracted by new events and
+reading resumes after the last block that still matches. Only blocks
+`confirmations` deep count as final.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from adapters.chain.events import LogDecoder, UnknownLogError
+from adapters.chain.rpc import Rpc, RpcError, RpcUnavailableError
+from ledger.application import LedgerApplication
+from ledger.domain.chain import ChainMirror
+from ledger.errors import AlreadyExistsError
+
+PAUSED_SELECTOR = "0x5c975abb"  # paused()
+FIRST_SPAN, MAX_SPAN = 1_000, 50_000  # blocks per eth_getLogs request
+MAX_LOGS = 5_000  # logs per ledger transaction
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SyncReport:
+    """What one mirror cycle did."""
+
+    asset_id: str
+    head: int
+    final_block: int
+    next_block: int
+    logs: int = 0
+    unrecognised: int = 0
+    retracted: int = 0
+    reorganisations: int = 0
+
+
+def _plain(value: Any) -> Any:
+    """Decoded arguments as JSON values (bytes as 0x hex)."""
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) else int(str(value), 16)
+
+
+class Mirror:
+    def __init__(self, app: LedgerApplication, rpc: Rpc, confirmations: int) -> None:
+        self.app = app
+        self.rpc = rpc
+        self.confirmations = confirmations
+        self._spans: dict[str, int] = {}
+
+    def attach(self, asset_id: str, start_block: int = 0, contracts: dict[str, Any] | None = None) -> bool:
+        """Starts mirroring an asset's bound token from `start_block` (False if it already is),
+        reading the token's pause state first (`init` pauses without an event)."""
+        token = self._binding(asset_id)
+        paused = (
+            int(
+                self.rpc.call(
+                    "eth_call",
+                    [{"to": token["token_address"], "data": PAUSED_SELECTOR}, hex(max(start_block - 1, 0))],
+                ),
+                16,
+            )
+            == 1
+        )
+        try:
+            self.app.start_mirror(asset_id, start_block, paused, contracts)
+        except AlreadyExistsError:
+            return False
+        return True
+
+    def _paused_before(self, token: str, block: int) -> bool:
+        """The token's pause state before `block`; a token not deployed yet will start paused
+        (T-REX `init` pauses without an event, so its first `Unpaused` is what counts)."""
+        if block == 0:
+            return True
+        answer = self.rpc.call("eth_call", [{"to": token, "data": PAUSED_SELECTOR}, hex(block - 1)])
+        return True if answer in (None, "0x") else int(answer, 16) == 1
+
+    def _binding(self, asset_id: str) -> dict[str, Any]:
+        asset = self.app.get_asset(asset_id)
+        if asset.token is None:
+            msg = f"asset {asset_id} is not bound to a token"
+            raise LookupError(msg)
+        return dict(asset.token)
+
+    def mirror_of(self, asset_id: str) -> ChainMirror:
+        token = self._binding(asset_id)
+        return self.app.get_mirror(token["chain_id"], token["token_address"])
+
+    def sync(self, asset_id: str) -> SyncReport:
+        """Reads the asset's token up to the chain head (one cycle); raises `RpcUnavailableError`
+        when the node cannot be reached, with everything before the failure kept."""
+        mirror = self.mirror_of(asset_id)
+        decoder = LogDecoder({mirror.token: "token", mirror.identity_registry: "identity_registry"})
+        addresses = sorted({mirror.token, mirror.identity_registry})
+        head = self.rpc.block_number()
+        report = SyncReport(asset_id, head, mirror.final_block, mirror.next_block)
+        mirror = self._check_reorganisation(mirror, report)
+        final = max(head - self.confirmations, mirror.final_block)
+        start = mirror.next_block
+        span = self._spans.get(asset_id, FIRST_SPAN)
+        while start <= head:
+            end = min(head, start + span - 1)
+            try:
+                raw = self.rpc.logs(addresses, start, end)
+            except RpcUnavailableError:
+                raise
+            except RpcError:
+                if span == 1:
+                    raise
+                span = max(1, span // 2)  # the node refused the range (too many results, timeout)
+                continue
+            if len(raw) > MAX_LOGS and span > 1:
+                span = max(1, span // 2)
+                continue
+            tip = self.rpc.blocks([end])[end]
+            if tip is None or any(
+                _int(log["blockNumber"]) == end and log["blockHash"] != tip["hash"] for log in raw
+            ):
+                break  # the chain changed under us: the next cycle sees the reorganisation
+            logs = [self._entry(mirror, decoder, log, report) for log in raw if not log.get("removed")]
+            seen = [(w[0], w[1]) for w in mirror.window if w[0] > final]
+            seen += sorted({(e["block_number"], e["block_hash"]) for e in logs if e["block_number"] > final})
+            window: list[list[Any]] = [list(w) for w in dict.fromkeys(seen)]
+            window.append([end, tip["hash"], tip["parentHash"]])
+            self.app.mirror_blocks(mirror.id, start, end, min(final, end), window, logs)
+            report.logs += len(logs)
+            mirror = self.mirror_of(asset_id)
+            start = end + 1
+            if len(raw) < MAX_LOGS // 4:
+                span = min(MAX_SPAN, span * 2)
+        self._spans[asset_id] = span
+        report.final_block, report.next_block = mirror.final_block, mirror.next_block
+        return report
+
+    def _entry(
+        self, mirror: ChainMirror, decoder: LogDecoder, log: dict[str, Any], report: SyncReport
+    ) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "chain_id": mirror.chain_id,
+            "asset_id": mirror.asset_id,
+            "block_number": _int(log["blockNumber"]),
+            "block_hash": log["blockHash"],
+            "log_index": _int(log["logIndex"]),
+            "tx_hash": log["transactionHash"],
+        }
+        try:
+            decoded = decoder.decode(log)
+        except UnknownLogError as error:
+            report.unrecognised += 1
+            topics = list(log.get("topics") or [])
+            return {
+                **entry,
+                "address": str(log["address"]),
+                "name": topics[0] if topics else "anonymous",
+                "args": {"topics": topics, "data": log.get("data", "0x")},
+                "problem": str(error),
+            }
+        args = {name: _plain(value) for name, value in decoded.args.items()}
+        return {**entry, "address": decoded.address, "name": decoded.name, "args": args, "problem": None}
+
+    def _check_reorganisation(self, mirror: ChainMirror, report: SyncReport) -> ChainMirror:
+        """Compares the recent blocks the mirror read with the chain; retracts what was orphaned."""
+        if not mirror.window:
+            return mirror
+        numbers = sorted({w[0] for w in mirror.window} | {mirror.next_block})
+        canonical = self.rpc.blocks(numbers)
+        changed = [w for w in mirror.window if (canonical[w[0]] or {}).get("hash") != w[1]]
+        following = canonical[mirror.next_block]
+        last = mirror.window[-1]
+        if (
+            not changed
+            and following is not None
+            and last[0] == mirror.next_block - 1
+            and following["parentHash"] != last[1]
+        ):
+            changed = [last]  # the next block does not descend from the last one read
+        if not changed:
+            return mirror
+        first_changed = min(w[0] for w in changed)
+        kept = [w[0] for w in mirror.window if w[0] < first_changed]
+        fork = max(kept) + 1 if kept else mirror.final_block + 1
+        orphaned = [[w[0], w[1]] for w in mirror.window if w[0] >= fork]
+        outcome = self.app.retract_blocks(mirror.id, fork, orphaned)
+        report.retracted += int(outcome.result["retracted"])
+        report.reorganisations += 1
+        logger.warning(
+            "%s: reorganisation from block %s, %s logs retracted",
+            mirror.asset_id,
+            fork,
+            outcome.result["retracted"],
+        )
+        return self.mirror_of(mirror.asset_id)

@@ -1,0 +1,115 @@
+"""The chain adapter as one service: deploy and bind tokens, carry out the outbox,
+mirror the bound tokens, reconcile.
+
+Built by `bootstrap` when `LEDGER_CHAIN_RPC_URL` is set; the CLI, the HTTP API
+and the dramatiq jobs all go through it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import pycountry
+from sqlalchemy import select
+
+from adapters.chain.mirror import Mirror, SyncReport
+from adapters.chain.outbound import OutboxWorker, country_number
+from adapters.chain.reconcile import reconcile
+from adapters.chain.rpc import Rpc
+from adapters.chain.trex import Suite, TokenCall, TrexClient
+from ledger.application import LedgerApplication
+from ledger.commit import Outcome
+from ledger.errors import InvalidStateError, NotFoundError
+from projections.holdings import assets
+from projections.runner import ProjectionRunner
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ChainService:
+    app: LedgerApplication
+    runner: ProjectionRunner
+    rpc: Rpc
+    client: TrexClient | None  # None without an agent key: mirror and reconcile only
+    confirmations: int
+    mirror: Mirror = field(init=False)
+    worker: OutboxWorker | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.mirror = Mirror(self.app, self.rpc, self.confirmations)
+        self.worker = (
+            OutboxWorker(self.app, self.client, self.bound_assets) if self.client is not None else None
+        )
+
+    @property
+    def chain_id(self) -> int:
+        return int(self.rpc.call("eth_chainId"), 16)
+
+    def bound_assets(self) -> list[str]:
+        """Assets bound to a token on this chain, as the read model knows them."""
+        with self.runner.engine.connect() as conn:
+            rows = conn.execute(
+                select(assets.c.asset_id)
+                .where(assets.c.chain_id == self.chain_id)
+                .order_by(assets.c.asset_id)
+            )
+            return [row.asset_id for row in rows]
+
+    def deploy(self, asset_id: str) -> tuple[Suite, Outcome]:
+        """Deploys a full T-REX suite for an approved asset, aligns its pause state with the
+        ledger's, binds it and starts mirroring it from the deployment block."""
+        if self.client is None:
+            msg = "deploying needs LEDGER_CHAIN_AGENT_KEY"
+            raise InvalidStateError(msg)
+        asset = self.app.get_asset(asset_id)
+        if asset.token is not None:
+            msg = f"asset {asset_id} is already bound to a token"
+            raise InvalidStateError(msg)
+        allowed = asset.allowed_countries or [c.alpha_2 for c in pycountry.countries]
+        suite = self.client.deploy_suite(
+            name=asset.name,
+            symbol=asset.symbol,
+            decimals=asset.decimals,
+            countries=sorted({country_number(code) for code in allowed}),
+            salt=asset_id,
+        )
+        if self.client.paused(suite) and not asset.paused:
+            self.client.agent_call(suite, TokenCall("unpause", {}))
+        outcome = self.app.bind_token(asset_id, suite.chain_id, suite.token, suite.identity_registry)
+        self.mirror.attach(asset_id, suite.deployed_at_block, suite.as_dict())
+        return suite, outcome
+
+    def attach_bound(self) -> list[str]:
+        """Starts mirroring bound tokens not mirrored yet (bound through the API), from genesis."""
+        self.runner.catch_up()
+        started = []
+        for asset_id in self.bound_assets():
+            try:
+                self.mirror.mirror_of(asset_id)
+            except NotFoundError:
+                if self.mirror.attach(asset_id, 0):
+                    started.append(asset_id)
+        return started
+
+    def sync(self) -> list[SyncReport]:
+        """One mirror cycle over every bound token."""
+        self.attach_bound()
+        return [self.mirror.sync(asset_id) for asset_id in self.bound_assets()]
+
+    def carry_out(self) -> int:
+        """Carries out the open outbox operations (a transient failure raises, to be retried)."""
+        if self.worker is None:
+            return 0
+        return self.worker.run_once()
+
+    def reconcile(self, asset_id: str) -> tuple[Outcome, dict[str, Any]]:
+        """Mirrors the asset's token to the head, brings the read models up to date, compares."""
+        self.attach_bound()
+        self.mirror.sync(asset_id)
+        self.runner.catch_up()
+        outcome = reconcile(self.app, self.runner.engine, asset_id)
+        self.runner.catch_up()
+        return outcome, outcome.result

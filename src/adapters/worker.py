@@ -1,0 +1,117 @@
+"""Background jobs on dramatiq: carry out the chain outbox, mirror the chain, reconcile.
+
+With `LEDGER_REDIS_URL` set the jobs go through Redis, so any number of `ledger
+worker` processes on any machines share them (the outbox's lock keeps sending to
+one at a time). Unset, they run in-process on dramatiq's stub broker with a
+worker thread of its own.
+
+Every job is safe to run twice or at once with itself: the outbox records each
+step before and after sending, the mirror's checkpoint is version-checked, and
+a reconciliation only reads. A job that fails on a transient chain error is
+retried by dramatiq with back-off, a bounded number of times; the next periodic
+run picks up where it stopped anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.stub import StubBroker
+
+from adapters.chain.service import ChainService
+
+QUEUE = "ledger-chain"
+MAX_RETRIES = 5
+PERIODS = {"carry_out_chain_operations": 1.0, "mirror_chain": 2.0, "reconcile_assets": 60.0}  # seconds
+logger = logging.getLogger(__name__)
+
+
+def build_broker(redis_url: str | None) -> dramatiq.Broker:
+    if redis_url:
+        return RedisBroker(url=redis_url, namespace="ledger")  # type: ignore[no-untyped-call]
+    return StubBroker()
+
+
+@dataclass
+class Jobs:
+    """The chain jobs as dramatiq actors on one broker, and a schedule that enqueues them."""
+
+    service: ChainService
+    broker: dramatiq.Broker
+    periods: dict[str, float] = field(default_factory=lambda: dict(PERIODS))
+    actors: dict[str, dramatiq.Actor[Any, Any]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        def carry_out_chain_operations() -> int:
+            return self.service.carry_out()
+
+        def mirror_chain() -> int:
+            return sum(report.logs for report in self.service.sync())
+
+        def reconcile_assets() -> int:
+            differences = 0
+            for asset_id in self.service.bound_assets():
+                _, result = self.service.reconcile(asset_id)  # recorded as an event; read it there
+                differences += len(result["differences"])
+            return differences
+
+        jobs: list[Callable[[], int]] = [carry_out_chain_operations, mirror_chain, reconcile_assets]
+        self.actors = {
+            job.__name__: dramatiq.actor(
+                actor_name=f"ledger.{job.__name__}",
+                queue_name=QUEUE,
+                broker=self.broker,
+                max_retries=MAX_RETRIES,
+                min_backoff=500,
+                max_backoff=30_000,
+            )(job)
+            for job in jobs
+        }
+
+    def enqueue(self, name: str) -> None:
+        self.actors[name].send()
+
+
+@dataclass
+class WorkerProcess:
+    """A dramatiq worker consuming the chain jobs, and the scheduler that enqueues them."""
+
+    jobs: Jobs
+    threads: int = 1
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _worker: dramatiq.Worker | None = None
+    _scheduler: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._worker = dramatiq.Worker(self.jobs.broker, queues={QUEUE}, worker_threads=self.threads)
+        self._worker.start()
+        self._scheduler = threading.Thread(target=self._schedule, name="ledger-scheduler", daemon=True)
+        self._scheduler.start()
+
+    def _schedule(self) -> None:
+        due = dict.fromkeys(self.jobs.periods, 0.0)
+        tick = min(self.jobs.periods.values())
+        elapsed = 0.0
+        while not self._stop.is_set():
+            for name, period in self.jobs.periods.items():
+                if elapsed >= due[name]:
+                    try:
+                        self.jobs.enqueue(name)
+                    except Exception:  # the broker is away: try again on the next tick
+                        logger.exception("could not enqueue %s", name)
+                    due[name] = elapsed + period
+            self._stop.wait(tick)
+            elapsed += tick
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._worker is not None:
+            self._worker.stop()
+        if self._scheduler is not None:
+            self._scheduler.join(timeout=5)
