@@ -36,7 +36,9 @@ def chain() -> FakeChain:
     return FakeChain()
 
 
-def worker_for(app: LedgerApplication, chain: FakeChain, assets: tuple[str, ...] = ("TOLL-JKT-01",)) -> OutboxWorker:
+def worker_for(
+    app: LedgerApplication, chain: FakeChain, assets: tuple[str, ...] = ("TOLL-JKT-01",)
+) -> OutboxWorker:
     return OutboxWorker(app, chain, lambda: list(assets), receipt_timeout=1)
 
 
@@ -57,7 +59,9 @@ def scenario(app: LedgerApplication) -> str:
     return asset_id
 
 
-def test_operations_are_carried_out_once_in_order_and_recorded(app: LedgerApplication, chain: FakeChain) -> None:
+def test_operations_are_carried_out_once_in_order_and_recorded(
+    app: LedgerApplication, chain: FakeChain
+) -> None:
     asset_id = scenario(app)
     assert worker_for(app, chain).run_once() == 3
     assert [c[1] for c in chain.calls] == ["mint", "forced_transfer", "freeze_partial"]
@@ -112,7 +116,9 @@ def test_a_call_the_chain_refuses_is_recorded_as_failed_and_the_rest_goes_on(
     assert [c[1] for c in chain.calls] == ["mint"]
 
 
-def test_an_unreachable_node_stops_the_run_and_keeps_the_order(app: LedgerApplication, chain: FakeChain) -> None:
+def test_an_unreachable_node_stops_the_run_and_keeps_the_order(
+    app: LedgerApplication, chain: FakeChain
+) -> None:
     scenario(app)
     chain.unreachable = 1
     with pytest.raises(TransientChainError):
