@@ -9,7 +9,15 @@ import pytest
 
 from adapters.chain.anvil import DEV_KEYS, Anvil
 from adapters.chain.artifacts import ArtifactNotFoundError, anvil_binary
+from adapters.chain.rpc import Rpc
+from adapters.chain.service import ChainService
 from adapters.chain.trex import Suite, TrexClient
+from ledger.application import LedgerApplication
+from ledger.config import store_env
+from projections.migrate import upgrade
+from projections.runner import ProjectionRunner
+from projections.schema import engine_for
+from tests.chain.world import CONFIRMATIONS, World
 
 REQUIRE_SERVICES = os.environ.get("LEDGER_REQUIRE_SERVICES") == "1"
 ID, SG = 360, 702
@@ -38,3 +46,16 @@ def suite(trex_client: TrexClient) -> Suite:
     return trex_client.deploy_suite(
         name="Toll Road", symbol="TJK", decimals=0, countries=[ID, SG], salt="TJK"
     )
+
+
+@pytest.fixture
+def world(store_url: str, anvil: Anvil) -> Iterator[World]:
+    app = LedgerApplication(store_env(store_url))
+    engine = engine_for(store_url)
+    upgrade(engine)
+    runner = ProjectionRunner(app, engine)
+    client = TrexClient(anvil.url, DEV_KEYS[0])
+    service = ChainService(app, runner, Rpc(anvil.url), client, CONFIRMATIONS)
+    yield World(app, engine, service, anvil, client)
+    app.close()
+    engine.dispose()

@@ -70,17 +70,7 @@ class Mirror:
     def attach(self, asset_id: str, start_block: int = 0, contracts: dict[str, Any] | None = None) -> bool:
         """Starts mirroring an asset's bound token from `start_block` (False if it already is),
         reading the token's pause state first (`init` pauses without an event)."""
-        token = self._binding(asset_id)
-        paused = (
-            int(
-                self.rpc.call(
-                    "eth_call",
-                    [{"to": token["token_address"], "data": PAUSED_SELECTOR}, hex(max(start_block - 1, 0))],
-                ),
-                16,
-            )
-            == 1
-        )
+        paused = self._paused_before(self._binding(asset_id)["token_address"], start_block)
         try:
             self.app.start_mirror(asset_id, start_block, paused, contracts)
         except AlreadyExistsError:
