@@ -11,7 +11,7 @@ import json
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -26,17 +26,22 @@ from adapters import bootstrap
 from adapters.api.app import create_app
 from adapters.api.common import Services
 from adapters.api.keys import KeyStore
+from adapters.chain.anvil import DEV_KEYS, Anvil, AnvilError
+from adapters.chain.artifacts import ArtifactNotFoundError
+from adapters.chain.rpc import Rpc
 from adapters.chain.service import ChainService
-from adapters.demo import load_demo
+from adapters.chain.trex import TrexClient
+from adapters.demo import load_demo, run_chain_demo
 from adapters.worker import Jobs, WorkerProcess, build_broker
 from ledger.application import LedgerApplication
 from ledger.commit import Outcome
+from ledger.config import Settings
 from ledger.errors import LedgerError, ValidationError
 from ledger.store import Verification
-from projections.chain import reconciliation as reconciliation_report
 from projections.holdings import CapTable, current_cap_table
 from projections.investors import investors
 from projections.replay import replay as rebuild
+from projections.runner import ProjectionRunner
 from projections.schema import snapshot, view_position
 
 app = typer.Typer(help="Register of record for tokenized securities.", no_args_is_help=True)
@@ -244,25 +249,58 @@ def import_(file: Path, as_json: JsonOption = False) -> None:
 
 
 @app.command()
-def demo(as_json: JsonOption = False) -> None:
+def demo(
+    chain: Annotated[
+        bool, typer.Option("--chain", help="Run it on an ERC-3643 chain (a local anvil unless configured).")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
     """Load a realistic scenario (3 assets, 320 investors), project it, print cap tables and a summary."""
     config = bootstrap.settings()
     ledger = bootstrap.build_application(config)
     runner = bootstrap.build_runner(ledger, config)
     try:
-        summary = load_demo(ledger, err)
+        with _demo_chain(ledger, runner, config) if chain else nullcontext() as service:
+            summary = load_demo(ledger, err, service)
+            reports = run_chain_demo(service, err) if service is not None and summary["fresh"] else []
         runner.catch_up()
         with snapshot(runner.engine) as conn:
             position = view_position(conn)
             tables = [current_cap_table(conn, asset_id, position) for asset_id in summary["assets"]]
         summary["read_models_position"] = position
         if as_json:
-            out.print_json(json.dumps(summary, default=str))
+            out.print_json(json.dumps({**summary, "reconciliations": reports}, default=str))
         else:
             _print_demo(tables, summary)
+            for report in reports:
+                out.print(f"[bold]reconciliation {report['when']}[/bold]")
+                _print_reconciliation(report)
     finally:
         ledger.close()
         runner.engine.dispose()
+
+
+@contextmanager
+def _demo_chain(
+    ledger: LedgerApplication, runner: ProjectionRunner, config: Settings
+) -> Iterator[ChainService]:
+    """The configured chain, or a local anvil started from contracts/ for the demo's lifetime."""
+    if config.chain_rpc_url:
+        service = bootstrap.build_chain(ledger, runner, config)
+        assert service is not None
+        yield service
+        return
+    try:
+        node = Anvil.start()
+    except (ArtifactNotFoundError, AnvilError) as error:
+        err.print(f"[red]usage[/red]: no chain for the demo: {error}")
+        raise typer.Exit(2) from None
+    err.print(f"local anvil chain at {node.url} (stopped when the demo ends)")
+    try:
+        yield ChainService(ledger, runner, Rpc(node.url), TrexClient(node.url, DEV_KEYS[0]),
+                           config.chain_confirmations)
+    finally:
+        node.stop()
 
 
 def _print_demo(tables: list[CapTable], summary: dict[str, Any]) -> None:
@@ -339,10 +377,7 @@ def chain_sync(as_json: JsonOption = False) -> None:
 def reconcile(asset_id: str, as_json: JsonOption = False) -> None:
     """Compare ledger and chain for an asset at its last final block; exit 1 if they differ."""
     with _chain() as chain:
-        outcome, _ = _guard(lambda: chain.reconcile(asset_id))
-        with snapshot(chain.runner.engine) as conn:
-            report = reconciliation_report(conn, outcome.result["reconciliation_id"])
-    assert report is not None
+        _, report = _guard(lambda: chain.reconcile(asset_id))
     if as_json:
         out.print_json(json.dumps(report))
     else:

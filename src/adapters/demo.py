@@ -8,6 +8,8 @@ from typing import Any
 
 from rich.console import Console
 
+from adapters.chain.service import ChainService
+from adapters.chain.trex import TokenCall
 from ledger.application import LedgerApplication
 from ledger.errors import LedgerError, NotFoundError
 
@@ -56,19 +58,28 @@ ASSETS: list[dict[str, Any]] = [
 INVESTORS = 320
 
 
-def load_demo(ledger: LedgerApplication, console: Console) -> dict[str, Any]:
-    """Loads the scenario once (a second run leaves the store as it is) and returns a summary."""
+def load_demo(
+    ledger: LedgerApplication, console: Console, chain: ChainService | None = None
+) -> dict[str, Any]:
+    """Loads the scenario once (a second run leaves the store as it is) and returns a summary.
+
+    With a chain, each asset's T-REX token is deployed right after approval, so that
+    the whole scenario reaches the chain through the outbox.
+    """
     rng = random.Random(20261121)  # noqa: S311 (a reproducible scenario, not security)
     outcomes: Counter[str] = Counter()
+    fresh = False
     try:
         ledger.get_asset(ASSETS[0]["asset_id"])
         console.print("demo already loaded; showing the store as it is")
     except NotFoundError:
         with console.status("loading the demo scenario..."):
-            _load(ledger, rng, outcomes)
+            _load(ledger, rng, outcomes, chain)
+        fresh = True
     verification = ledger.admin.verify()
     return {
         "assets": [a["asset_id"] for a in ASSETS],
+        "fresh": fresh,
         "investors": INVESTORS,
         "commands_accepted": outcomes["ok"],
         "commands_rejected": sum(n for code, n in outcomes.items() if code != "ok"),
@@ -91,10 +102,14 @@ def _attempt(outcomes: Counter[str], action: Any, *args: Any) -> Any:
     return result
 
 
-def _load(ledger: LedgerApplication, rng: random.Random, outcomes: Counter[str]) -> None:
+def _load(
+    ledger: LedgerApplication, rng: random.Random, outcomes: Counter[str], chain: ChainService | None
+) -> None:
     for terms in ASSETS:
         _attempt(outcomes, ledger.register_asset, terms)
         _attempt(outcomes, ledger.approve_asset, terms["asset_id"])
+        if chain is not None:
+            chain.deploy(terms["asset_id"])
         _attempt(outcomes, ledger.set_offering, terms["asset_id"], True)
 
     investors = [f"inv-{n:04d}" for n in range(1, INVESTORS + 1)]
@@ -158,3 +173,26 @@ def _load(ledger: LedgerApplication, rng: random.Random, outcomes: Counter[str])
                 option = rng.choices(["approve", "reject", "abstain"], weights=[6, 3, 1])[0]
                 _attempt(outcomes, ledger.cast_vote, proposal_id, investor_id, option)
         _attempt(outcomes, ledger.close_proposal, proposal_id)
+
+
+def run_chain_demo(chain: ChainService, console: Console) -> list[dict[str, Any]]:
+    """Carries the demo out on the chain, reconciles every asset (clean), then moves tokens
+    directly on chain, outside the ledger, and reconciles again: the difference shows."""
+    with console.status("carrying the demo out on chain (identities, mints, transfers)..."):
+        while chain.carry_out():
+            pass
+    chain.rpc.call("anvil_mine", [hex(chain.confirmations + 1)])
+    reports = []
+    with console.status("mirroring and reconciling..."):
+        for asset_id in chain.bound_assets():
+            reports.append(chain.reconcile(asset_id)[1] | {"when": "after the demo"})
+    toll = chain.app.get_asset("TOLL-JKT-01")
+    ranked = sorted(toll.balances, key=lambda i: (-toll.balances[i], i))
+    source, target = (chain.app.get_investor(i).wallets[0] for i in (ranked[2], ranked[3]))
+    assert chain.client is not None and chain.worker is not None
+    suite = chain.worker.suite("TOLL-JKT-01")
+    chain.client.agent_call(suite, TokenCall("forced_transfer", {"from_": source, "to": target, "amount": 1}))
+    chain.rpc.call("anvil_mine", [hex(chain.confirmations + 1)])
+    after = chain.reconcile("TOLL-JKT-01")[1]
+    reports.append(after | {"when": "after one transfer on chain, outside the ledger"})
+    return reports

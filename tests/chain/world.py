@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from eth_account import Account
 from sqlalchemy import Engine
@@ -12,8 +13,6 @@ from adapters.chain.mirror import SyncReport
 from adapters.chain.service import ChainService
 from adapters.chain.trex import Suite, TrexClient
 from ledger.application import LedgerApplication
-from projections.chain import reconciliation
-from projections.schema import snapshot
 from tests.support import open_asset
 
 CONFIRMATIONS = 3
@@ -37,12 +36,8 @@ class World:
         self.service.carry_out()
         self.anvil.mine(CONFIRMATIONS + 1)
 
-    def reconcile(self, asset_id: str) -> dict[str, object]:
-        outcome, _ = self.service.reconcile(asset_id)
-        with snapshot(self.engine) as conn:
-            report = reconciliation(conn, outcome.result["reconciliation_id"])
-        assert report is not None
-        return report
+    def reconcile(self, asset_id: str) -> dict[str, Any]:
+        return self.service.reconcile(asset_id)[1]
 
     def mirror(self) -> list[SyncReport]:
         reports = self.service.sync()
@@ -52,7 +47,7 @@ class World:
     def suite(self, asset_id: str) -> Suite:
         worker = self.service.worker
         assert worker is not None
-        return worker._suite(asset_id)
+        return worker.suite(asset_id)
 
 
 def onboard(app: LedgerApplication, name: str, country: str = "ID") -> None:

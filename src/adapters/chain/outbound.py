@@ -138,20 +138,22 @@ class OutboxWorker:
     def _carry_out(self, row: OutboxRow) -> None:
         try:
             targets = row.targets if row.targets is not None else self._targets(row)
-            if row.targets is None:
-                self.app.outbox.update(row.seq, targets=targets)
-            done = list(row.done_targets)
-            for asset_id in targets:
-                if asset_id in done:
-                    continue
-                self._carry_out_on(row, asset_id)
+            if row.targets is None and row.asset_id is None:
+                self.app.outbox.update(row.seq, targets=targets)  # a recovery's tokens, fixed once
+            done, failed = list(row.done_targets), row.error is not None
+            left = [asset_id for asset_id in targets if asset_id not in done]
+            if not left:
+                self.app.outbox.update(row.seq, state=FAILED if failed else DONE)
+            for asset_id in left:
+                fields = self._carry_out_on(row, asset_id)
+                failed = failed or "error" in fields
                 done.append(asset_id)
-                more = len(done) < len(targets)
-                # The last step's transaction stays on the row; an earlier one makes room.
-                cleared = {"state": PENDING, "nonce": None, "tx_hash": None, "raw_tx": None} if more else {}
-                self.app.outbox.update(row.seq, done_targets=done, **cleared)
+                if len(done) < len(targets):  # the next token's transaction needs the row's room
+                    fields.update(state=PENDING, nonce=None, tx_hash=None, raw_tx=None)
+                else:
+                    fields["state"] = FAILED if failed else DONE
+                self.app.outbox.update(row.seq, done_targets=done, **fields)
                 row = self._reload(row)
-            self.app.outbox.update(row.seq, state=FAILED if row.error else DONE)
         except (ChainError, OSError, NotFoundError) as error:
             # The node is unreachable or slow, or the token's mirror is not started yet.
             self._transient(row, error)
@@ -180,30 +182,34 @@ class OutboxWorker:
             return [row.asset_id]
         return sorted(self.bound_assets())  # a recovery concerns every token the investor may hold
 
-    def _carry_out_on(self, row: OutboxRow, asset_id: str) -> None:
-        signed_before = row.state == SIGNED and row.tx_hash is not None and row.raw_tx is not None
-        if signed_before and self._resume(row, asset_id):
-            return
+    def _carry_out_on(self, row: OutboxRow, asset_id: str) -> dict[str, Any]:
+        """Carries one step out and records its outcome; returns what the row should note."""
+        if row.state == SIGNED and row.tx_hash is not None and row.raw_tx is not None:
+            receipt = self._resume(row)
+            if receipt is not None:
+                return self._record_receipt(row, asset_id, receipt)
         try:
             step = self._step(row, asset_id)
             if step.call is None:
                 self.app.record_chain_outcome(row.seq, row.kind, asset_id, succeeded=True, reason=step.note)
-                return
+                return {}
             self._prepare(row, step)
             signed = self.client.sign(step.suite, step.call, self.client.next_nonce())
         except ChainRevertedError as error:
             reason = f"the chain would refuse it: {error}"
             self.app.record_chain_outcome(row.seq, row.kind, asset_id, succeeded=False, reason=reason)
-            self.app.outbox.update(row.seq, error=reason[:1000])
-            return
+            return {"error": reason[:1000]}
         self.app.outbox.update(
             row.seq, state=SIGNED, nonce=signed.nonce, tx_hash=signed.tx_hash, raw_tx=signed.raw
         )
         self.client.broadcast(signed)
-        self._record_receipt(row, asset_id, self.client.wait_receipt(signed.tx_hash, self.receipt_timeout))
+        return self._record_receipt(
+            row, asset_id, self.client.wait_receipt(signed.tx_hash, self.receipt_timeout)
+        )
 
-    def _resume(self, row: OutboxRow, asset_id: str) -> bool:
-        """Finishes a row a previous worker signed; False if it provably never ran."""
+    def _resume(self, row: OutboxRow) -> Receipt | None:
+        """The receipt of a transaction a previous worker signed (re-broadcast if need be);
+        None if it provably never ran, so that it is signed anew."""
         assert row.tx_hash is not None and row.raw_tx is not None and row.nonce is not None
         receipt = self.client.receipt(row.tx_hash)
         if receipt is None and self.client.transaction_count("latest") > row.nonce:
@@ -212,14 +218,14 @@ class OutboxWorker:
                 logger.warning(
                     "outbox %s: nonce %s used by another transaction; signing anew", row.seq, row.nonce
                 )
-                return False
+                return None
         if receipt is None:
             self.client.broadcast(SignedTx(row.tx_hash, row.raw_tx, row.nonce))
             receipt = self.client.wait_receipt(row.tx_hash, self.receipt_timeout)
-        self._record_receipt(row, asset_id, receipt)
-        return True
+        return receipt
 
-    def _record_receipt(self, row: OutboxRow, asset_id: str, receipt: Receipt) -> None:
+    def _record_receipt(self, row: OutboxRow, asset_id: str, receipt: Receipt) -> dict[str, Any]:
+        reason = None if receipt.ok else "reverted on chain"
         self.app.record_chain_outcome(
             row.seq,
             row.kind,
@@ -228,15 +234,14 @@ class OutboxWorker:
             tx_hash=receipt.tx_hash,
             block_number=receipt.block_number,
             block_hash=receipt.block_hash,
-            reason=None if receipt.ok else "reverted on chain",
+            reason=reason,
         )
-        self.app.outbox.update(row.seq, block_number=receipt.block_number)
-        if not receipt.ok:
-            self.app.outbox.update(row.seq, error="reverted on chain")
+        return {"block_number": receipt.block_number} | ({} if reason is None else {"error": reason})
 
     # ----- what the chain is asked to do -----
 
-    def _suite(self, asset_id: str) -> Suite:
+    def suite(self, asset_id: str) -> Suite:
+        """The suite of the token an asset is bound to, as its mirror recorded it."""
         asset = self.app.get_asset(asset_id)
         if asset.token is None:
             msg = f"asset {asset_id} is not bound to a token"
@@ -256,7 +261,7 @@ class OutboxWorker:
         return self._investor(investor_id, position).wallets[0]
 
     def _step(self, row: OutboxRow, asset_id: str) -> Step:
-        suite, p, at = self._suite(asset_id), row.payload, row.position
+        suite, p, at = self.suite(asset_id), row.payload, row.position
         kind = row.kind
         if kind == RECOVER:
             lost, new = p["lost_wallet"], p["new_wallet"]

@@ -22,8 +22,10 @@ from adapters.chain.trex import Suite, TokenCall, TrexClient
 from ledger.application import LedgerApplication
 from ledger.commit import Outcome
 from ledger.errors import InvalidStateError, NotFoundError
+from projections.chain import reconciliation
 from projections.holdings import assets
 from projections.runner import ProjectionRunner
+from projections.schema import snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -106,10 +108,14 @@ class ChainService:
         return self.worker.run_once()
 
     def reconcile(self, asset_id: str) -> tuple[Outcome, dict[str, Any]]:
-        """Mirrors the asset's token to the head, brings the read models up to date, compares."""
+        """Mirrors the asset's token to the head, brings the read models up to date, compares;
+        returns the recorded run and its report."""
         self.attach_bound()
         self.mirror.sync(asset_id)
         self.runner.catch_up()
         outcome = reconcile(self.app, self.runner.engine, asset_id)
         self.runner.catch_up()
-        return outcome, outcome.result
+        with snapshot(self.runner.engine) as conn:
+            report = reconciliation(conn, outcome.result["reconciliation_id"])
+        assert report is not None
+        return outcome, report
