@@ -13,17 +13,17 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
-# The pinned T-REX / ONCHAINID artifacts and anvil; skipped (with a note) where npm is absent.
-# `npm install` honours the lock file; `npm ci` refuses it here because the registry serves
-# only the Linux build among @foundry-rs/anvil's optional per-platform packages.
+# The pinned T-REX / ONCHAINID artifacts and anvil, exactly as locked; skipped (with a note)
+# where npm is absent.
 $(CONTRACTS): contracts/package.json contracts/package-lock.json
 	@if command -v npm >/dev/null 2>&1; then \
-		cd contracts && npm install --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+		cd contracts && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
 	else echo "npm not found: chain components (anvil, T-REX artifacts) not installed"; fi
 
+# With node (and so anvil), the demo runs through a local ERC-3643 chain.
 run: $(STAMP) $(CONTRACTS)
 	$(BIN)/ledger init
-	$(BIN)/ledger demo
+	$(BIN)/ledger demo $$(test -f $(CONTRACTS) && echo --chain)
 	$(BIN)/ledger serve --demo-keys
 
 lint: $(STAMP)
@@ -37,6 +37,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/append.py
 	$(BIN)/python bench/project.py
 	$(BIN)/python bench/api.py
+	$(BIN)/python bench/mirror.py
+	$(BIN)/python bench/reconcile.py
 
 clean:
 	rm -rf $(VENV) var
