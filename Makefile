@@ -33,7 +33,7 @@ lint: $(STAMP)
 test: $(STAMP) $(CONTRACTS) lint
 	$(BIN)/pytest
 
-bench: $(STAMP)
+bench: $(STAMP) $(CONTRACTS)
 	$(BIN)/python bench/append.py
 	$(BIN)/python bench/project.py
 	$(BIN)/python bench/api.py
