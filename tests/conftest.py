@@ -11,6 +11,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from adapters.chain.anvil import Anvil
+from adapters.chain.artifacts import ArtifactNotFoundError, anvil_binary
 from ledger.application import LedgerApplication
 from ledger.config import store_env
 
@@ -85,3 +87,16 @@ def sqlite_app(tmp_path: Path, clock: FakeClock) -> Iterator[LedgerApplication]:
     application = LedgerApplication(store_env(f"sqlite:///{tmp_path}/ledger.sqlite3"), clock=clock)
     yield application
     application.close()
+
+
+@pytest.fixture
+def anvil() -> Iterator[Anvil]:
+    try:
+        anvil_binary()
+    except ArtifactNotFoundError as error:
+        if REQUIRE_SERVICES:
+            pytest.fail(f"LEDGER_REQUIRE_SERVICES=1 but {error}")
+        pytest.skip(str(error))
+    node = Anvil.start()
+    yield node
+    node.stop()

@@ -374,10 +374,10 @@ def chain_sync(as_json: JsonOption = False) -> None:
 
 
 @app.command()
-def reconcile(asset_id: str, as_json: JsonOption = False) -> None:
+def reconcile(asset_id: str, key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Compare ledger and chain for an asset at its last final block; exit 1 if they differ."""
     with _chain() as chain:
-        _, report = _guard(lambda: chain.reconcile(asset_id))
+        _, report = _guard(lambda: chain.reconcile(asset_id, key))
     if as_json:
         out.print_json(json.dumps(report))
     else:
@@ -484,9 +484,21 @@ def serve(
             target=services.runner.run_forever, args=(config.database_url,), daemon=True
         )
         worker.start()
+    api = create_app(services)
+    # The chain adapter gets runners of its own: a runner instance serves one thread.
+    api.state.chain = bootstrap.build_chain(services.ledger, bootstrap.build_runner(services.ledger, config))
+    jobs = None
+    if api.state.chain is not None and not config.redis_url:
+        own = bootstrap.build_chain(services.ledger, bootstrap.build_runner(services.ledger, config))
+        assert own is not None
+        jobs = WorkerProcess(Jobs(own, build_broker(None)))
+        jobs.start()
+        out.print("chain jobs run in this process (LEDGER_REDIS_URL unset)")
     try:
-        uvicorn.run(create_app(services), host=host, port=port, log_level="warning")
+        uvicorn.run(api, host=host, port=port, log_level="warning")
     finally:
+        if jobs is not None:
+            jobs.stop()
         services.runner.stop()
         if worker is not None:
             worker.join(timeout=5)

@@ -8,6 +8,7 @@ the new ids and the global position of the command's last event.
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -24,7 +25,13 @@ from ledger.domain.distribution import Distribution
 from ledger.domain.investment import Investment
 from ledger.domain.investor import KYC_STATUSES, Investor, WalletClaim
 from ledger.domain.proposal import Proposal
-from ledger.errors import AlreadyExistsError, InvalidStateError, NotFoundError, ValidationError
+from ledger.errors import (
+    AlreadyExistsError,
+    IdempotencyKeyReusedError,
+    InvalidStateError,
+    NotFoundError,
+    ValidationError,
+)
 from ledger.store import OutboxStore, StoreAdmin
 
 MAX_AMOUNT = 10**36
@@ -654,13 +661,29 @@ class LedgerApplication(Application[UUID]):
         return self._execute("retract_blocks", {}, run, None)
 
     def record_reconciliation(self, report: dict[str, Any], idempotency_key: str | None = None) -> Outcome:
-        """Records a reconciliation run with every difference and in-flight operation it found."""
+        """Records a reconciliation run with every difference and in-flight operation it found.
+
+        An idempotency key stands for the request (reconcile this asset), not for the report:
+        see `replayed`, which callers check before doing the work."""
 
         def run(uow: UnitOfWork) -> dict[str, Any]:
             reconciliation = uow.add(Reconciliation.complete(**report))
             return {"reconciliation_id": str(reconciliation.id)}
 
-        return self._execute("record_reconciliation", {"report": report}, run, idempotency_key)
+        return self._execute("reconcile", {"asset_id": report["asset_id"]}, run, idempotency_key)
+
+    def replayed(self, name: str, payload: dict[str, Any], idempotency_key: str | None) -> Outcome | None:
+        """The first outcome of a command already sent with this key, None for a new key;
+        `idempotency_key_reused` if the key came with another request."""
+        if idempotency_key is None:
+            return None
+        stored = self.admin.idempotency_records([v.text(idempotency_key, "Idempotency-Key")])
+        if idempotency_key not in stored:
+            return None
+        request_hash, response, position = stored[idempotency_key]
+        if request_hash != Command(name, payload, lambda _: {}, idempotency_key).request_hash:
+            raise IdempotencyKeyReusedError("this Idempotency-Key was used with another request")
+        return Outcome(json.loads(response), position)
 
 
 def claim_wallet(uow: UnitOfWork, wallet: str, investor_id: str) -> None:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
 from adapters.chain.anvil import DEV_KEYS, Anvil
-from adapters.chain.artifacts import ArtifactNotFoundError, anvil_binary
 from adapters.chain.rpc import Rpc
 from adapters.chain.service import ChainService
 from adapters.chain.trex import Suite, TrexClient
@@ -19,21 +17,7 @@ from projections.runner import ProjectionRunner
 from projections.schema import engine_for
 from tests.chain.world import CONFIRMATIONS, World
 
-REQUIRE_SERVICES = os.environ.get("LEDGER_REQUIRE_SERVICES") == "1"
 ID, SG = 360, 702
-
-
-@pytest.fixture
-def anvil() -> Iterator[Anvil]:
-    try:
-        anvil_binary()
-    except ArtifactNotFoundError as error:
-        if REQUIRE_SERVICES:
-            pytest.fail(f"LEDGER_REQUIRE_SERVICES=1 but {error}")
-        pytest.skip(str(error))
-    node = Anvil.start()
-    yield node
-    node.stop()
 
 
 @pytest.fixture

@@ -155,7 +155,9 @@ def _flight_entry(row: OutboxRow) -> dict[str, Any]:
     }
 
 
-def reconcile(app: LedgerApplication, engine: Engine, asset_id: str) -> Outcome:
+def reconcile(
+    app: LedgerApplication, engine: Engine, asset_id: str, idempotency_key: str | None = None
+) -> Outcome:
     """Compares ledger and chain for an asset as the read models show them now and records
     the run. The caller brings the mirror and the read models up to date first."""
     with snapshot(engine) as conn:
@@ -177,4 +179,4 @@ def reconcile(app: LedgerApplication, engine: Engine, asset_id: str) -> Outcome:
         "differences": differences,
         "in_flight": [_flight_entry(row) for row in flying],
     }
-    return app.record_reconciliation(report)
+    return app.record_reconciliation(report, idempotency_key)

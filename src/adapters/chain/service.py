@@ -107,13 +107,15 @@ class ChainService:
             return 0
         return self.worker.run_once()
 
-    def reconcile(self, asset_id: str) -> tuple[Outcome, dict[str, Any]]:
+    def reconcile(self, asset_id: str, idempotency_key: str | None = None) -> tuple[Outcome, dict[str, Any]]:
         """Mirrors the asset's token to the head, brings the read models up to date, compares;
-        returns the recorded run and its report."""
-        self.attach_bound()
-        self.mirror.sync(asset_id)
-        self.runner.catch_up()
-        outcome = reconcile(self.app, self.runner.engine, asset_id)
+        returns the recorded run and its report. A repeated idempotency key replays the first run."""
+        outcome = self.app.replayed("reconcile", {"asset_id": asset_id}, idempotency_key)
+        if outcome is None:
+            self.attach_bound()
+            self.mirror.sync(asset_id)
+            self.runner.catch_up()
+            outcome = reconcile(self.app, self.runner.engine, asset_id, idempotency_key)
         self.runner.catch_up()
         with snapshot(self.runner.engine) as conn:
             report = reconciliation(conn, outcome.result["reconciliation_id"])

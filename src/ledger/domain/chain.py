@@ -14,13 +14,11 @@ from uuid import UUID, uuid4
 from eventsourcing.domain import Aggregate
 
 from ledger.domain.values import stream_id
-from ledger.errors import LedgerError
+from ledger.errors import ConcurrencyError
 
 
-class MirrorMovedError(LedgerError):
+class MirrorMovedError(ConcurrencyError):
     """Another mirror process recorded the same blocks first; re-read and continue."""
-
-    code = "concurrency_conflict"
 
 
 class ChainOperation(Aggregate):
