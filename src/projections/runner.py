@@ -17,11 +17,13 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import psycopg
+from eventsourcing.utils import resolve_topic
 from sqlalchemy import Connection, Engine, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.application import LedgerApplication
 from projections.batch import Batch
+from projections.decoding import EventDecoder
 from projections.distributions import DistributionsView
 from projections.holdings import HoldingsView
 from projections.investors import InvestorsView
@@ -68,7 +70,8 @@ class ProjectionRunner:
         self.batch_size = batch_size
         self.position: int | None = None
         self.last_error: str | None = None
-        self._dispatch: dict[type, list[tuple[View, Callable[[View, Any, Batch], None]]]] = {}
+        self._dispatch: dict[str, list[tuple[View, Callable[[View, Any, Batch], None]]]] = {}
+        self._decoder = EventDecoder(app.mapper)
         self._stop = threading.Event()
 
     def positions(self) -> dict[str, int]:
@@ -101,11 +104,14 @@ class ProjectionRunner:
                 if not notifications:
                     return 0
                 batch = Batch(self.engine.dialect.name)
+                decode = self._decoder.decode
                 for notification in notifications:
-                    event = self.app.mapper.to_domain_event(notification)
-                    batch.position = notification.id
-                    for view, handle in self._handlers(type(event)):
-                        handle(view, event, batch)
+                    handlers = self._handlers(notification.topic)
+                    if handlers:  # an event no view shows is not even decoded
+                        event = decode(notification)
+                        batch.position = notification.id
+                        for view, handle in handlers:
+                            handle(view, event, batch)
                 for view in self.views:
                     view.flush(batch)
                 batch.flush(conn)
@@ -120,17 +126,21 @@ class ProjectionRunner:
         self.position = last
         return len(notifications)
 
-    def _handlers(self, event_class: type) -> list[tuple[View, Callable[[View, Any, Batch], None]]]:
-        """Each view's registered handler of an event class, looked up once per class
-        (a `singledispatchmethod` call would look it up and wrap it on every event)."""
-        if event_class not in self._dispatch:
+    def _handlers(self, topic: str) -> list[tuple[View, Callable[[View, Any, Batch], None]]]:
+        """The views' registered handlers of the event class named by `topic`, looked up once
+        per class (a `singledispatchmethod` call would look it up and wrap it on every event);
+        a view's default handler, which does nothing, is left out."""
+        if topic not in self._dispatch:
+            event_class = resolve_topic(topic)
+            handlers = []
             for view in self.views:
                 getattr(view, "process_event")  # noqa: B009 (completes deferred registrations)
-            self._dispatch[event_class] = [
-                (view, vars(type(view))["process_event"].dispatcher.dispatch(event_class))
-                for view in self.views
-            ]
-        return self._dispatch[event_class]
+                dispatcher = vars(type(view))["process_event"].dispatcher
+                handle = dispatcher.dispatch(event_class)
+                if handle is not dispatcher.dispatch(object):
+                    handlers.append((view, handle))
+            self._dispatch[topic] = handlers
+        return self._dispatch[topic]
 
     def _lock_tracking(self, conn: Connection) -> int:
         names = [view.name for view in self.views]

@@ -14,9 +14,11 @@ Then:
     totals, holdings, investors, investments, distributions and entitlements,
     proposals, votes and tallies;
 (b) `cap_table_as_of` at every global position equals the cap table folded from
-    the stored events up to that position. With frequent cap-table checkpoints
-    (`CHECKPOINT_MIN_CHANGES` monkeypatched small) this fails today: see
-    `test_cap_table_as_of_with_frequent_checkpoints`.
+    the stored events up to that position, also with frequent cap-table checkpoints
+    (`CHECKPOINT_MIN_CHANGES` monkeypatched small) so that queries start from them.
+
+Upserts and updates are written by executemany or, with `COPY_MIN_ROWS`
+monkeypatched to 1, by COPY and a merge on PostgreSQL.
 
 Each test runs on SQLite and, with fewer examples, on PostgreSQL (a fresh schema
 per example; marked `postgres`, skipped unless the server answers or
@@ -42,6 +44,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Connection, Engine, Table, select
 
+import projections.batch
 import projections.holdings
 from ledger.application import LedgerApplication
 from ledger.config import store_env
@@ -161,10 +164,13 @@ operations = st.lists(operation, min_size=8, max_size=40)
 batch_sizes = st.sampled_from((3, 1, 2, 5))
 # None keeps the production CHECKPOINT_MIN_CHANGES (1000: no checkpoint in these short runs)
 checkpoint_every = st.sampled_from((None, 3, 1, 2))
+# None keeps the production COPY_MIN_ROWS (64: these short runs write upserts and updates by
+# executemany); 1 sends every group of them through COPY and a merge on PostgreSQL
+copy_min_rows = st.sampled_from((None, 1))
 
-# An explicit example that takes a checkpoint between the two halves of a transfer
-# (with CHECKPOINT_MIN_CHANGES = 3: the two seed issuances of ALPHA are changes 1 and 2,
-# the sender's half of the transfer is change 3, the receiver's half is left out).
+# An explicit example that took a checkpoint between the two halves of a transfer before
+# checkpoints were taken after whole events (with CHECKPOINT_MIN_CHANGES = 3: the two seed
+# issuances of ALPHA are changes 1 and 2, the sender's half of the transfer is change 3).
 CHECKPOINT_SPLITS_A_TRANSFER: list[Op] = [("transfer", ALPHA, "alice", "carol", 40, False)]
 
 
@@ -375,11 +381,17 @@ class World:
 
 @contextmanager
 def world(
-    backend: str, batch_size: int, checkpoint_every: int | None, monkeypatch: pytest.MonkeyPatch
+    backend: str,
+    batch_size: int,
+    checkpoint_every: int | None,
+    monkeypatch: pytest.MonkeyPatch,
+    merge_from: int | None = None,
 ) -> Iterator[World]:
     with monkeypatch.context() as patch, STORES[backend]() as url:
         if checkpoint_every is not None:
             patch.setattr(projections.holdings, "CHECKPOINT_MIN_CHANGES", checkpoint_every)
+        if merge_from is not None:
+            patch.setattr(projections.batch, "COPY_MIN_ROWS", merge_from)
         clock = FakeClock()
         app = LedgerApplication(store_env(url), clock=clock)
         engine = engine_for(url)
@@ -807,10 +819,10 @@ def test_incremental_projection_equals_replay_and_reference(
     """(a) small incremental batches == a full replay == the reference, table by table, row by row."""
     prepare_backend(backend)
 
-    @hypothesis_settings(backend, sqlite_examples=20, postgres_examples=5)
-    @given(ops=operations, batch_size=batch_sizes, every=checkpoint_every)
-    def check(ops: list[Op], batch_size: int, every: int | None) -> None:
-        with world(backend, batch_size, every, monkeypatch) as w:
+    @hypothesis_settings(backend, sqlite_examples=20, postgres_examples=6)
+    @given(ops=operations, batch_size=batch_sizes, every=checkpoint_every, merge_from=copy_min_rows)
+    def check(ops: list[Op], batch_size: int, every: int | None, merge_from: int | None) -> None:
+        with world(backend, batch_size, every, monkeypatch, merge_from) as w:
             w.run(ops)
             head = w.app.admin.head_position()
             assert w.runner.positions() == dict.fromkeys(w.runner.positions(), head)
@@ -862,11 +874,11 @@ def test_cap_table_as_of_with_frequent_checkpoints(backend: str, monkeypatch: py
     """(b) with CHECKPOINT_MIN_CHANGES small, so that as-of queries start from checkpoints."""
     prepare_backend(backend)
 
-    @hypothesis_settings(backend, sqlite_examples=10, postgres_examples=2)
-    @given(ops=operations, batch_size=batch_sizes, every=st.sampled_from((3, 1, 2)))
-    @example(ops=CHECKPOINT_SPLITS_A_TRANSFER, batch_size=3, every=3)
-    def check(ops: list[Op], batch_size: int, every: int) -> None:
-        with world(backend, batch_size, every, monkeypatch) as w:
+    @hypothesis_settings(backend, sqlite_examples=10, postgres_examples=3)
+    @given(ops=operations, batch_size=batch_sizes, every=st.sampled_from((3, 1, 2)), merge_from=copy_min_rows)
+    @example(ops=CHECKPOINT_SPLITS_A_TRANSFER, batch_size=3, every=3, merge_from=None)
+    def check(ops: list[Op], batch_size: int, every: int, merge_from: int | None) -> None:
+        with world(backend, batch_size, every, monkeypatch, merge_from) as w:
             w.run(ops)
             check_as_of_every_position(w.engine, fold(w.app))
 
