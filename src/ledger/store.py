@@ -48,6 +48,7 @@ GENESIS = bytes(32)
 CREATE_LOCK = 0x4C454447  # advisory lock key serialising store creation ("LEDG")
 OUTBOX_LOCK = 0x4F555442  # advisory lock key held by the worker sending to the chain ("OUTB")
 BATCH = 5000
+UNNEST_FROM = 64  # hash links of batches this large go in one statement
 
 
 def canonical_record(position: int, stream_id: UUID | str, version: int, topic: str, state: bytes) -> bytes:
@@ -190,6 +191,14 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         self._notify_sql = SQL("NOTIFY {0}").format(Identifier(self.channel_name)).as_bytes(None)
         self.select_last_hash = self.select_last_hash.as_bytes(None)  # type: ignore[assignment]
         self.insert_hash = self.insert_hash.as_bytes(None)  # type: ignore[assignment]
+        self.insert_hashes = (
+            SQL(
+                "INSERT INTO {} (position, prev_position, hash) "
+                "SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bytea[])"
+            )
+            .format(self.hashes)
+            .as_bytes(None)
+        )
         self.insert_idempotency = self.insert_idempotency.as_bytes(None)  # type: ignore[assignment]
         self.insert_outbox = SQL(INSERT_OUTBOX).format(self.outbox).as_bytes(None)
 
@@ -230,7 +239,11 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         assert positions is not None
         last = kwargs["commit_info"].pop("hash_cursor").fetchone()
         prev_position, prev_hash = (last["position"], bytes(last["hash"])) if last else (0, GENESIS)
-        curs.executemany(self.insert_hash, hash_rows(stored_events, positions, prev_position, prev_hash))
+        rows = hash_rows(stored_events, positions, prev_position, prev_hash)
+        if len(rows) < UNNEST_FROM:
+            curs.executemany(self.insert_hash, rows)
+        else:  # one statement for a large batch (a mirror range): arrays instead of a row each
+            curs.execute(self.insert_hashes, [list(column) for column in zip(*rows, strict=True)])
         records = kwargs.get("idempotency") or ()
         if records:
             curs.executemany(self.insert_idempotency, idempotency_rows(records, positions))

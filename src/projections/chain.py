@@ -22,6 +22,8 @@ from projections.batch import Batch
 from projections.schema import Exact, metadata
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+# The token events that change a position or the pause state (the others are history only).
+POSITION_EVENTS = ("Transfer", "TokensFrozen", "TokensUnfrozen", "AddressFrozen", "Paused", "Unpaused")
 
 chain_logs = Table(
     "rm_chain_logs",
@@ -243,6 +245,7 @@ def chain_state(conn: Connection, asset_id: str, block: int, paused_at_start: bo
             t.c.block_number <= block,
             t.c.retracted.is_(False),
             t.c.problem.is_(None),
+            t.c.name.in_(POSITION_EVENTS),
         )
         .order_by(t.c.block_number, t.c.log_index)
     )

@@ -64,6 +64,7 @@ class _Layout:
     data_names: tuple[str, ...]
     data_types: tuple[str, ...]
     data_converters: tuple[Converter, ...] | None  # None: eth_abi's values are already final
+    word_converters: tuple[Converter, ...] | None  # data of static one-word values only: read directly
 
 
 @lru_cache(maxsize=65536)
@@ -124,6 +125,18 @@ def _topic_converter(param: Mapping[str, Any]) -> Converter:
     return _hex  # string, bytes, arrays and structs are indexed by their keccak hash
 
 
+def _one_word(param: Mapping[str, Any]) -> bool:
+    """A value ABI-encoded as exactly one 32-byte word (no offset, no length)."""
+    kind: str = param["type"]
+    if "[" in kind or kind.startswith("tuple"):
+        return False
+    return (
+        kind in ("address", "bool")
+        or kind.startswith(("uint", "int"))
+        or (kind.startswith("bytes") and kind != "bytes")
+    )
+
+
 def _layout(event: Mapping[str, Any]) -> tuple[bytes, int, _Layout]:
     inputs: Sequence[Mapping[str, Any]] = event["inputs"]
     signature = f"{event['name']}({','.join(_canonical_type(p) for p in inputs)})"
@@ -138,6 +151,7 @@ def _layout(event: Mapping[str, Any]) -> tuple[bytes, int, _Layout]:
         data_converters=(
             tuple(c or _identity for c in converters) if any(c is not None for c in converters) else None
         ),
+        word_converters=tuple(_topic_converter(p) for p in data) if all(map(_one_word, data)) else None,
     )
     return keccak(text=signature), 1 + len(indexed), layout
 
@@ -196,9 +210,16 @@ class LogDecoder:
             name: convert(topic)
             for (name, convert), topic in zip(layout.topic_fields, topics[1:], strict=True)
         }
-        if layout.data_types:
+        data = _as_bytes(log["data"]) if layout.data_types else b""
+        words = layout.word_converters
+        if words is not None and len(data) == 32 * len(words):
+            args.update(
+                (name, convert(data[32 * i : 32 * i + 32]))
+                for i, (name, convert) in enumerate(zip(layout.data_names, words, strict=True))
+            )
+        elif layout.data_types:
             try:
-                values = abi_decode(layout.data_types, _as_bytes(log["data"]))
+                values = abi_decode(layout.data_types, data)
             except DecodingError as error:
                 raise UnknownLogError(f"{layout.name} data does not decode: {error}") from None
             if layout.data_converters is None:

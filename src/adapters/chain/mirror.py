@@ -60,6 +60,15 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) else int(str(value), 16)
 
 
+def _first_blocks(logs: list[dict[str, Any]], limit: int) -> tuple[int, list[dict[str, Any]]]:
+    """The logs of the first whole blocks that hold at most `limit` logs (at least one block),
+    and the last of those blocks; logs come ordered by block and index."""
+    first = _int(logs[0]["blockNumber"])
+    cut = _int(logs[limit]["blockNumber"])  # the block the limit falls in is left for later...
+    end = cut - 1 if cut > first else first  # ...unless it is the first block: then all of it
+    return end, [log for log in logs if _int(log["blockNumber"]) <= end]
+
+
 class Mirror:
     def __init__(self, app: LedgerApplication, rpc: Rpc, confirmations: int) -> None:
         self.app = app
@@ -111,7 +120,7 @@ class Mirror:
         while start <= head:
             end = min(head, start + span - 1)
             try:
-                raw = self.rpc.logs(addresses, start, end)
+                raw = [log for log in self.rpc.logs(addresses, start, end) if not log.get("removed")]
             except RpcUnavailableError:
                 raise
             except RpcError:
@@ -119,15 +128,15 @@ class Mirror:
                     raise
                 span = max(1, span // 2)  # the node refused the range (too many results, timeout)
                 continue
-            if len(raw) > MAX_LOGS and span > 1:
-                span = max(1, span // 2)
-                continue
+            if len(raw) > MAX_LOGS:  # keep what was read: up to a block boundary now, the rest next
+                end, raw = _first_blocks(raw, MAX_LOGS)
+                span = end - start + 1
             tip = self.rpc.blocks([end])[end]
             if tip is None or any(
                 _int(log["blockNumber"]) == end and log["blockHash"] != tip["hash"] for log in raw
             ):
                 break  # the chain changed under us: the next cycle sees the reorganisation
-            logs = [self._entry(mirror, decoder, log, report) for log in raw if not log.get("removed")]
+            logs = [self._entry(mirror, decoder, log, report) for log in raw]
             seen = [(w[0], w[1]) for w in mirror.window if w[0] > final]
             seen += sorted({(e["block_number"], e["block_hash"]) for e in logs if e["block_number"] > final})
             window: list[list[Any]] = [list(w) for w in dict.fromkeys(seen)]
