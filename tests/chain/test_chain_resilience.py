@@ -140,6 +140,27 @@ def test_an_rpc_outage_makes_the_mirror_resume_without_gaps_or_duplicates(
     assert mirrored(world, asset_id) == expected
 
 
+def test_a_range_holding_more_logs_than_one_transaction_takes_is_split_at_block_boundaries(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asset_id = tokenized(world)
+    for name, quantity in (("alice", 10), ("bob", 20), ("carol", 30)):
+        holding(world.app, asset_id, name, quantity)
+    world.settle()
+    monkeypatch.setattr(mirror_module, "MAX_LOGS", 3)
+    world.service.mirror.sync(asset_id)
+    world.service.runner.catch_up()
+    mirror = world.service.mirror.mirror_of(asset_id)
+    assert mirror.next_block == world.anvil.block_number() + 1
+    raw = Rpc(world.anvil.url).logs(
+        [mirror.token, mirror.identity_registry], mirror.start_block, mirror.next_block - 1
+    )
+    assert len(raw) > 3
+    assert mirrored(world, asset_id) == sorted(
+        (int(g["blockNumber"], 16), int(g["logIndex"], 16)) for g in raw
+    )
+
+
 class InjectingRpc(Rpc):
     """Serves, besides the real logs, one log of an unbound contract and one of an unknown event."""
 

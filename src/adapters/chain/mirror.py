@@ -117,10 +117,14 @@ class Mirror:
         final = max(head - self.confirmations, mirror.final_block)
         start = mirror.next_block
         span = self._spans.get(asset_id, FIRST_SPAN)
+        unread: tuple[int, list[dict[str, Any]]] | None = None  # logs read beyond a cut: (last block, logs)
         while start <= head:
             end = min(head, start + span - 1)
             try:
-                raw = [log for log in self.rpc.logs(addresses, start, end) if not log.get("removed")]
+                if unread is not None:
+                    end, raw = unread
+                else:
+                    raw = [log for log in self.rpc.logs(addresses, start, end) if not log.get("removed")]
             except RpcUnavailableError:
                 raise
             except RpcError:
@@ -128,9 +132,11 @@ class Mirror:
                     raise
                 span = max(1, span // 2)  # the node refused the range (too many results, timeout)
                 continue
+            unread = None
             if len(raw) > MAX_LOGS:  # keep what was read: up to a block boundary now, the rest next
-                end, raw = _first_blocks(raw, MAX_LOGS)
-                span = end - start + 1
+                cut, kept = _first_blocks(raw, MAX_LOGS)
+                unread = (end, raw[len(kept) :]) if cut < end else None
+                end, raw = cut, kept
             tip = self.rpc.blocks([end])[end]
             if tip is None or any(
                 _int(log["blockNumber"]) == end and log["blockHash"] != tip["hash"] for log in raw
