@@ -1,5 +1,7 @@
 """Cap-table checkpoints as one row each (every holder, as JSON columns) instead of one row per
 holder: `rm_captable_checkpoints` becomes `rm_captable_snapshots`, its checkpoints carried over.
+On PostgreSQL `rm_holdings` gets a fillfactor of 70, so that rewriting a holder's row can be a
+heap-only update.
 
 Revision ID: 0003
 Revises: 0002
@@ -57,9 +59,13 @@ def upgrade() -> None:
             },
         )
     op.drop_table("rm_captable_checkpoints")
+    if conn.dialect.name == "postgresql":
+        op.execute("ALTER TABLE rm_holdings SET (fillfactor = 70)")
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("ALTER TABLE rm_holdings RESET (fillfactor)")
     checkpoints = op.create_table(
         "rm_captable_checkpoints",
         sa.Column("asset_id", sa.String(length=32), nullable=False),

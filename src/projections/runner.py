@@ -13,10 +13,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import psycopg
+from eventsourcing.persistence import Notification
 from eventsourcing.utils import resolve_topic
 from sqlalchemy import Connection, Engine, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -28,7 +29,7 @@ from projections.distributions import DistributionsView
 from projections.holdings import HoldingsView
 from projections.investors import InvestorsView
 from projections.proposals import ProposalsView
-from projections.schema import metadata
+from projections.schema import gc_paused, metadata
 
 BATCH_SIZE = 5000
 logger = logging.getLogger(__name__)
@@ -103,18 +104,8 @@ class ProjectionRunner:
                 )
                 if not notifications:
                     return 0
-                batch = Batch(self.engine.dialect.name)
-                decode = self._decoder.decode
-                for notification in notifications:
-                    handlers = self._handlers(notification.topic)
-                    if handlers:  # an event no view shows is not even decoded
-                        event = decode(notification)
-                        batch.position = notification.id
-                        for view, handle in handlers:
-                            handle(view, event, batch)
-                for view in self.views:
-                    view.flush(batch)
-                batch.flush(conn)
+                with gc_paused():
+                    self._project(notifications, conn)
                 last = notifications[-1].id
                 conn.execute(
                     self.tracking.update().where(self.tracking.c.view.in_([v.name for v in self.views])),
@@ -125,6 +116,20 @@ class ProjectionRunner:
             raise
         self.position = last
         return len(notifications)
+
+    def _project(self, notifications: Sequence[Notification], conn: Connection) -> None:
+        batch = Batch(self.engine.dialect.name)
+        decode = self._decoder.decode
+        for notification in notifications:
+            handlers = self._handlers(notification.topic)
+            if handlers:  # an event no view shows is not even decoded
+                event = decode(notification)
+                batch.position = notification.id
+                for view, handle in handlers:
+                    handle(view, event, batch)
+        for view in self.views:
+            view.flush(batch)
+        batch.flush(conn)
 
     def _handlers(self, topic: str) -> list[tuple[View, Callable[[View, Any, Batch], None]]]:
         """The views' registered handlers of the event class named by `topic`, looked up once
