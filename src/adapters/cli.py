@@ -18,7 +18,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 import uvicorn
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import select
 
@@ -357,8 +357,8 @@ def chain_deploy(
 @chain_cli.command("sync")
 def chain_sync(as_json: JsonOption = False) -> None:
     """Mirror every bound token up to the chain head (one cycle)."""
-    with _chain() as chain:
-        reports = _guard(chain.sync)
+    with _chain() as chain, _blocks_progress() as progress:
+        reports = _guard(lambda: chain.sync(progress))
     rows = [dataclasses.asdict(r) for r in reports]
     if as_json:
         out.print_json(json.dumps(rows))
@@ -424,6 +424,27 @@ def worker(threads: Annotated[int, typer.Option(help="dramatiq worker threads")]
             pass
         finally:
             process.stop()
+
+
+@contextmanager
+def _blocks_progress() -> Iterator[Callable[[str, int, int], None]]:
+    """A progress bar per mirrored token, advanced as block ranges are recorded."""
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} blocks"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def advance(asset_id: str, done: int, total: int) -> None:
+            if asset_id not in tasks:
+                tasks[asset_id] = bar.add_task(f"mirroring {asset_id}", total=total)
+            bar.update(tasks[asset_id], completed=done, total=total)
+
+        yield advance
 
 
 @contextmanager

@@ -18,6 +18,7 @@ reading resumes after the last block that still matches. Only blocks
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,9 +106,10 @@ class Mirror:
         token = self._binding(asset_id)
         return self.app.get_mirror(token["chain_id"], token["token_address"])
 
-    def sync(self, asset_id: str) -> SyncReport:
+    def sync(self, asset_id: str, progress: Callable[[int, int], None] | None = None) -> SyncReport:
         """Reads the asset's token up to the chain head (one cycle); raises `RpcUnavailableError`
-        when the node cannot be reached, with everything before the failure kept."""
+        when the node cannot be reached, with everything before the failure kept. `progress`
+        hears (blocks read so far, blocks to read) after each recorded range."""
         mirror = self.mirror_of(asset_id)
         decoder = LogDecoder({mirror.token: "token", mirror.identity_registry: "identity_registry"})
         addresses = sorted({mirror.token, mirror.identity_registry})
@@ -151,6 +153,8 @@ class Mirror:
             report.logs += len(logs)
             mirror = self.mirror_of(asset_id)
             start = end + 1
+            if progress is not None:
+                progress(start - report.next_block, head + 1 - report.next_block)
             if len(raw) < MAX_LOGS // 4:
                 span = min(MAX_SPAN, span * 2)
         self._spans[asset_id] = span

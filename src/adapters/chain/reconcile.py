@@ -165,6 +165,12 @@ def reconcile(
         if mirror is None:
             msg = f"asset {asset_id} is not bound to a mirrored token"
             raise InvalidStateError(msg)
+        if mirror.final_block < mirror.start_block:
+            msg = (
+                f"no block since the token of {asset_id} was deployed (block {mirror.start_block}) "
+                f"is final yet (final: {mirror.final_block}); reconcile after more confirmations"
+            )
+            raise InvalidStateError(msg)
         ledger = _ledger_side(conn, asset_id)
         chain = chain_state(conn, asset_id, int(mirror.final_block), bool(mirror.paused_at_start))
     flying = _in_flight(app.outbox.unsettled(asset_id, chain.block), asset_id, chain.block)

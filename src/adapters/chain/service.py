@@ -8,7 +8,9 @@ and the dramatiq jobs all go through it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import pycountry
@@ -96,10 +98,14 @@ class ChainService:
                     started.append(asset_id)
         return started
 
-    def sync(self) -> list[SyncReport]:
-        """One mirror cycle over every bound token."""
+    def sync(self, progress: Callable[[str, int, int], None] | None = None) -> list[SyncReport]:
+        """One mirror cycle over every bound token (`progress` hears asset, blocks done, blocks to do)."""
         self.attach_bound()
-        return [self.mirror.sync(asset_id) for asset_id in self.bound_assets()]
+        reports = []
+        for asset_id in self.bound_assets():
+            hear = None if progress is None else partial(progress, asset_id)
+            reports.append(self.mirror.sync(asset_id, hear))
+        return reports
 
     def carry_out(self) -> int:
         """Carries out the open outbox operations (a transient failure raises, to be retried)."""
