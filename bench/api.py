@@ -44,11 +44,13 @@ SQLite, because SPEC section 8 states its targets on PostgreSQL.
    of `/metrics`: mean time inside the app) and the CPU used over the measured window by the
    server process, its PostgreSQL backends, the client, and everything else on the machine
    (/proc/stat): this machine is shared, and what else runs on it shows in the numbers.
-6. When a target is missed, one more portfolio load runs under py-spy (`BENCH_PYSPY`, default
-   /tmp/pyspy/bin/py-spy; samples of the server process while it holds the GIL) and its
-   hotspots go to stderr and `BENCH_PROFILE_DIR`. In any case, after the server is stopped,
-   the handler's work is broken down in-process: the statements it sends (a libpq trace),
-   its time and CPU as served, without `pool_pre_ping`, and as plain psycopg (interleaved),
+6. When a target is missed (or with `BENCH_PROFILE=1`), one more portfolio load runs under py-spy
+   (`BENCH_PYSPY`, default /tmp/pyspy/bin/py-spy; samples of the server process while it holds
+   the GIL) and its hotspots go to stderr and `BENCH_PROFILE_DIR`. In any case, after the server is stopped,
+   the handler's work is broken down in-process: the statements its worker-thread path sends
+   (SQLAlchemy; what SQLite, or an app without its event-loop read pool, uses; a libpq trace),
+   its time and CPU on an engine like the server's and on one without a pool of that size, and
+   the same one statement through plain psycopg (interleaved),
    its rate on `BENCH_CONCURRENCY` threads with the new pool connections that costs, and a
    cProfile.
 
@@ -124,6 +126,7 @@ PYSPY_RATE = 200
 PYSPY = Path(os.environ.get("BENCH_PYSPY", "/tmp/pyspy/bin/py-spy"))
 PROFILE_DIR = Path(os.environ.get("BENCH_PROFILE_DIR", "/tmp"))
 KEEP_SCHEMA = os.environ.get("BENCH_KEEP_SCHEMA") == "1"
+FORCE_PROFILE = os.environ.get("BENCH_PROFILE") == "1"  # profile the server even when targets are met
 SEED = int(os.environ.get("BENCH_SEED", "20261122"))
 HOST = "127.0.0.1"
 IN_PROCESS_REQUESTS = 400
@@ -894,14 +897,14 @@ async def run_single(
 ) -> dict[str, Any]:
     """One request at a time, the four variants in a shuffled order in every iteration: the
     portfolio over HTTP, /healthz over HTTP (each on its own keep-alive connection), and the
-    handler's work in this process (as served, and as plain psycopg), so that all four see the
+    handler's work in this process (its SQLAlchemy path, and plain psycopg), so that all four see the
     same moments of the machine."""
     from projections.schema import engine_for
 
     handler = portfolio_handler()
     engine = engine_for(with_schema(PG_URL, schema))
-    raw_conn = psycopg.connect(PG_URL)
-    raw = raw_portfolio(raw_conn, portfolio_statements(schema))
+    raw_conn = raw_connection(schema)
+    raw = raw_portfolio(raw_conn)
     folio = [
         (
             f"GET /v1/investors/{i}/portfolio HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
@@ -1296,55 +1299,37 @@ def pyspy_profile(port: int, key: str, server_pid: int, schema: str, investors: 
     return {"pyspy_summary": str(text_path), "gil_ms_per_request": per_request}
 
 
-VARIANTS = ("sqlalchemy", "sqlalchemy_no_pre_ping", "raw_psycopg")
+VARIANTS = ("sqlalchemy", "sqlalchemy_pool_10", "raw_psycopg")
 
 
 def portfolio_handler() -> Callable[[Any, str], None]:
-    """The body of GET /v1/investors/{id}/portfolio (routers/investors.py), without FastAPI."""
-    from adapters.api.common import read_response as respond
-    from projections.investors import investor_record
-    from projections.portfolio import portfolio
-    from projections.schema import snapshot, view_position
+    """GET /v1/investors/{id}/portfolio (routers/investors.py) without FastAPI, on its worker-thread
+    path (SQLAlchemy; SQLite, or an app without its event-loop read pool). On PostgreSQL the server
+    awaits the same one statement through plain psycopg instead."""
+    from fastapi.responses import JSONResponse
+
+    from adapters.api.routers.investors import portfolio_body
+    from projections.portfolio import portfolio_view
 
     def handler(engine: Any, investor_id: str) -> None:
-        with snapshot(engine) as conn:
-            as_of = view_position(conn)
-            assert investor_record(conn, investor_id) is not None
-            positions = portfolio(conn, investor_id)
-        respond({"investor_id": investor_id, "positions": positions}, as_of)
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            view = portfolio_view(conn, investor_id)
+        assert view.investor_known
+        JSONResponse(portfolio_body(investor_id, view))
 
     return handler
 
 
-def portfolio_statements(schema: str) -> list[sql.Composed]:
-    """The handler's five statements as SQLAlchemy compiles them, for plain psycopg."""
-    name = sql.Identifier(schema)
-    return [
-        sql.SQL("SELECT coalesce(min(position), 0) FROM {}.rm_tracking").format(name),
-        sql.SQL("SELECT * FROM {}.rm_investors WHERE investor_id = %(i)s").format(name),
-        sql.SQL(
-            "SELECT wallet, active FROM {}.rm_investor_wallets WHERE investor_id = %(i)s"
-            " ORDER BY added_position, wallet"
-        ).format(name),
-        sql.SQL("SELECT asset_id, amount, paid FROM {}.rm_entitlements WHERE investor_id = %(i)s").format(
-            name
-        ),
-        sql.SQL(
-            "SELECT h.asset_id, h.quantity, h.frozen, h.invested_amount, a.unit_price, a.decimals"
-            " FROM {0}.rm_holdings h JOIN {0}.rm_assets a ON a.asset_id = h.asset_id"
-            " WHERE h.investor_id = %(i)s"
-        ).format(name),
-    ]
+def raw_connection(schema: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(PG_URL, autocommit=True, options=f"-csearch_path={schema}")
 
 
-def raw_portfolio(conn: psycopg.Connection[Any], queries: list[sql.Composed]) -> Callable[[str], None]:
-    """The same statements in one REPEATABLE READ transaction through plain psycopg (the floor)."""
-    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+def raw_portfolio(conn: psycopg.Connection[Any]) -> Callable[[str], None]:
+    """The handler's one statement through plain psycopg, autocommit (the floor of its database work)."""
+    from projections.portfolio import _PORTFOLIO_RAW
 
     def run(investor_id: str) -> None:
-        for query in queries:
-            conn.execute(query, {"i": investor_id}).fetchall()
-        conn.commit()
+        psycopg.RawCursor(conn).execute(_PORTFOLIO_RAW, (investor_id,)).fetchall()
 
     return run
 
@@ -1383,9 +1368,9 @@ def round_trips(url: str, investor_id: str) -> dict[str, Any]:
 
 
 def in_process_breakdown(schema: str, investors: list[str]) -> dict[str, Any]:
-    """The handler's work without HTTP, one request at a time: its own functions on an engine like the
-    server's, the same without pool_pre_ping, and the same statements through plain psycopg (the
-    floor), interleaved request by request; then the handler on 16 threads; then cProfile."""
+    """The handler's work without HTTP, one request at a time: its SQLAlchemy path on an engine like
+    the server's, the same on a smaller pool, and the same statement through plain psycopg (the
+    floor), interleaved request by request; then the SQLAlchemy path on 16 threads; then cProfile."""
     from concurrent.futures import ThreadPoolExecutor
 
     from sqlalchemy import create_engine, event
@@ -1396,19 +1381,18 @@ def in_process_breakdown(schema: str, investors: list[str]) -> dict[str, Any]:
     rng = random.Random(SEED + 3)
     chosen = [rng.choice(investors) for _ in range(IN_PROCESS_REQUESTS)]
     handler = portfolio_handler()
-    queries = portfolio_statements(schema)
     result: dict[str, Any] = {"trace": round_trips(url, chosen[0])}
-    server_like = engine_for(url)  # pool_size 10, max_overflow 20, pool_pre_ping, as served
+    server_like = engine_for(url)  # the server's engine settings
     base = url.split("?", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    no_ping = create_engine(
+    small_pool = create_engine(
         base, connect_args={"options": f"-csearch_path={schema}"}, pool_size=10, max_overflow=20
     )
-    raw_conn = psycopg.connect(PG_URL)
-    raw = raw_portfolio(raw_conn, queries)
+    raw_conn = raw_connection(schema)
+    raw = raw_portfolio(raw_conn)
 
     actions: dict[str, Callable[[str], None]] = {
         "sqlalchemy": lambda i: handler(server_like, i),
-        "sqlalchemy_no_pre_ping": lambda i: handler(no_ping, i),
+        "sqlalchemy_pool_10": lambda i: handler(small_pool, i),
         "raw_psycopg": raw,
     }
     wall: dict[str, list[float]] = {k: [] for k in VARIANTS}
@@ -1430,7 +1414,7 @@ def in_process_breakdown(schema: str, investors: list[str]) -> dict[str, Any]:
         profile.disable()
     finally:
         server_like.dispose()
-        no_ping.dispose()
+        small_pool.dispose()
         raw_conn.close()
     result["wall_ms"] = wall
     result["cpu_ms"] = {k: statistics.fmean(x) for k, x in cpu.items()}
@@ -1457,7 +1441,7 @@ def in_process_breakdown(schema: str, investors: list[str]) -> dict[str, Any]:
     result["threads_connects_per_1000"] = (connects[0] - before) / len(work) * 1000
 
     out = io.StringIO()
-    out.write("200 portfolio handler bodies in-process (SQLAlchemy, engine as served), cProfile on\n")
+    out.write("200 portfolio handler bodies in-process (SQLAlchemy path, server's engine), cProfile on\n")
     stats = pstats.Stats(profile, stream=out)
     stats.sort_stats("tottime").print_stats(30)
     stats.sort_stats("cumulative").print_stats(40)
@@ -1468,7 +1452,7 @@ def in_process_breakdown(schema: str, investors: list[str]) -> dict[str, Any]:
     log(
         "portfolio handler in-process (no HTTP, one at a time, interleaved), p50 wall / mean CPU ms: "
         + ", ".join(f"{k} {statistics.median(wall[k]):.2f} / {result['cpu_ms'][k]:.2f}" for k in VARIANTS)
-        + f"; round trips per request as served: {trace['round_trips']} ({trace['extended_queries']}"
+        + f"; round trips per request (SQLAlchemy path): {trace['round_trips']} ({trace['extended_queries']}"
         f" prepared statements + {' | '.join(trace['simple_queries'])});"
         f" on {CONCURRENCY} threads: {result['threads_rps']:.0f} req/s,"
         f" {result['threads_cpu_ms_per_request']:.2f} CPU ms/request,"
@@ -1518,8 +1502,9 @@ def main() -> None:
             single = {k: Latency(x) for k, x in single_phase["samples"].items()}
             ratio = folio.rps / healthz.rps
             missed = single["http_portfolio"].p99 > TARGET_P99_MS or ratio < TARGET_THROUGHPUT
-            if missed:
-                log("a target is missed: profiling the server under portfolio load")
+            if missed or FORCE_PROFILE:
+                why = "a target is missed" if missed else "BENCH_PROFILE=1"
+                log(f"{why}: profiling the server under portfolio load")
                 profile = pyspy_profile(port, key, process.pid, schema, prepared.sample)
         breakdown = in_process_breakdown(schema, prepared.sample)
     errors = healthz.errors + folio.errors + single_phase["errors"]
@@ -1562,7 +1547,8 @@ def main() -> None:
             "raw_psycopg_p50_ms": round(raw_folio.p50, 3),
             "raw_psycopg_p99_ms": round(raw_folio.p99, 3),
             "in_process_note": "the handler's work without HTTP in the client process, interleaved with the"
-            " HTTP requests: as served (SQLAlchemy, pool_pre_ping) and the same statements via plain psycopg",
+            " HTTP requests: the handler's SQLAlchemy (worker-thread) path, and its one statement via plain"
+            " psycopg (what the server awaits on PostgreSQL)",
             "round_trips_per_request": breakdown["trace"]["round_trips"],
             "machine_busy_cores": round(single_phase["machine_busy_cores"], 2),
             "load_average_1m": round(single_phase["load_average_1m"], 2),

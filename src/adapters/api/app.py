@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -11,6 +13,7 @@ from starlette.exceptions import HTTPException
 
 from adapters.api.common import ApiError, Services, problem
 from adapters.api.metrics import LatencyMiddleware
+from adapters.api.readpool import ReadPool
 from adapters.api.routers import assets, audit, distributions, health, investments, investors
 from ledger import errors
 
@@ -24,12 +27,24 @@ STATUS_OF: dict[type[errors.LedgerError], int] = {
 
 
 def create_app(services: Services) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(api: FastAPI) -> AsyncIterator[None]:
+        api.state.read_pool = pool = await ReadPool.open(services.runner.engine)
+        try:
+            yield
+        finally:
+            api.state.read_pool = None
+            if pool is not None:
+                await pool.close()
+
     api = FastAPI(
         title="Tokenized-securities ledger",
         version="1.0.0",
         description="Register of record for tokenized securities: commands, read models, audit.",
+        lifespan=lifespan,
     )
     api.state.services = services
+    api.state.read_pool = None  # opened on the serving loop at startup (PostgreSQL only)
     for router in (
         assets.router,
         investors.router,

@@ -19,6 +19,7 @@ from sqlalchemy import Connection
 
 from adapters.api.keys import KeyStore, Principal
 from adapters.api.metrics import Metrics
+from adapters.api.readpool import ReadPool
 from ledger.application import LedgerApplication
 from ledger.commit import Outcome
 from projections.runner import ProjectionRunner
@@ -145,11 +146,18 @@ def services(request: Request) -> Services:
     return found
 
 
-async def principal(
-    request: Request, authorization: Annotated[str | None, Header(include_in_schema=False)] = None
-) -> Principal:
-    """The caller's key, checked on the event loop when remembered (no thread hop), else looked up."""
-    scheme, _, token = (authorization or "").partition(" ")
+def read_pool(request: Request) -> ReadPool | None:
+    """The event loop's own PostgreSQL read pool, if the app was started on this loop."""
+    pool: ReadPool | None = request.app.state.read_pool
+    return pool if pool is not None and pool.usable() else None
+
+
+async def principal(request: Request) -> Principal:
+    """The caller's key, checked on the event loop when remembered (no thread hop), else looked up.
+
+    The header is read directly rather than declared: it is not in the document either way, and
+    a declared parameter costs a validation on every request."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise ApiError(401, "unauthorized", "send Authorization: Bearer <api key>")
