@@ -24,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.application import LedgerApplication
 from projections.batch import Batch
+from projections.chain import ChainView
 from projections.decoding import EventDecoder
 from projections.distributions import DistributionsView
 from projections.holdings import HoldingsView
@@ -50,6 +51,7 @@ VIEWS: tuple[Callable[[dict[str, Table]], View], ...] = (
     HoldingsView,
     DistributionsView,
     ProposalsView,
+    ChainView,
 )
 
 

@@ -80,7 +80,8 @@ def test_no_input_breaks_the_api(case: Any, fuzzed: Api, monkeypatch: pytest.Mon
     where = f"{case.method} {case.formatted_path} -> {response.status_code} {response.text[:300]}"
     if response.status_code >= 500:
         assert response.status_code == 503, where
-        assert response.json()["code"] == "projection_lag", where
+        # waiting for the read models, or a reconciliation with the chain adapter off
+        assert response.json()["code"] in ("projection_lag", "chain_unavailable"), where
     case.validate_response(
         response, checks=[status_code_conformance, content_type_conformance, response_schema_conformance]
     )

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from adapters.api.routers import audit
+from tests.e2e.conftest import UNKNOWN_UUID as UNKNOWN
 from tests.e2e.conftest import Api, assert_problem
 from tests.support import wallet_for
 
@@ -141,6 +142,11 @@ ROUTES: dict[str, Route] = {
     "get-investment": get("/v1/investments/{investment_id}", "/v1/investments/{settled}"),
     "get-distribution": get("/v1/distributions/{distribution_id}", "/v1/distributions/{paid_distribution}"),
     "get-proposal": get("/v1/proposals/{proposal_id}", "/v1/proposals/{open_proposal}"),
+    "reconcile": post("/v1/reconciliations", "/v1/reconciliations", {"asset_id": M}),
+    "get-reconciliation": get("/v1/reconciliations/{reconciliation_id}", f"/v1/reconciliations/{UNKNOWN}"),
+    "get-latest-reconciliation": get(
+        "/v1/assets/{asset_id}/reconciliations/latest", f"/v1/assets/{M}/reconciliations/latest"
+    ),
     "audit-events": get("/v1/audit/events", "/v1/audit/events"),
     "audit-verify": get("/v1/audit/verify", "/v1/audit/verify"),
     "stream": get("/v1/stream", "/v1/stream"),

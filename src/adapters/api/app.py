@@ -14,7 +14,15 @@ from starlette.exceptions import HTTPException
 from adapters.api.common import ApiError, Services, problem
 from adapters.api.metrics import LatencyMiddleware
 from adapters.api.readpool import ReadPool
-from adapters.api.routers import assets, audit, distributions, health, investments, investors
+from adapters.api.routers import (
+    assets,
+    audit,
+    distributions,
+    health,
+    investments,
+    investors,
+    reconciliations,
+)
 from ledger import errors
 
 STATUS_OF: dict[type[errors.LedgerError], int] = {
@@ -50,6 +58,7 @@ def create_app(services: Services) -> FastAPI:
         investors.router,
         investments.router,
         distributions.router,
+        reconciliations.router,
         audit.router,
         health.router,
     ):
