@@ -152,3 +152,29 @@ def test_a_reorganisation_retracts_orphaned_logs_and_the_mirror_follows_the_cano
         position = mirrored.wallets.get(address(name), WalletPosition())
         assert position.balance == client.balance_of(suite, address(name))
     assert mirrored.supply == client.total_supply(suite)
+
+
+def test_a_wallet_recovery_moves_the_tokens_on_chain_and_reconciles(world: World) -> None:
+    asset_id = tokenized(world)
+    app, client = world.app, world.client
+    holding(app, asset_id, "alice", 10)
+    app.freeze_tokens(asset_id, "alice", 3)
+    app.freeze_investor(asset_id, "alice")
+    holding(app, asset_id, "bob", 4)
+    app.transfer(asset_id, "bob", "carol", 4)  # bob's wallet ends empty on chain
+    app.recover_wallet("alice", address("alice"), address("erin"))
+    app.recover_wallet("bob", address("bob"), address("gina"))
+    world.settle()
+    suite = world.suite(asset_id)
+    rows = app.outbox.all_rows()
+    assert all(row.state == "done" for row in rows), [(r.kind, r.state, r.error) for r in rows]
+    assert client.balance_of(suite, address("erin")) == 10
+    assert client.frozen_of(suite, address("erin")) == 3
+    assert client.is_frozen(suite, address("erin"))
+    assert client.balance_of(suite, address("alice")) == 0
+    assert all(row.state == "done" for row in app.outbox.all_rows())
+    report = world.reconcile(asset_id)
+    assert report["differences"] == []
+    app.unfreeze_investor(asset_id, "alice")
+    world.settle()
+    assert world.reconcile(asset_id)["differences"] == []

@@ -172,3 +172,32 @@ def test_a_recovery_is_carried_out_on_every_bound_token_holding_the_wallet(
     assert chain.balances[TOKEN, new] == 10
     skipped = outcomes(app, recovery.seq, second)
     assert skipped.succeeded and skipped.tx_hash is None and "holds nothing" in (skipped.reason or "")
+
+
+def test_recovering_a_wallet_emptied_on_chain_is_not_sent_to_the_token(
+    app: LedgerApplication, chain: FakeChain
+) -> None:
+    asset_id = open_asset(app)
+    bind(app, asset_id)
+    onboard(app, "alice")
+    onboard(app, "bob")
+    holding(app, asset_id, "alice", 1)
+    app.transfer(asset_id, "alice", "bob", 1)
+    app.recover_wallet("alice", app.get_investor("alice").wallets[0], "0x" + "c0" * 20)
+    assert worker_for(app, chain).run_once() == 3
+    assert [r.state for r in app.outbox.all_rows()] == [DONE, DONE, DONE]  # T-REX would refuse it
+
+
+def test_an_address_freeze_follows_a_recovered_wallet_that_holds_nothing(
+    app: LedgerApplication, chain: FakeChain
+) -> None:
+    asset_id = open_asset(app)
+    bind(app, asset_id)
+    onboard(app, "alice")
+    app.freeze_investor(asset_id, "alice")
+    app.recover_wallet("alice", app.get_investor("alice").wallets[0], "0x" + "c0" * 20)
+    holding(app, asset_id, "alice", 1)
+    assert worker_for(app, chain).run_once() == 3
+    new = app.get_investor("alice").wallets[0]
+    assert chain.balances[TOKEN, new] == 1
+    assert (TOKEN, new) in chain.address_frozen

@@ -203,13 +203,6 @@ def recover(world: World, _: str, pick: Pick, which: int) -> None:
     app, investor_id = world.app, investor(world, pick)
     current = app.get_investor(investor_id).wallets
     which = min(which, len(current) - 1)
-    # Only wallets that will hold tokens on chain when the recovery is carried out, or that
-    # never will (an added wallet). Not yet a primary wallet holding nothing: the worker
-    # (`OutboxWorker._step`) then sends a recovery T-REX refuses ("no tokens to recover")
-    # or skips it, and an address freeze of the investor does not reach the new wallet.
-    # Lift this once that is fixed.
-    if which == 0 and app.get_asset(world.asset_id).balance_of(investor_id) == 0:
-        return
     app.recover_wallet(investor_id, current[which], world.new_wallet())
     world.note_wallets(investor_id)
 

@@ -74,6 +74,7 @@ class Truth:
             sum(q for q, _, _ in self.ledger_holders.values()),
             self.ledger_holders,
             self.owners,
+            frozenset(self.owners),
         )
 
     def chain(self, paused: bool) -> ChainState:
@@ -286,3 +287,13 @@ def test_what_operations_in_flight_touch_is_never_reported(
     )
     assert reports(differences) == expected
     assert not {d["investor_id"] for d in differences} & flying
+
+
+def test_a_lost_wallet_left_frozen_by_a_recovery_is_no_difference() -> None:
+    lost, new = wallet(1), wallet(2)
+    ledger = LedgerSide(
+        0, False, 1, {"alice": (1, 0, False)}, {lost: "alice", new: "alice"}, frozenset({new})
+    )
+    on_chain = {lost: WalletPosition(0, 0, True), new: WalletPosition(1, 0, False)}
+    differences, _ = compare(ledger, ChainState(ASSET, 0, False, 1, on_chain), [])
+    assert differences == []

@@ -39,6 +39,7 @@ class LedgerSide:
     supply: int
     holders: dict[str, tuple[int, int, bool]]  # investor -> (quantity, frozen, address frozen)
     owners: dict[str, str]  # wallet -> investor (lost wallets included)
+    active: frozenset[str]  # wallets not lost (T-REX leaves a recovered wallet's address freeze on it)
 
 
 def _ledger_side(conn: Connection, asset_id: str) -> LedgerSide:
@@ -53,8 +54,10 @@ def _ledger_side(conn: Connection, asset_id: str) -> LedgerSide:
         ).where(holdings.c.asset_id == asset_id)
     )
     holders = {r.investor_id: (int(r.quantity), int(r.frozen), bool(r.address_frozen)) for r in rows}
-    owners = {r.wallet: r.investor_id for r in conn.execute(select(wallets.c.wallet, wallets.c.investor_id))}
-    return LedgerSide(view_position(conn), bool(row.paused), int(row.total_supply), holders, owners)
+    owned = conn.execute(select(wallets.c.wallet, wallets.c.investor_id, wallets.c.active)).all()
+    owners = {r.wallet: r.investor_id for r in owned}
+    active = frozenset(r.wallet for r in owned if r.active)
+    return LedgerSide(view_position(conn), bool(row.paused), int(row.total_supply), holders, owners, active)
 
 
 def _in_flight(rows: Iterable[OutboxRow], asset_id: str, final_block: int) -> list[OutboxRow]:
@@ -88,13 +91,13 @@ def difference(
 
 
 def _holder_differences(
-    investor: str, ledger: tuple[int, int, bool], held: list[str], chain: ChainState
+    investor: str, ledger: tuple[int, int, bool], held: list[str], chain: ChainState, active: frozenset[str]
 ) -> list[dict[str, Any]]:
     quantity, frozen, address_frozen = ledger
     on_chain = [chain.wallets[w] for w in held]
     chain_quantity = sum(p.balance for p in on_chain)
     chain_frozen = sum(p.frozen for p in on_chain)
-    chain_address_frozen = any(p.address_frozen for p in on_chain)
+    chain_address_frozen = any(chain.wallets[w].address_frozen for w in held if w in active)
     found = []
     if quantity != chain_quantity:
         kind = "quantity_mismatch"
@@ -132,7 +135,8 @@ def compare(
     for investor in investors:
         if investor not in skip:
             holder = ledger.holders.get(investor, (0, 0, False))
-            differences += _holder_differences(investor, holder, by_investor.get(investor, []), chain)
+            held = by_investor.get(investor, [])
+            differences += _holder_differences(investor, holder, held, chain, ledger.active)
     kinds = {row.kind for row in flying}
     if ledger.paused != chain.paused and not kinds & set(PAUSE_KINDS):
         differences.append(difference("pause_mismatch", None, [], ledger.paused, chain.paused))

@@ -53,7 +53,9 @@ class ChainService:
         return int(self.rpc.call("eth_chainId"), 16)
 
     def bound_assets(self) -> list[str]:
-        """Assets bound to a token on this chain, as the read model knows them."""
+        """Assets bound to a token on this chain, from the read model brought up to the head
+        (a recovery owed at some position concerns every asset bound by then)."""
+        self.runner.catch_up()
         with self.runner.engine.connect() as conn:
             rows = conn.execute(
                 select(assets.c.asset_id)
@@ -88,7 +90,6 @@ class ChainService:
 
     def attach_bound(self) -> list[str]:
         """Starts mirroring bound tokens not mirrored yet (bound through the API), from genesis."""
-        self.runner.catch_up()
         started = []
         for asset_id in self.bound_assets():
             try:
