@@ -630,9 +630,10 @@ class LedgerApplication(Application[UUID]):
             mirror.check_continues(from_block)
             recent: dict[int, list[str]] = {}
             for log in logs:
-                chain_log = uow.add(ChainLog.mirror(**log), keep=False)
+                mirrored = ChainLog.mirrored(**log)
+                uow.record_created(mirrored)
                 if log["block_number"] > final_block:
-                    recent.setdefault(log["block_number"], []).append(str(chain_log.id))
+                    recent.setdefault(log["block_number"], []).append(str(mirrored.originator_id))
             mirror.advance(to_block, final_block, window, recent)
             return {"to_block": to_block, "logs": len(logs)}
 

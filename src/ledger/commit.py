@@ -100,6 +100,7 @@ class UnitOfWork:
         self._committer = committer
         self.now = now
         self._touched: dict[UUID, tuple[Aggregate, int]] = {}
+        self._created: list[Any] = []
 
     def get(self, cls: type[A], aggregate_id: UUID, what: str) -> A:
         aggregate = self._committer.load(aggregate_id)
@@ -115,14 +116,17 @@ class UnitOfWork:
             return False
         return True
 
-    def add(self, aggregate: A, *, keep: bool = True) -> A:
-        """Takes a newly created aggregate into the batch; `keep=False` leaves it out of
-        the cache (records written in bulk and rarely read again, such as mirrored logs)."""
+    def add(self, aggregate: A) -> A:
+        """Takes a newly created aggregate into the batch."""
         self._committer.working[aggregate.id] = aggregate
         self._touched[aggregate.id] = (aggregate, 0)
-        if not keep:
-            self._committer.transient.add(aggregate.id)
         return aggregate
+
+    def record_created(self, event: Any) -> None:
+        """Takes the creation event of a new aggregate that is written, never read back in
+        this process (bulk records such as mirrored chain logs): no aggregate is built."""
+        assert event.originator_version == 1, "only a creation event"
+        self._created.append(event)
 
     def _touch(self, aggregate: Aggregate) -> None:
         if aggregate.id not in self._touched:
@@ -132,7 +136,7 @@ class UnitOfWork:
         events: list[Any] = []
         for aggregate, before in self._touched.values():
             events.extend(aggregate.pending_events[before:])
-        return events
+        return events + self._created
 
     def check_untouched(self) -> None:
         for aggregate, before in self._touched.values():
@@ -156,7 +160,6 @@ class GroupCommitter:
         self._complete_at: int | None = None
         self._recent_keys: OrderedDict[str, tuple[str, str, int]] = OrderedDict()
         self.working: dict[UUID, Aggregate] = {}
-        self.transient: set[UUID] = set()
 
     def execute(self, command: Command) -> Outcome:
         """Queues a command and waits for its outcome; the first waiter in line leads the next batch."""
@@ -227,8 +230,6 @@ class GroupCommitter:
 
     def _keep(self, aggregates: dict[UUID, Aggregate]) -> None:
         for aggregate_id, aggregate in aggregates.items():
-            if aggregate_id in self.transient:
-                continue
             self._cache[aggregate_id] = aggregate
             self._cache.move_to_end(aggregate_id)
         while len(self._cache) > MAX_CACHED:
@@ -280,7 +281,6 @@ class GroupCommitter:
             raise
         finally:
             self.working = {}
-            self.transient = set()
 
     def _stored_outcomes(self, keys: list[str], *, from_store: bool) -> dict[str, tuple[str, str, int]]:
         """First outcomes of idempotency keys: this process's recent ones, or the store's.

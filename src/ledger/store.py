@@ -194,13 +194,22 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         self.insert_hashes = (
             SQL(
                 "INSERT INTO {} (position, prev_position, hash) "
-                "SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bytea[])"
+                "SELECT * FROM unnest(%b::bigint[], %b::bigint[], %b::bytea[])"
             )
             .format(self.hashes)
             .as_bytes(None)
         )
         self.insert_idempotency = self.insert_idempotency.as_bytes(None)  # type: ignore[assignment]
         self.insert_outbox = SQL(INSERT_OUTBOX).format(self.outbox).as_bytes(None)
+        self._insert_columns = (
+            SQL(
+                "INSERT INTO {} (originator_id, originator_version, topic, state) "
+                "SELECT * FROM unnest(%b::{}[], %b::bigint[], %b::text[], %b::bytea[]) "
+                "RETURNING notification_id"
+            )
+            .format(self.events, SQL(datastore.originator_id_type))
+            .as_bytes(None)
+        )
 
     def _lock_table(self, curs: Any) -> None:
         for statement in self._lock_sql:
@@ -224,7 +233,21 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         return positions
 
     def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
-        super()._insert_stored_events(curs, stored_events, **kwargs)
+        # The library's write path (table lock, NOTIFY, one INSERT ... RETURNING), with the
+        # events sent as four typed arrays in binary rather than an array of a composite
+        # type, which psycopg can only dump as text, field by field.
+        self._lock_table(curs)
+        self._notify_channel(curs)
+        curs.execute(
+            self._insert_columns,
+            (
+                [e.originator_id for e in stored_events],
+                [e.originator_version for e in stored_events],
+                [e.topic for e in stored_events],
+                [e.state for e in stored_events],
+            ),
+            prepare=True,
+        )
         # Queued in the same pipeline as the insert, after the table lock that
         # serialises writers: the last hash is the one right before our first event,
         # and it arrives in the same round trip as the new positions.

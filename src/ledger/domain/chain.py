@@ -8,10 +8,12 @@ mirror continues from where it stopped), never business rules of the register.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 from uuid import UUID, uuid4
 
 from eventsourcing.domain import Aggregate
+from eventsourcing.utils import get_topic
 
 from ledger.domain.values import stream_id
 from ledger.errors import ConcurrencyError
@@ -113,10 +115,16 @@ class ChainLog(Aggregate):
         return stream_id("chain-log", f"{chain_id}:{block_hash.lower()}:{log_index}")
 
     @classmethod
-    def mirror(cls, **log: Any) -> ChainLog:
+    def mirrored(cls, **log: Any) -> ChainLog.Mirrored:
+        """The creation event of a mirrored log, made without building the aggregate: the
+        mirror records thousands at a time and only the read model looks at them again."""
         log.setdefault("problem", None)
-        return cls._create(
-            cls.Mirrored, id=cls.create_id(log["chain_id"], log["block_hash"], log["log_index"]), **log
+        return cls.Mirrored(
+            originator_topic=_chain_log_topic(),
+            originator_id=cls.create_id(log["chain_id"], log["block_hash"], log["log_index"]),
+            originator_version=cls.INITIAL_VERSION,
+            timestamp=cls.Mirrored.create_timestamp(),
+            **log,
         )
 
     def retract(self, reason: str) -> None:
@@ -128,6 +136,11 @@ class ChainLog(Aggregate):
 
         def apply(self, log: ChainLog) -> None:
             log.retracted = True
+
+
+@cache
+def _chain_log_topic() -> str:
+    return get_topic(ChainLog)
 
 
 class ChainMirror(Aggregate):
