@@ -19,6 +19,7 @@ from sqlalchemy import BigInteger, Boolean, Column, Connection, Integer, String,
 
 from ledger.domain.chain import ChainLog, ChainMirror, ChainOperation, Reconciliation
 from projections.batch import Batch
+from projections.investors import wallets as investor_wallets
 from projections.schema import Exact, metadata
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
@@ -292,3 +293,36 @@ def latest_reconciliation(conn: Connection, asset_id: str) -> dict[str, Any] | N
         .limit(1)
     ).first()
     return None if row is None else dict(json.loads(row.report))
+
+
+@dataclass
+class InvestorPosition:
+    """An investor's position on chain: every wallet it ever held, summed."""
+
+    wallets: list[str]
+    balance: int = 0
+    frozen: int = 0
+    address_frozen: bool = False
+
+
+def positions_by_investor(
+    conn: Connection, asset_id: str, block: int, paused_at_start: bool = True
+) -> tuple[dict[str, InvestorPosition], dict[str, WalletPosition]]:
+    """The chain positions of an asset's token as of `block` per investor, and those of the
+    wallets no investor holds."""
+    state = chain_state(conn, asset_id, block, paused_at_start)
+    owned = conn.execute(select(investor_wallets.c.wallet, investor_wallets.c.investor_id)).all()
+    owners = {row.wallet: row.investor_id for row in owned}
+    investors: dict[str, InvestorPosition] = {}
+    unknown: dict[str, WalletPosition] = {}
+    for wallet, position in sorted(state.wallets.items()):
+        owner = owners.get(wallet)
+        if owner is None:
+            unknown[wallet] = position
+            continue
+        found = investors.setdefault(owner, InvestorPosition([]))
+        found.wallets.append(wallet)
+        found.balance += position.balance
+        found.frozen += position.frozen
+        found.address_frozen = found.address_frozen or position.address_frozen
+    return investors, unknown

@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from adapters.chain.trex import TokenCall
-from projections.chain import WalletPosition, chain_state, mirror_of
+from projections.chain import WalletPosition, chain_state, mirror_of, positions_by_investor
 from projections.schema import snapshot
 from tests.chain.world import CONFIRMATIONS, WALLETS, World, address, onboard, tokenized
 from tests.support import holding, open_asset
@@ -45,6 +45,14 @@ def test_ledger_operations_reach_the_chain_and_reconcile_cleanly(world: World) -
     report = world.reconcile(asset_id)
     assert report["differences"] == [] and report["in_flight"] == []
     assert report["holders_checked"] == 3
+    with snapshot(world.engine) as conn:
+        investors, unknown = positions_by_investor(conn, asset_id, report["final_block"])
+    assert unknown == {}
+    assert {i: (p.balance, p.frozen, p.address_frozen) for i, p in investors.items()} == {
+        "alice": (80, 0, False),
+        "bob": (65, app.get_asset(asset_id).frozen_of("bob"), False),
+        "carol": (5, 0, True),
+    }
     assert all(row.state == "done" for row in app.outbox.all_rows())
 
 
