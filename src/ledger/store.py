@@ -20,6 +20,7 @@ import dataclasses
 import hashlib
 import json
 import threading
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -554,14 +555,16 @@ class _PostgresSql:
 
     @contextmanager
     def advisory_lock(self, key: int) -> Iterator[bool]:
+        # Keyed by the store's schema too: stores in other schemas of the database have their own.
+        scope = zlib.crc32(self.datastore.schema.encode()) - 2**31
         with self.datastore.get_connection() as conn:
-            row = conn.execute("SELECT pg_try_advisory_lock(%s) AS held", (key,)).fetchone()
+            row = conn.execute("SELECT pg_try_advisory_lock(%s, %s) AS held", (key, scope)).fetchone()
             held = bool(row and row["held"])
             try:
                 yield held
             finally:
                 if held:
-                    conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+                    conn.execute("SELECT pg_advisory_unlock(%s, %s)", (key, scope))
 
     def bulk_load(self, batches: Iterator[list[StoredRecord]]) -> None:
         r = self.recorder

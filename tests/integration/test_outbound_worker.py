@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
+
+import psycopg
 import pytest
 
 from adapters.chain.outbound import MAX_ATTEMPTS, OutboxWorker, TransientChainError
 from ledger.application import LedgerApplication
+from ledger.config import store_env
 from ledger.domain.chain import ChainOperation
 from ledger.outbox import DONE, FAILED, PENDING, SIGNED
+from tests.conftest import PG_URL
 from tests.fake_chain import FakeChain, WorkerDiedError
 from tests.support import holding, onboard, open_asset
 
@@ -201,3 +206,28 @@ def test_an_address_freeze_follows_a_recovered_wallet_that_holds_nothing(
     new = app.get_investor("alice").wallets[0]
     assert chain.balances[TOKEN, new] == 1
     assert (TOKEN, new) in chain.address_frozen
+
+
+@pytest.mark.postgres
+def test_one_worker_at_a_time_sends_for_a_store_and_each_store_has_its_own_turn(
+    pg_schema_url: str,
+) -> None:
+    first, second = (LedgerApplication(store_env(pg_schema_url)) for _ in range(2))
+    other_schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{other_schema}"')
+    other = LedgerApplication(store_env(f"{PG_URL}?schema={other_schema}"))
+    try:
+        with (
+            first.outbox.exclusive() as held,
+            second.outbox.exclusive() as also,
+            other.outbox.exclusive() as own,
+        ):
+            assert (held, also, own) == (True, False, True)
+        with second.outbox.exclusive() as now:
+            assert now
+    finally:
+        for app in (first, second, other):
+            app.close()
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{other_schema}" CASCADE')
