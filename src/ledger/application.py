@@ -54,7 +54,7 @@ class LedgerApplication(Application[UUID]):
         super().__init__(env)
         self.clock = clock
         self.admin = StoreAdmin(self.recorder)
-        self.outbox = OutboxStore(self.recorder)
+        self.outbox = OutboxStore(self.admin)
         self.committer = GroupCommitter(self, self.admin, clock)
         self._snapshots: OrderedDict[tuple[str, int], dict[str, int]] = OrderedDict()
 

@@ -361,11 +361,13 @@ class StoreAdmin:
                 f'"{schema}".{HASHES_TABLE}',
             )
             self.idempotency = f'"{schema}".{IDEMPOTENCY_TABLE}'
+            self.outbox = f'"{schema}".{OUTBOX_TABLE}'
             self.position = "notification_id"
         elif isinstance(recorder, LedgerSQLiteRecorder):
             self.sql = _SQLiteSql(recorder)
             self.events, self.hashes = recorder.events_table_name, HASHES_TABLE
             self.idempotency = IDEMPOTENCY_TABLE
+            self.outbox = OUTBOX_TABLE
             self.position = "rowid"
         else:
             msg = f"unsupported recorder {type(recorder).__name__}"
@@ -676,14 +678,8 @@ class OutboxStore:
     (pending -> signed -> done | failed); the outcome itself is recorded as events.
     """
 
-    def __init__(self, recorder: ApplicationRecorder) -> None:
-        self.admin = StoreAdmin(recorder)
-        self.sql = self.admin.sql
-        self.table = (
-            f'"{recorder.datastore.schema}".{OUTBOX_TABLE}'
-            if isinstance(recorder, LedgerPostgresRecorder)
-            else OUTBOX_TABLE
-        )
+    def __init__(self, admin: StoreAdmin) -> None:
+        self.sql, self.table = admin.sql, admin.outbox
         self._local = threading.Lock()
 
     def _select(self, where: str, params: Sequence[Any], limit: int | None = None) -> list[OutboxRow]:

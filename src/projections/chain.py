@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -305,17 +306,15 @@ class InvestorPosition:
     address_frozen: bool = False
 
 
-def positions_by_investor(
-    conn: Connection, asset_id: str, block: int, paused_at_start: bool = True
+def by_investor(
+    wallets: Mapping[str, WalletPosition], owners: Mapping[str, str], active: Collection[str] | None = None
 ) -> tuple[dict[str, InvestorPosition], dict[str, WalletPosition]]:
-    """The chain positions of an asset's token as of `block` per investor, and those of the
-    wallets no investor holds."""
-    state = chain_state(conn, asset_id, block, paused_at_start)
-    owned = conn.execute(select(investor_wallets.c.wallet, investor_wallets.c.investor_id)).all()
-    owners = {row.wallet: row.investor_id for row in owned}
+    """Wallet positions summed per investor, and those of wallets no investor holds. An
+    investor counts as address-frozen if one of its `active` wallets is (default: any wallet;
+    T-REX leaves a recovered wallet's freeze on it)."""
     investors: dict[str, InvestorPosition] = {}
     unknown: dict[str, WalletPosition] = {}
-    for wallet, position in sorted(state.wallets.items()):
+    for wallet, position in sorted(wallets.items()):
         owner = owners.get(wallet)
         if owner is None:
             unknown[wallet] = position
@@ -324,5 +323,16 @@ def positions_by_investor(
         found.wallets.append(wallet)
         found.balance += position.balance
         found.frozen += position.frozen
-        found.address_frozen = found.address_frozen or position.address_frozen
+        counts = active is None or wallet in active
+        found.address_frozen = found.address_frozen or (counts and position.address_frozen)
     return investors, unknown
+
+
+def positions_by_investor(
+    conn: Connection, asset_id: str, block: int, paused_at_start: bool = True
+) -> tuple[dict[str, InvestorPosition], dict[str, WalletPosition]]:
+    """The chain positions of an asset's token as of `block` per investor, and those of the
+    wallets no investor holds."""
+    state = chain_state(conn, asset_id, block, paused_at_start)
+    owned = conn.execute(select(investor_wallets.c.wallet, investor_wallets.c.investor_id)).all()
+    return by_investor(state.wallets, {row.wallet: row.investor_id for row in owned})

@@ -11,7 +11,6 @@ is not reported as a difference. The run is recorded as an event.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +22,7 @@ from ledger.commit import Outcome
 from ledger.errors import InvalidStateError
 from ledger.outbox import BURN, DONE, FORCED_TRANSFER, MINT, OPEN_STATES, PAUSE, RECOVER, UNPAUSE
 from ledger.store import OutboxRow
-from projections.chain import ChainState, chain_state, mirror_of
+from projections.chain import ChainState, InvestorPosition, by_investor, chain_state, mirror_of
 from projections.holdings import assets, holdings
 from projections.investors import wallets
 from projections.schema import snapshot, view_position
@@ -91,26 +90,22 @@ def difference(
 
 
 def _holder_differences(
-    investor: str, ledger: tuple[int, int, bool], held: list[str], chain: ChainState, active: frozenset[str]
+    investor: str, ledger: tuple[int, int, bool], chain: InvestorPosition
 ) -> list[dict[str, Any]]:
     quantity, frozen, address_frozen = ledger
-    on_chain = [chain.wallets[w] for w in held]
-    chain_quantity = sum(p.balance for p in on_chain)
-    chain_frozen = sum(p.frozen for p in on_chain)
-    chain_address_frozen = any(chain.wallets[w].address_frozen for w in held if w in active)
-    found = []
-    if quantity != chain_quantity:
+    held, found = chain.wallets, []
+    if quantity != chain.balance:
         kind = "quantity_mismatch"
-        if chain_quantity == 0:
+        if chain.balance == 0:
             kind = "missing_on_chain"
         elif quantity == 0:
             kind = "missing_in_ledger"
-        found.append(difference(kind, investor, held, str(quantity), str(chain_quantity)))
-    if frozen != chain_frozen:
-        found.append(difference("frozen_mismatch", investor, held, str(frozen), str(chain_frozen)))
-    if address_frozen != chain_address_frozen:
+        found.append(difference(kind, investor, held, str(quantity), str(chain.balance)))
+    if frozen != chain.frozen:
+        found.append(difference("frozen_mismatch", investor, held, str(frozen), str(chain.frozen)))
+    if address_frozen != chain.address_frozen:
         found.append(
-            difference("address_freeze_mismatch", investor, held, address_frozen, chain_address_frozen)
+            difference("address_freeze_mismatch", investor, held, address_frozen, chain.address_frozen)
         )
     return found
 
@@ -123,20 +118,16 @@ def compare(
     for row in flying:
         skip |= _touched(row)
     differences: list[dict[str, Any]] = []
-    by_investor: dict[str, list[str]] = defaultdict(list)
-    for wallet, position in sorted(chain.wallets.items()):
-        investor = ledger.owners.get(wallet)
-        if investor is not None:
-            by_investor[investor].append(wallet)
-        elif position.balance or position.frozen or position.address_frozen:
+    on_chain, unknown = by_investor(chain.wallets, ledger.owners, ledger.active)
+    for wallet, position in unknown.items():
+        if position.balance or position.frozen or position.address_frozen:
             chain_value = {"quantity": str(position.balance), "frozen": str(position.frozen)}
             differences.append(difference("unknown_wallet", None, [wallet], None, chain_value))
-    investors = sorted(set(ledger.holders) | set(by_investor))
+    investors = sorted(set(ledger.holders) | set(on_chain))
     for investor in investors:
         if investor not in skip:
             holder = ledger.holders.get(investor, (0, 0, False))
-            held = by_investor.get(investor, [])
-            differences += _holder_differences(investor, holder, held, chain, ledger.active)
+            differences += _holder_differences(investor, holder, on_chain.get(investor, InvestorPosition([])))
     kinds = {row.kind for row in flying}
     if ledger.paused != chain.paused and not kinds & set(PAUSE_KINDS):
         differences.append(difference("pause_mismatch", None, [], ledger.paused, chain.paused))

@@ -8,9 +8,10 @@ and the dramatiq jobs all go through it.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cached_property, partial
 from typing import Any
 
 import pycountry
@@ -41,6 +42,7 @@ class ChainService:
     confirmations: int
     mirror: Mirror = field(init=False)
     worker: OutboxWorker | None = field(init=False)
+    _reading: threading.RLock = field(init=False, default_factory=threading.RLock)
 
     def __post_init__(self) -> None:
         self.mirror = Mirror(self.app, self.rpc, self.confirmations)
@@ -48,15 +50,15 @@ class ChainService:
             OutboxWorker(self.app, self.client, self.bound_assets) if self.client is not None else None
         )
 
-    @property
+    @cached_property
     def chain_id(self) -> int:
         return int(self.rpc.call("eth_chainId"), 16)
 
     def bound_assets(self) -> list[str]:
         """Assets bound to a token on this chain, from the read model brought up to the head
         (a recovery owed at some position concerns every asset bound by then)."""
-        self.runner.catch_up()
-        with self.runner.engine.connect() as conn:
+        with self._reading, self.runner.engine.connect() as conn:
+            self.runner.catch_up()
             rows = conn.execute(
                 select(assets.c.asset_id)
                 .where(assets.c.chain_id == self.chain_id)
@@ -101,12 +103,13 @@ class ChainService:
 
     def sync(self, progress: Callable[[str, int, int], None] | None = None) -> list[SyncReport]:
         """One mirror cycle over every bound token (`progress` hears asset, blocks done, blocks to do)."""
-        self.attach_bound()
-        reports = []
-        for asset_id in self.bound_assets():
-            hear = None if progress is None else partial(progress, asset_id)
-            reports.append(self.mirror.sync(asset_id, hear))
-        return reports
+        with self._reading:
+            self.attach_bound()
+            reports = []
+            for asset_id in self.bound_assets():
+                hear = None if progress is None else partial(progress, asset_id)
+                reports.append(self.mirror.sync(asset_id, hear))
+            return reports
 
     def carry_out(self) -> int:
         """Carries out the open outbox operations (a transient failure raises, to be retried)."""
@@ -117,13 +120,14 @@ class ChainService:
     def reconcile(self, asset_id: str, idempotency_key: str | None = None) -> tuple[Outcome, dict[str, Any]]:
         """Mirrors the asset's token to the head, brings the read models up to date, compares;
         returns the recorded run and its report. A repeated idempotency key replays the first run."""
-        outcome = self.app.replayed("reconcile", {"asset_id": asset_id}, idempotency_key)
-        if outcome is None:
-            self.attach_bound()
-            self.mirror.sync(asset_id)
+        with self._reading:  # one runner and one mirror per service: threads take turns
+            outcome = self.app.replayed("reconcile", {"asset_id": asset_id}, idempotency_key)
+            if outcome is None:
+                self.attach_bound()
+                self.mirror.sync(asset_id)
+                self.runner.catch_up()
+                outcome = reconcile(self.app, self.runner.engine, asset_id, idempotency_key)
             self.runner.catch_up()
-            outcome = reconcile(self.app, self.runner.engine, asset_id, idempotency_key)
-        self.runner.catch_up()
         with snapshot(self.runner.engine) as conn:
             report = reconciliation(conn, outcome.result["reconciliation_id"])
         assert report is not None
