@@ -213,7 +213,7 @@ class History:
 
     def chain_log(self, address: str, name: str, args: dict[str, Any]) -> None:
         block_hash = hex32(f"block-{self.block}")
-        chain_log = ChainLog.mirror(
+        mirrored = ChainLog.mirrored(
             chain_id=CHAIN_ID,
             asset_id=ASSET_ID,
             address=address,
@@ -225,7 +225,9 @@ class History:
             args=args,
             problem=None,
         )
-        self.commit(chain_log)
+        self.buffer.append(mirrored)
+        if len(self.buffer) >= PUT_BATCH:
+            self.flush()
         self.log_index += 1
         self.unflushed_logs += 1
         if self.log_index >= LOGS_PER_BLOCK:

@@ -18,7 +18,9 @@ reading resumes after the last block that still matches. Only blocks
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,12 +72,75 @@ def _first_blocks(logs: list[dict[str, Any]], limit: int) -> tuple[int, list[dic
     return end, [log for log in logs if _int(log["blockNumber"]) <= end]
 
 
+class _RangeReader:
+    """The logs of a token from a block to the head, range after range.
+
+    Spans grow while ranges stay small and shrink when the node refuses one; a range
+    holding more logs than one ledger transaction takes is cut at a block boundary and
+    the rest comes next without being read again. The next range may be read in the
+    background while the caller records the current one (never two requests at once).
+    """
+
+    def __init__(
+        self, rpc: Rpc, pool: ThreadPoolExecutor, addresses: list[str], head: int, span: int
+    ) -> None:
+        self.rpc, self.pool, self.addresses, self.head, self.span = rpc, pool, addresses, head, span
+        self._unread: tuple[int, list[dict[str, Any]]] | None = None  # the rest of a cut range
+        self._ahead: Future[tuple[int, list[dict[str, Any]]]] | None = None
+        self._following = 0
+
+    def _read(self, start: int, end: int) -> tuple[int, list[dict[str, Any]]]:
+        return end, [log for log in self.rpc.logs(self.addresses, start, end) if not log.get("removed")]
+
+    def ranges(self, start: int) -> Iterator[tuple[int, int, list[dict[str, Any]]]]:
+        while start <= self.head:
+            ahead, self._ahead = self._ahead, None
+            try:
+                if self._unread is not None:
+                    end, raw = self._unread
+                elif ahead is not None:
+                    end, raw = ahead.result()
+                else:
+                    end, raw = self._read(start, min(self.head, start + self.span - 1))
+            except RpcUnavailableError:
+                raise
+            except RpcError:
+                if self.span == 1:
+                    raise
+                self.span = max(1, self.span // 2)  # the node refused the range (too many, too slow)
+                continue
+            self._unread = None
+            if len(raw) > MAX_LOGS:
+                cut, kept = _first_blocks(raw, MAX_LOGS)
+                self._unread = (end, raw[len(kept) :]) if cut < end else None
+                end, raw = cut, kept
+            elif len(raw) < MAX_LOGS // 4:
+                self.span = min(MAX_SPAN, self.span * 2)
+            self._following = end + 1
+            yield start, end, raw
+            start = end + 1
+
+    def read_ahead(self) -> None:
+        start = self._following
+        if self._unread is None and self._ahead is None and start <= self.head:
+            end = min(self.head, start + self.span - 1)
+            self._ahead = self.pool.submit(self._read, start, end)
+
+    def close(self) -> None:
+        """Waits for a read still in flight (its result is not needed any more)."""
+        if self._ahead is not None:
+            with suppress(RpcError):
+                self._ahead.result()
+            self._ahead = None
+
+
 class Mirror:
     def __init__(self, app: LedgerApplication, rpc: Rpc, confirmations: int) -> None:
         self.app = app
         self.rpc = rpc
         self.confirmations = confirmations
         self._spans: dict[str, int] = {}
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mirror-read")
 
     def attach(self, asset_id: str, start_block: int = 0, contracts: dict[str, Any] | None = None) -> bool:
         """Starts mirroring an asset's bound token from `start_block` (False if it already is),
@@ -117,47 +182,30 @@ class Mirror:
         report = SyncReport(asset_id, head, mirror.final_block, mirror.next_block)
         mirror = self._check_reorganisation(mirror, report)
         final = max(head - self.confirmations, mirror.final_block)
-        start = mirror.next_block
-        span = self._spans.get(asset_id, FIRST_SPAN)
-        unread: tuple[int, list[dict[str, Any]]] | None = None  # logs read beyond a cut: (last block, logs)
-        while start <= head:
-            end = min(head, start + span - 1)
-            try:
-                if unread is not None:
-                    end, raw = unread
-                else:
-                    raw = [log for log in self.rpc.logs(addresses, start, end) if not log.get("removed")]
-            except RpcUnavailableError:
-                raise
-            except RpcError:
-                if span == 1:
-                    raise
-                span = max(1, span // 2)  # the node refused the range (too many results, timeout)
-                continue
-            unread = None
-            if len(raw) > MAX_LOGS:  # keep what was read: up to a block boundary now, the rest next
-                cut, kept = _first_blocks(raw, MAX_LOGS)
-                unread = (end, raw[len(kept) :]) if cut < end else None
-                end, raw = cut, kept
-            tip = self.rpc.blocks([end])[end]
-            if tip is None or any(
-                _int(log["blockNumber"]) == end and log["blockHash"] != tip["hash"] for log in raw
-            ):
-                break  # the chain changed under us: the next cycle sees the reorganisation
-            logs = [self._entry(mirror, decoder, log, report) for log in raw]
-            seen = [(w[0], w[1]) for w in mirror.window if w[0] > final]
-            seen += sorted({(e["block_number"], e["block_hash"]) for e in logs if e["block_number"] > final})
-            window: list[list[Any]] = [list(w) for w in dict.fromkeys(seen)]
-            window.append([end, tip["hash"], tip["parentHash"]])
-            self.app.mirror_blocks(mirror.id, start, end, min(final, end), window, logs)
-            report.logs += len(logs)
-            mirror = self.mirror_of(asset_id)
-            start = end + 1
-            if progress is not None:
-                progress(start - report.next_block, head + 1 - report.next_block)
-            if len(raw) < MAX_LOGS // 4:
-                span = min(MAX_SPAN, span * 2)
-        self._spans[asset_id] = span
+        reader = _RangeReader(self.rpc, self._pool, addresses, head, self._spans.get(asset_id, FIRST_SPAN))
+        try:
+            for start, end, raw in reader.ranges(mirror.next_block):
+                tip = self.rpc.blocks([end])[end]
+                if tip is None or any(
+                    _int(log["blockNumber"]) == end and log["blockHash"] != tip["hash"] for log in raw
+                ):
+                    break  # the chain changed under us: the next cycle sees the reorganisation
+                reader.read_ahead()  # the next range is read while this one is recorded
+                logs = [self._entry(mirror, decoder, log, report) for log in raw]
+                seen = [(w[0], w[1]) for w in mirror.window if w[0] > final]
+                seen += sorted(
+                    {(e["block_number"], e["block_hash"]) for e in logs if e["block_number"] > final}
+                )
+                window: list[list[Any]] = [list(w) for w in dict.fromkeys(seen)]
+                window.append([end, tip["hash"], tip["parentHash"]])
+                self.app.mirror_blocks(mirror.id, start, end, min(final, end), window, logs)
+                report.logs += len(logs)
+                mirror = self.mirror_of(asset_id)
+                if progress is not None:
+                    progress(end + 1 - report.next_block, head + 1 - report.next_block)
+        finally:
+            reader.close()
+        self._spans[asset_id] = reader.span
         report.final_block, report.next_block = mirror.final_block, mirror.next_block
         return report
 
