@@ -54,7 +54,8 @@ UNNEST_FROM = 64  # hash links of batches this large go in one statement
 
 def canonical_record(position: int, stream_id: UUID | str, version: int, topic: str, state: bytes) -> bytes:
     """The bytes a hash covers: every stored field of the event, unambiguously delimited."""
-    return f"{position}\n{UUID(str(stream_id))}\n{version}\n{topic}\n".encode() + state
+    stream = stream_id if isinstance(stream_id, UUID) else UUID(str(stream_id))
+    return f"{position}\n{stream}\n{version}\n{topic}\n".encode() + state
 
 
 def chain_hash(prev_hash: bytes, record: bytes) -> bytes:

@@ -50,15 +50,6 @@ class SyncReport:
     reorganisations: int = 0
 
 
-def _plain(value: Any) -> Any:
-    """Decoded arguments as JSON values (bytes as 0x hex)."""
-    if isinstance(value, bytes):
-        return "0x" + value.hex()
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
 def _int(value: Any) -> int:
     return value if isinstance(value, int) else int(str(value), 16)
 
@@ -212,28 +203,36 @@ class Mirror:
     def _entry(
         self, mirror: ChainMirror, decoder: LogDecoder, log: dict[str, Any], report: SyncReport
     ) -> dict[str, Any]:
-        entry: dict[str, Any] = {
-            "chain_id": mirror.chain_id,
-            "asset_id": mirror.asset_id,
-            "block_number": _int(log["blockNumber"]),
-            "block_hash": log["blockHash"],
-            "log_index": _int(log["logIndex"]),
-            "tx_hash": log["transactionHash"],
-        }
+        """A log as the ledger records it; one that does not decode is kept with its reason."""
         try:
-            decoded = decoder.decode(log)
+            decoded = decoder.decode(log)  # arguments come as JSON values: ints, 0x strings, lists
         except UnknownLogError as error:
             report.unrecognised += 1
             topics = list(log.get("topics") or [])
             return {
-                **entry,
+                "chain_id": mirror.chain_id,
+                "asset_id": mirror.asset_id,
+                "block_number": _int(log["blockNumber"]),
+                "block_hash": log["blockHash"],
+                "log_index": _int(log["logIndex"]),
+                "tx_hash": log["transactionHash"],
                 "address": str(log["address"]),
                 "name": topics[0] if topics else "anonymous",
                 "args": {"topics": topics, "data": log.get("data", "0x")},
                 "problem": str(error),
             }
-        args = {name: _plain(value) for name, value in decoded.args.items()}
-        return {**entry, "address": decoded.address, "name": decoded.name, "args": args, "problem": None}
+        return {
+            "chain_id": mirror.chain_id,
+            "asset_id": mirror.asset_id,
+            "block_number": decoded.block_number,
+            "block_hash": decoded.block_hash,
+            "log_index": decoded.log_index,
+            "tx_hash": decoded.tx_hash,
+            "address": decoded.address,
+            "name": decoded.name,
+            "args": decoded.args,
+            "problem": None,
+        }
 
     def _check_reorganisation(self, mirror: ChainMirror, report: SyncReport) -> ChainMirror:
         """Compares the recent blocks the mirror read with the chain; retracts what was orphaned."""
