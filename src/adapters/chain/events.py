@@ -40,6 +40,9 @@ KIND_ABIS: Mapping[str, tuple[str, ...]] = {
 Converter = Callable[[Any], Any]
 
 
+TOPIC_CACHE = 200_000  # decoded indexed values a decoder keeps
+
+
 class UnknownLogError(ValueError):
     """A log that is not an event of a bound contract (unbound address, unknown topic0, bad data)."""
 
@@ -191,6 +194,8 @@ class LogDecoder:
             if kind not in KIND_ABIS:
                 raise ValueError(f"unknown contract kind {kind!r} for {address}")
             self._contracts[address.lower()] = (_checksum(address), kind, _kind_layouts(kind))
+        # Indexed values recur (topic0s, holders' addresses): each hex topic is decoded once.
+        self._topics: dict[tuple[Converter, str], Any] = {}
 
     def decode(self, log: Mapping[str, Any]) -> DecodedLog:
         """The event of one raw JSON-RPC log (hex strings; web3's HexBytes/int forms are accepted too)."""
@@ -198,17 +203,18 @@ class LogDecoder:
         if bound is None:
             raise UnknownLogError(f"log from unbound address {log['address']}")
         address, kind, layouts = bound
-        topics = [_as_bytes(t) for t in log["topics"]]
+        topics = log["topics"]
         if not topics:
             raise UnknownLogError(f"anonymous log from {kind} {address}")
-        layout = layouts.get((topics[0], len(topics)))
+        topic0 = self._topic(_as_bytes, topics[0])
+        layout = layouts.get((topic0, len(topics)))
         if layout is None:
             raise UnknownLogError(
-                f"topic0 {_hex(topics[0])} with {len(topics)} topics is not an event of {kind}"
+                f"topic0 {_hex(topic0)} with {len(topics)} topics is not an event of {kind}"
             )
         args = {
-            name: convert(topic)
-            for (name, convert), topic in zip(layout.topic_fields, topics[1:], strict=True)
+            name: self._topic(convert, raw)
+            for (name, convert), raw in zip(layout.topic_fields, log["topics"][1:], strict=True)
         }
         data = _as_bytes(log["data"]) if layout.data_types else b""
         words = layout.word_converters
@@ -238,3 +244,13 @@ class LogDecoder:
             log_index=_as_int(log["logIndex"]),
             tx_hash=_as_hex(log["transactionHash"]),
         )
+
+    def _topic(self, convert: Converter, raw: str | bytes) -> Any:
+        if not isinstance(raw, str):
+            return convert(_as_bytes(raw))
+        key = (convert, raw)
+        if key not in self._topics:
+            if len(self._topics) >= TOPIC_CACHE:
+                self._topics.clear()
+            self._topics[key] = convert(_as_bytes(raw))
+        return self._topics[key]
