@@ -23,7 +23,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
-from uuid import UUID
 
 from adapters.chain.events import LogDecoder, UnknownLogError
 from adapters.chain.rpc import Rpc, RpcError, RpcUnavailableError
@@ -133,7 +132,6 @@ class Mirror:
         self.confirmations = confirmations
         self._spans: dict[str, int] = {}
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mirror-read")
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mirror-write")
 
     def attach(self, asset_id: str, start_block: int = 0, contracts: dict[str, Any] | None = None) -> bool:
         """Starts mirroring an asset's bound token from `start_block` (False if it already is),
@@ -176,17 +174,6 @@ class Mirror:
         mirror = self._check_reorganisation(mirror, report)
         final = max(head - self.confirmations, mirror.final_block)
         reader = _RangeReader(self.rpc, self._pool, addresses, head, self._spans.get(asset_id, FIRST_SPAN))
-        window: list[list[Any]] = list(mirror.window)
-        writing: Future[int] | None = None  # the previous range, being recorded meanwhile
-
-        def recorded() -> None:
-            nonlocal writing
-            if writing is not None:
-                done, writing = writing, None
-                recorded_to = done.result()  # a failed write (another mirror was first) raises here
-                if progress is not None:
-                    progress(recorded_to + 1 - report.next_block, head + 1 - report.next_block)
-
         try:
             for start, end, raw in reader.ranges(mirror.next_block):
                 tip = self.rpc.blocks([end])[end]
@@ -194,35 +181,24 @@ class Mirror:
                     _int(log["blockNumber"]) == end and log["blockHash"] != tip["hash"] for log in raw
                 ):
                     break  # the chain changed under us: the next cycle sees the reorganisation
-                reader.read_ahead()  # the next range is read while this one is decoded...
+                reader.read_ahead()  # the next range is read while this one is recorded
                 logs = [self._entry(mirror, decoder, log, report) for log in raw]
-                seen = [(w[0], w[1]) for w in window if w[0] > final]
+                seen = [(w[0], w[1]) for w in mirror.window if w[0] > final]
                 seen += sorted(
                     {(e["block_number"], e["block_hash"]) for e in logs if e["block_number"] > final}
                 )
-                window = [list(w) for w in dict.fromkeys(seen)]
+                window: list[list[Any]] = [list(w) for w in dict.fromkeys(seen)]
                 window.append([end, tip["hash"], tip["parentHash"]])
-                recorded()  # ...and ranges are recorded in order, one transaction each
-                writing = self._writer.submit(
-                    self._record, mirror.id, start, end, min(final, end), list(window), logs
-                )
+                self.app.mirror_blocks(mirror.id, start, end, min(final, end), window, logs)
                 report.logs += len(logs)
-            recorded()
+                mirror = self.mirror_of(asset_id)
+                if progress is not None:
+                    progress(end + 1 - report.next_block, head + 1 - report.next_block)
         finally:
             reader.close()
-            if writing is not None:
-                with suppress(Exception):
-                    writing.result()
         self._spans[asset_id] = reader.span
-        mirror = self.mirror_of(asset_id)
         report.final_block, report.next_block = mirror.final_block, mirror.next_block
         return report
-
-    def _record(
-        self, mirror_id: UUID, start: int, end: int, final: int, window: list[list[Any]], logs: list[Any]
-    ) -> int:
-        self.app.mirror_blocks(mirror_id, start, end, final, window, logs)
-        return end
 
     def _entry(
         self, mirror: ChainMirror, decoder: LogDecoder, log: dict[str, Any], report: SyncReport
