@@ -32,7 +32,7 @@ from ledger.errors import AlreadyExistsError
 
 PAUSED_SELECTOR = "0x5c975abb"  # paused()
 FIRST_SPAN, MAX_SPAN = 1_000, 50_000  # blocks per eth_getLogs request
-MAX_LOGS = 5_000  # logs per ledger transaction
+MAX_LOGS = 20_000  # logs per ledger transaction
 logger = logging.getLogger(__name__)
 
 
