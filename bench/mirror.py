@@ -37,16 +37,12 @@ from __future__ import annotations
 
 import cProfile
 import io
-import json
 import os
 import pstats
 import random
-import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,28 +51,22 @@ import requests
 from eth_abi.abi import encode as abi_encode
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
+from eventsourcing.utils import get_topic
 from psycopg import sql
 
-ROOT = Path(__file__).resolve().parent.parent
-for entry in (ROOT / "src", ROOT):
-    if str(entry) not in sys.path:
-        sys.path.insert(0, str(entry))
+from adapters.chain.anvil import DEV_KEYS, Anvil
+from adapters.chain.rpc import Rpc
+from adapters.chain.service import ChainService
+from adapters.chain.trex import Suite, TokenCall, TrexClient
+from common import PG_URL, emit, logger, scratch_schema, source_state, with_schema
+from ledger.application import LedgerApplication
+from ledger.config import store_env
+from ledger.domain.chain import ChainLog
+from ledger.store import EVENTS_TABLE
+from projections.migrate import upgrade
+from projections.runner import ProjectionRunner
+from projections.schema import engine_for
 
-from eventsourcing.utils import get_topic  # noqa: E402
-
-from adapters.chain.anvil import DEV_KEYS, Anvil  # noqa: E402
-from adapters.chain.rpc import Rpc  # noqa: E402
-from adapters.chain.service import ChainService  # noqa: E402
-from adapters.chain.trex import Suite, TokenCall, TrexClient  # noqa: E402
-from ledger.application import LedgerApplication  # noqa: E402
-from ledger.config import store_env  # noqa: E402
-from ledger.domain.chain import ChainLog  # noqa: E402
-from ledger.store import EVENTS_TABLE  # noqa: E402
-from projections.migrate import upgrade  # noqa: E402
-from projections.runner import ProjectionRunner  # noqa: E402
-from projections.schema import engine_for  # noqa: E402
-
-PG_URL = os.environ.get("LEDGER_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 WALLETS = int(os.environ.get("BENCH_WALLETS", "150"))
 TRANSFERS = int(os.environ.get("BENCH_TRANSFERS", "10000"))
 PER_BLOCK = int(os.environ.get("BENCH_PER_BLOCK", "150"))
@@ -110,43 +100,7 @@ TERMS = {
 }
 
 
-def log(message: str) -> None:
-    print(f"[bench/mirror] {message}", file=sys.stderr, flush=True)
-
-
-def emit(record: dict[str, Any]) -> None:
-    print(json.dumps(record), flush=True)
-
-
-def with_schema(url: str, schema: str) -> str:
-    return f"{url}{'&' if '?' in url else '?'}schema={schema}"
-
-
-@contextmanager
-def scratch_schema() -> Iterator[str]:
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    log(f"schema {schema} created")
-    try:
-        yield schema
-    finally:
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
-        log(f"schema {schema} dropped")
-
-
-def source_state() -> dict[str, Any]:
-    """The commit measured and whether src/ or migrations/ differ from it (others may be editing)."""
-
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
-        return done.stdout.strip() if done.returncode == 0 else ""
-
-    return {
-        "commit": git("rev-parse", "--short", "HEAD") or None,
-        "src_dirty": bool(git("status", "--porcelain", "--", "src", "migrations")),
-    }
+log = logger("mirror")
 
 
 def load_average() -> float:
@@ -293,7 +247,7 @@ def expected_ids(logs: list[dict[str, Any]], chain_id: int) -> set[str]:
 
 def profile_sync(node: Anvil, suite: Suite) -> str:
     """The same sync into another fresh ledger, under cProfile; returns a text summary."""
-    with scratch_schema() as schema:
+    with scratch_schema(log) as schema:
         ledger = Ledger(schema, node, None)
         try:
             ledger.app.register_asset(TERMS)
@@ -326,7 +280,7 @@ def main() -> None:
     node = Anvil.start(gas_limit=GAS_LIMIT)
     log(f"anvil on {node.url}, gas limit {GAS_LIMIT}")
     try:
-        with scratch_schema() as schema:
+        with scratch_schema(log) as schema:
             ledger = Ledger(schema, node, TrexClient(node.url, DEV_KEYS[0], timeout=60))
             try:
                 run(node, ledger, source)

@@ -33,43 +33,30 @@ stdout carries one JSON object per measure and nothing else; progress goes to st
 from __future__ import annotations
 
 import cProfile
-import json
 import os
 import pstats
 import statistics
-import subprocess
-import sys
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import psycopg
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 from eventsourcing.domain import Aggregate
-from psycopg import sql
 
-ROOT = Path(__file__).resolve().parent.parent
-for entry in (ROOT / "src", ROOT):
-    if str(entry) not in sys.path:
-        sys.path.insert(0, str(entry))
+from adapters.chain.reconcile import reconcile
+from common import PG_URL, emit, logger, scratch_schema, source_state, with_schema
+from ledger.application import LedgerApplication, validate_asset_terms
+from ledger.config import store_env
+from ledger.domain.asset import Asset
+from ledger.domain.chain import ChainLog, ChainMirror
+from ledger.domain.investment import Investment
+from ledger.domain.investor import Investor, WalletClaim
+from projections.migrate import upgrade
+from projections.runner import ProjectionRunner
+from projections.schema import engine_for
 
-from adapters.chain.reconcile import reconcile  # noqa: E402
-from ledger.application import LedgerApplication, validate_asset_terms  # noqa: E402
-from ledger.config import store_env  # noqa: E402
-from ledger.domain.asset import Asset  # noqa: E402
-from ledger.domain.chain import ChainLog, ChainMirror  # noqa: E402
-from ledger.domain.investment import Investment  # noqa: E402
-from ledger.domain.investor import Investor, WalletClaim  # noqa: E402
-from projections.migrate import upgrade  # noqa: E402
-from projections.runner import ProjectionRunner  # noqa: E402
-from projections.schema import engine_for  # noqa: E402
-
-PG_URL = os.environ.get("LEDGER_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 HOLDERS = int(os.environ.get("BENCH_HOLDERS", "100000"))
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 PUT_BATCH = int(os.environ.get("BENCH_PUT_BATCH", "5000"))
@@ -99,43 +86,7 @@ TERMS = {
 }
 
 
-def log(message: str) -> None:
-    print(f"[bench/reconcile] {message}", file=sys.stderr, flush=True)
-
-
-def emit(record: dict[str, Any]) -> None:
-    print(json.dumps(record), flush=True)
-
-
-def with_schema(url: str, schema: str) -> str:
-    return f"{url}{'&' if '?' in url else '?'}schema={schema}"
-
-
-@contextmanager
-def scratch_schema() -> Iterator[str]:
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    log(f"schema {schema} created")
-    try:
-        yield schema
-    finally:
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
-        log(f"schema {schema} dropped")
-
-
-def source_state() -> dict[str, Any]:
-    """The commit measured and whether src/ or migrations/ differ from it (others may be editing)."""
-
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
-        return done.stdout.strip() if done.returncode == 0 else ""
-
-    return {
-        "commit": git("rev-parse", "--short", "HEAD") or None,
-        "src_dirty": bool(git("status", "--porcelain", "--", "src", "migrations")),
-    }
+log = logger("reconcile")
 
 
 def hex32(text: str) -> str:
@@ -358,7 +309,7 @@ def main() -> None:
     overall = time.perf_counter()
     source = source_state()
     log(f"commit {source['commit']} (src dirty: {source['src_dirty']}), load {os.getloadavg()[0]:.2f}")
-    with scratch_schema() as schema:
+    with scratch_schema(log) as schema:
         url = with_schema(PG_URL, schema)
         app = LedgerApplication(store_env(url))
         engine = engine_for(url)
