@@ -49,24 +49,24 @@ class Jobs:
     actors: dict[str, dramatiq.Actor[Any, Any]] = field(init=False)
 
     def __post_init__(self) -> None:
-        def carry_out_chain_operations() -> int:
-            return self.service.carry_out()
+        # The jobs record what they do as events; they return nothing (no result backend).
+        def carry_out_chain_operations() -> None:
+            logger.debug("%s outbox operations carried out", self.service.carry_out())
 
-        def mirror_chain() -> int:
-            return sum(report.logs for report in self.service.sync())
+        def mirror_chain() -> None:
+            logger.debug("%s chain logs mirrored", sum(report.logs for report in self.service.sync()))
 
-        def reconcile_assets() -> int:
-            differences = 0
+        def reconcile_assets() -> None:
             for asset_id in self.service.bound_assets():
                 try:
                     _, report = self.service.reconcile(asset_id)  # recorded as an event
                 except LedgerError as refused:  # e.g. nothing final yet since the deployment
                     logger.info("reconciliation of %s not run: %s", asset_id, refused.detail)
                     continue
-                differences += len(report["differences"])
-            return differences
+                if report["differences"]:
+                    logger.warning("%s: %s differences with the chain", asset_id, len(report["differences"]))
 
-        jobs: list[Callable[[], int]] = [carry_out_chain_operations, mirror_chain, reconcile_assets]
+        jobs: list[Callable[[], None]] = [carry_out_chain_operations, mirror_chain, reconcile_assets]
         self.actors = {
             job.__name__: dramatiq.actor(
                 actor_name=f"ledger.{job.__name__}",
