@@ -57,6 +57,7 @@ def child_main() -> None:
     from sqlalchemy import event as sa_event
 
     import projections.batch
+    import projections.decoding
 
     orders: dict[str, Any] = json.loads(sys.argv[1])
     app = LedgerApplication(store_env(orders["store_url"]))
@@ -91,13 +92,13 @@ def child_main() -> None:
                     hang("about to commit")
 
     elif mode == "slow":  # every event takes a while, so a random kill lands inside a batch
-        to_domain_event = app.mapper.to_domain_event
+        decode = projections.decoding.EventDecoder.decode
 
-        def slowly(notification: Any) -> Any:
+        def slowly(self: projections.decoding.EventDecoder, notification: Any) -> Any:
             time.sleep(orders["delay"])
-            return to_domain_event(notification)
+            return decode(self, notification)
 
-        app.mapper.to_domain_event = slowly  # type: ignore[method-assign]
+        projections.decoding.EventDecoder.decode = slowly  # type: ignore[method-assign]
 
     if mode == "loop":  # runs next to other runners until told the head to reach
         tell(signal_file, "ready")
