@@ -18,7 +18,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+from uuid import UUID
 
 import pycountry
 
@@ -31,6 +32,7 @@ from ledger.errors import NotFoundError
 from ledger.outbox import DONE, FAILED, PENDING, RECOVER, SIGNED
 from ledger.store import OutboxRow
 
+T = TypeVar("T")
 MAX_ATTEMPTS = 5  # transient failures of one operation before it is given up (if nothing was sent)
 logger = logging.getLogger(__name__)
 
@@ -250,20 +252,17 @@ class OutboxWorker:
         mirror = self.app.get_mirror(asset.token["chain_id"], asset.token["token_address"])
         return suite_of(mirror)
 
+    def _as_of(self, cls: type[T], ident: UUID, position: int) -> T:
+        """An aggregate as it was when the operation was owed (an investor's wallets then)."""
+        found: Any = self.app.repository.get(ident, version=self.app.admin.version_at(ident, position))
+        assert isinstance(found, cls)
+        return found
+
     def _investor(self, investor_id: str, position: int) -> Investor:
-        """The investor as registered when the operation was owed (its wallets then)."""
-        ident = Investor.create_id(investor_id)
-        version = self.app.admin.version_at(ident, position)
-        investor: Any = self.app.repository.get(ident, version=version)
-        assert isinstance(investor, Investor)
-        return investor
+        return self._as_of(Investor, Investor.create_id(investor_id), position)
 
     def _asset_at(self, asset_id: str, position: int) -> Asset:
-        """The asset as it was when the operation was owed."""
-        ident = Asset.create_id(asset_id)
-        asset: Any = self.app.repository.get(ident, version=self.app.admin.version_at(ident, position))
-        assert isinstance(asset, Asset)
-        return asset
+        return self._as_of(Asset, Asset.create_id(asset_id), position)
 
     def _wallet(self, investor_id: str, position: int) -> str:
         return self._investor(investor_id, position).wallets[0]
