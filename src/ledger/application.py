@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import Application
+from eventsourcing.utils import get_topic
 
 from ledger.commit import Command, GroupCommitter, Outcome, UnitOfWork
 from ledger.domain import values as v
@@ -629,11 +630,12 @@ class LedgerApplication(Application[UUID]):
             mirror = uow.get(ChainMirror, mirror_id, "mirror")
             mirror.check_continues(from_block)
             recent: dict[int, list[str]] = {}
+            topic, now = get_topic(ChainLog.Mirrored), ChainLog.Mirrored.create_timestamp()
             for log in logs:
-                mirrored = ChainLog.mirrored(**log)
-                uow.record_created(mirrored)
+                log_id, state = ChainLog.mirrored_state(now, log)
+                uow.record_created_state(log_id, topic, state)
                 if log["block_number"] > final_block:
-                    recent.setdefault(log["block_number"], []).append(str(mirrored.originator_id))
+                    recent.setdefault(log["block_number"], []).append(str(log_id))
             mirror.advance(to_block, final_block, window, recent)
             return {"to_block": to_block, "logs": len(logs)}
 

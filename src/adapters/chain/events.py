@@ -199,9 +199,26 @@ class LogDecoder:
 
     def decode(self, log: Mapping[str, Any]) -> DecodedLog:
         """The event of one raw JSON-RPC log (hex strings; web3's HexBytes/int forms are accepted too)."""
-        bound = self._contracts.get(_as_hex(log["address"]).lower())
+        name, args, address = self.event(log)
+        return DecodedLog(
+            name=name,
+            args=args,
+            address=address,
+            block_number=_as_int(log["blockNumber"]),
+            block_hash=_as_hex(log["blockHash"]),
+            log_index=_as_int(log["logIndex"]),
+            tx_hash=_as_hex(log["transactionHash"]),
+        )
+
+    def event(self, log: Mapping[str, Any]) -> tuple[str, dict[str, Any], str]:
+        """The event name, its arguments and the emitting contract (EIP-55) of one raw log,
+        without its location: what `decode` returns, for callers that place it themselves."""
+        raw_address = log["address"]
+        bound = self._contracts.get(raw_address) if isinstance(raw_address, str) else None
         if bound is None:
-            raise UnknownLogError(f"log from unbound address {log['address']}")
+            bound = self._contracts.get(_as_hex(raw_address).lower())
+            if bound is None:
+                raise UnknownLogError(f"log from unbound address {raw_address}")
         address, kind, layouts = bound
         topics = log["topics"]
         if not topics:
@@ -214,15 +231,13 @@ class LogDecoder:
             )
         args = {
             name: self._topic(convert, raw)
-            for (name, convert), raw in zip(layout.topic_fields, log["topics"][1:], strict=True)
+            for (name, convert), raw in zip(layout.topic_fields, topics[1:], strict=True)
         }
         data = _as_bytes(log["data"]) if layout.data_types else b""
         words = layout.word_converters
         if words is not None and len(data) == 32 * len(words):
-            args.update(
-                (name, convert(data[32 * i : 32 * i + 32]))
-                for i, (name, convert) in enumerate(zip(layout.data_names, words, strict=True))
-            )
+            for i, (name, convert) in enumerate(zip(layout.data_names, words, strict=True)):
+                args[name] = convert(data[32 * i : 32 * i + 32])
         elif layout.data_types:
             try:
                 values = abi_decode(layout.data_types, data)
@@ -235,15 +250,7 @@ class LogDecoder:
                     (n, f(v))
                     for n, f, v in zip(layout.data_names, layout.data_converters, values, strict=True)
                 )
-        return DecodedLog(
-            name=layout.name,
-            args=args,
-            address=address,
-            block_number=_as_int(log["blockNumber"]),
-            block_hash=_as_hex(log["blockHash"]),
-            log_index=_as_int(log["logIndex"]),
-            tx_hash=_as_hex(log["transactionHash"]),
-        )
+        return layout.name, args, address
 
     def _topic(self, convert: Converter, raw: str | bytes) -> Any:
         if not isinstance(raw, str):

@@ -29,6 +29,7 @@ from adapters.chain.rpc import Rpc, RpcError, RpcUnavailableError
 from ledger.application import LedgerApplication
 from ledger.domain.chain import ChainMirror
 from ledger.errors import AlreadyExistsError
+from ledger.pauses import collection_paused
 
 PAUSED_SELECTOR = "0x5c975abb"  # paused()
 FIRST_SPAN, MAX_SPAN = 1_000, 50_000  # blocks per eth_getLogs request
@@ -182,7 +183,8 @@ class Mirror:
                 ):
                     break  # the chain changed under us: the next cycle sees the reorganisation
                 reader.read_ahead()  # the next range is read while this one is recorded
-                logs = [self._entry(mirror, decoder, log, report) for log in raw]
+                with collection_paused():
+                    logs = [self._entry(mirror, decoder, log, report) for log in raw]
                 seen = [(w[0], w[1]) for w in mirror.window if w[0] > final]
                 seen += sorted(
                     {(e["block_number"], e["block_hash"]) for e in logs if e["block_number"] > final}
@@ -205,7 +207,7 @@ class Mirror:
     ) -> dict[str, Any]:
         """A log as the ledger records it; one that does not decode is kept with its reason."""
         try:
-            decoded = decoder.decode(log)  # arguments come as JSON values: ints, 0x strings, lists
+            name, args, address = decoder.event(log)  # arguments come as JSON values: ints, 0x strings, lists
         except UnknownLogError as error:
             report.unrecognised += 1
             topics = list(log.get("topics") or [])
@@ -224,13 +226,13 @@ class Mirror:
         return {
             "chain_id": mirror.chain_id,
             "asset_id": mirror.asset_id,
-            "block_number": decoded.block_number,
-            "block_hash": decoded.block_hash,
-            "log_index": decoded.log_index,
-            "tx_hash": decoded.tx_hash,
-            "address": decoded.address,
-            "name": decoded.name,
-            "args": decoded.args,
+            "block_number": _int(log["blockNumber"]),
+            "block_hash": log["blockHash"],
+            "log_index": _int(log["logIndex"]),
+            "tx_hash": log["transactionHash"],
+            "address": address,
+            "name": name,
+            "args": args,
             "problem": None,
         }
 

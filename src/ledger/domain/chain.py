@@ -8,6 +8,8 @@ mirror continues from where it stopped), never business rules of the register.
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import datetime
 from functools import cache
 from typing import Any
 from uuid import UUID, uuid4
@@ -116,8 +118,7 @@ class ChainLog(Aggregate):
 
     @classmethod
     def mirrored(cls, **log: Any) -> ChainLog.Mirrored:
-        """The creation event of a mirrored log, made without building the aggregate: the
-        mirror records thousands at a time and only the read model looks at them again."""
+        """The creation event of a mirrored log, made without building the aggregate."""
         log.setdefault("problem", None)
         return cls.Mirrored(
             originator_topic=_chain_log_topic(),
@@ -126,6 +127,18 @@ class ChainLog(Aggregate):
             timestamp=cls.Mirrored.create_timestamp(),
             **log,
         )
+
+    @classmethod
+    def mirrored_state(cls, timestamp: datetime, log: dict[str, Any]) -> tuple[UUID, dict[str, Any]]:
+        """What `mirrored` records, as (stream id, event state), without building the event:
+        the mirror records thousands at a time and only the read model looks at them again.
+        `log` must carry exactly the fields of `Mirrored` (`problem` may be left out)."""
+        state = {"timestamp": timestamp, "originator_topic": _chain_log_topic(), **log}
+        state.setdefault("problem", None)
+        if state.keys() != _mirrored_fields():
+            expected = sorted(_mirrored_fields())
+            raise ValueError(f"a mirrored log has the fields {expected}, not {sorted(state)}")
+        return cls.create_id(log["chain_id"], log["block_hash"], log["log_index"]), state
 
     def retract(self, reason: str) -> None:
         if not self.retracted:
@@ -141,6 +154,13 @@ class ChainLog(Aggregate):
 @cache
 def _chain_log_topic() -> str:
     return get_topic(ChainLog)
+
+
+@cache
+def _mirrored_fields() -> frozenset[str]:
+    """The state of a `ChainLog.Mirrored` as stored: its fields but the stream id and version."""
+    names = {f.name for f in dataclasses.fields(ChainLog.Mirrored)}
+    return frozenset(names - {"originator_id", "originator_version"})
 
 
 class ChainMirror(Aggregate):
