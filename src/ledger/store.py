@@ -28,11 +28,12 @@ from datetime import UTC, datetime
 from typing import IO, Any, Protocol, cast
 from uuid import UUID
 
-from eventsourcing.persistence import ApplicationRecorder, StoredEvent
+from eventsourcing.persistence import ApplicationRecorder, InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
+from eventsourcing.utils import retry
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Composed, Identifier
+from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from ledger.errors import IntegrityViolationError, ValidationError
 from ledger.outbox import DONE, OPEN_STATES, PENDING, OutboxEntry
@@ -132,6 +133,53 @@ def outbox_rows(entries: Iterable[OutboxEntry], positions: Sequence[int]) -> lis
 INSERT_OUTBOX = "INSERT INTO {} (position, asset_id, kind, payload, state) VALUES (%s, %s, %s, %s, %s)"
 
 
+APPEND_FUNCTION = """
+CREATE OR REPLACE FUNCTION {function}(
+    ids {id_type}[], versions bigint[], topics text[], states bytea[],
+    keys text[], request_hashes text[], responses text[], key_events integer[],
+    entry_events integer[], entry_assets text[], entry_kinds text[], entry_payloads text[]
+) RETURNS bigint[] LANGUAGE plpgsql AS $fn$
+DECLARE
+    positions bigint[];
+    prev_position bigint;
+    prev_hash bytea;
+    link bytea;
+BEGIN
+    SET LOCAL lock_timeout = '{lock_timeout}s';
+    LOCK TABLE {events} IN EXCLUSIVE MODE;
+    NOTIFY {channel};
+    WITH inserted AS (
+        INSERT INTO {events} (originator_id, originator_version, topic, state)
+        SELECT * FROM unnest(ids, versions, topics, states)
+        RETURNING notification_id
+    )
+    SELECT array_agg(notification_id ORDER BY notification_id) INTO positions FROM inserted;
+    SELECT position, hash INTO prev_position, prev_hash FROM {hashes} ORDER BY position DESC LIMIT 1;
+    IF NOT FOUND THEN
+        prev_position := 0;
+        prev_hash := decode(repeat('00', 32), 'hex');
+    END IF;
+    positions := array_prepend(prev_position, positions);
+    FOR i IN 1 .. cardinality(ids) LOOP
+        -- canonical_record: position, stream id, version and topic, each ended by a newline, then the state
+        link := sha256(prev_hash || convert_to(
+            positions[i + 1]::text || chr(10) || ids[i]::uuid::text || chr(10) || versions[i]::text
+            || chr(10) || topics[i] || chr(10), 'UTF8') || states[i]);
+        INSERT INTO {hashes} (position, prev_position, hash) VALUES (positions[i + 1], positions[i], link);
+        prev_hash := link;
+    END LOOP;
+    INSERT INTO {idempotency} (key, request_hash, response, position)
+    SELECT k, h, r, positions[e + 2]
+    FROM unnest(keys, request_hashes, responses, key_events) AS t(k, h, r, e);
+    INSERT INTO {outbox} (position, asset_id, kind, payload, state)
+    SELECT positions[e + 2], a, k, p, {pending}
+    FROM unnest(entry_events, entry_assets, entry_kinds, entry_payloads) AS t(e, a, k, p);
+    RETURN positions;
+END
+$fn$
+"""
+
+
 class LedgerPostgresRecorder(PostgresApplicationRecorder):
     """PostgreSQL recorder keeping the library's table lock + NOTIFY write path."""
 
@@ -167,6 +215,23 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
                 "USING ERRCODE = 'insufficient_privilege'; END $$"
             ).format(refuse),
         ]
+        # A small batch (a group commit) is appended by one call of this function, in
+        # autocommit: the statements of the pipelined path below, with the hash links
+        # computed by the server exactly as `hash_rows` computes them, in one round trip.
+        self.append_function = SQL("{}.{}").format(schema, Identifier("ledger_append"))
+        self.sql_create_statements.append(
+            SQL(APPEND_FUNCTION).format(
+                function=self.append_function,
+                id_type=SQL(datastore.originator_id_type),
+                lock_timeout=SQL(str(int(datastore.lock_timeout))),
+                events=self.events,
+                channel=Identifier(self.channel_name),
+                hashes=self.hashes,
+                idempotency=self.idempotency,
+                outbox=self.outbox,
+                pending=Literal(PENDING),
+            )
+        )
         for table, name in ((self.events, events_table_name), (self.hashes, HASHES_TABLE)):
             self.sql_create_statements += [
                 SQL(
@@ -202,6 +267,14 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             .as_bytes(None)
         )
         self.insert_idempotency = self.insert_idempotency.as_bytes(None)  # type: ignore[assignment]
+        self._append_sql = (
+            SQL(
+                "SELECT {}(%b::{}[], %b::bigint[], %b::text[], %b::bytea[], %b::text[], %b::text[], "
+                "%b::text[], %b::integer[], %b::integer[], %b::text[], %b::text[], %b::text[])"
+            )
+            .format(self.append_function, SQL(datastore.originator_id_type))
+            .as_bytes(None)
+        )
         self.insert_outbox = SQL(INSERT_OUTBOX).format(self.outbox).as_bytes(None)
         self._insert_columns = (
             SQL(
@@ -231,7 +304,37 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         kwargs.setdefault("commit_info", {})
+        if 0 < len(stored_events) < UNNEST_FROM:
+            appended: list[int] = self._append_in_one_call(stored_events, **kwargs)
+            return appended
         positions: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
+        return positions
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def _append_in_one_call(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> list[int]:
+        """Appends a small batch with its hash links, idempotency records and outbox entries
+        by one call of `ledger_append`: one statement, one transaction, one round trip."""
+        records: Sequence[IdempotencyRecord] = kwargs.get("idempotency") or ()
+        entries: Sequence[OutboxEntry] = kwargs.get("outbox") or ()
+        params = (
+            [e.originator_id for e in stored_events],
+            [e.originator_version for e in stored_events],
+            [e.topic for e in stored_events],
+            [e.state for e in stored_events],
+            [r.key for r in records],
+            [r.request_hash for r in records],
+            [r.response for r in records],
+            [r.last_event_index for r in records],
+            [e.event_index for e in entries],
+            [e.asset_id for e in entries],
+            [e.kind for e in entries],
+            [json.dumps(e.payload, sort_keys=True) for e in entries],
+        )
+        with self.datastore.get_connection() as conn:
+            row = conn.execute(self._append_sql, params, prepare=True).fetchone()
+        assert row is not None
+        prev_position, *positions = cast(list[int], next(iter(row.values())))
+        kwargs["commit_info"]["prev_position"] = prev_position
         return positions
 
     def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:

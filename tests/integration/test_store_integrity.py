@@ -6,14 +6,17 @@ import json
 import sqlite3
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import psycopg
 import pytest
+from eventsourcing.persistence import StoredEvent
 
 from ledger.application import LedgerApplication
 from ledger.config import store_env
 from ledger.errors import IntegrityViolationError, ValidationError
-from ledger.store import EVENTS_TABLE, HASHES_TABLE
+from ledger.outbox import OutboxEntry
+from ledger.store import EVENTS_TABLE, HASHES_TABLE, IdempotencyRecord, OutboxStore
 from tests.support import holding, onboard, open_asset
 
 
@@ -205,3 +208,39 @@ def test_import_refuses_a_store_that_is_not_empty(app: LedgerApplication, tmp_pa
     ):
         app.admin.import_(first, second)
     assert app.admin.head_position() == head
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("sizes", [(1, 2, 63), (64, 1, 200, 5)], ids=["small", "mixed"])
+def test_both_postgres_write_paths_link_the_chain_as_verify_recomputes_it(
+    pg_schema_url: str, sizes: tuple[int, ...]
+) -> None:
+    """A batch below `UNNEST_FROM` is appended by the server-side `ledger_append` (links hashed
+    by PostgreSQL), a larger one by the pipelined path (links hashed here): either way the
+    chain verifies, and idempotency records and outbox entries land on their events."""
+    app = LedgerApplication(store_env(pg_schema_url))
+    try:
+        recorder = app.recorder
+        head = app.admin.head_position()
+        for n, size in enumerate(sizes):
+            events = [
+                StoredEvent(uuid4(), 1, "tests:Raw", json.dumps({"batch": n, "i": i, "é": "ü"}).encode())
+                for i in range(size)
+            ]
+            key = IdempotencyRecord(f"key-{n}", "hash", '{"ok": true}', size - 1)
+            entry = OutboxEntry(0, f"ASSET-{n}", "mint", {"n": n})
+            info: dict[str, Any] = {}
+            positions = recorder.insert_events(events, idempotency=[key], outbox=[entry], commit_info=info)
+            assert positions is not None and len(positions) == size
+            assert info["prev_position"] == head
+            assert list(positions) == sorted(positions) and positions[0] > head
+            head = positions[-1]
+            assert app.admin.idempotency_records([f"key-{n}"])[f"key-{n}"][2] == positions[-1]
+            assert [
+                row.position for row in OutboxStore(app.admin).open_rows() if row.asset_id == entry.asset_id
+            ] == [positions[0]]
+        verification = app.admin.verify()
+        assert verification.ok, verification
+        assert verification.events_checked == sum(sizes) and verification.head_position == head
+    finally:
+        app.close()
