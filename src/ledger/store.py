@@ -316,19 +316,20 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         by one call of `ledger_append`: one statement, one transaction, one round trip."""
         records: Sequence[IdempotencyRecord] = kwargs.get("idempotency") or ()
         entries: Sequence[OutboxEntry] = kwargs.get("outbox") or ()
+        # Empty lists go as NULL (unnest yields no row): psycopg dumps each array in Python.
         params = (
             [e.originator_id for e in stored_events],
             [e.originator_version for e in stored_events],
             [e.topic for e in stored_events],
             [e.state for e in stored_events],
-            [r.key for r in records],
-            [r.request_hash for r in records],
-            [r.response for r in records],
-            [r.last_event_index for r in records],
-            [e.event_index for e in entries],
-            [e.asset_id for e in entries],
-            [e.kind for e in entries],
-            [json.dumps(e.payload, sort_keys=True) for e in entries],
+            [r.key for r in records] or None,
+            [r.request_hash for r in records] or None,
+            [r.response for r in records] or None,
+            [r.last_event_index for r in records] or None,
+            [e.event_index for e in entries] or None,
+            [e.asset_id for e in entries] or None,
+            [e.kind for e in entries] or None,
+            [json.dumps(e.payload, sort_keys=True) for e in entries] or None,
         )
         with self.datastore.get_connection() as conn:
             row = conn.execute(self._append_sql, params, prepare=True).fetchone()
