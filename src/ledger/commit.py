@@ -42,7 +42,7 @@ from ledger.errors import (
     NotFoundError,
 )
 from ledger.outbox import chain_operations
-from ledger.pauses import collection_paused
+from ledger.pauses import gc_paused
 from ledger.store import IdempotencyRecord, StoreAdmin
 
 A = TypeVar("A", bound=Aggregate)
@@ -220,7 +220,7 @@ class GroupCommitter:
         with self._mutex:
             batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
         try:
-            with self._lock, collection_paused():
+            with self._lock, gc_paused():
                 self._run_batch(batch)
         finally:
             with self._mutex:

@@ -32,7 +32,7 @@ from eventsourcing.persistence import ApplicationRecorder, InterfaceError, Opera
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 from eventsourcing.utils import retry
-from psycopg.rows import DictRow
+from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from ledger.errors import IntegrityViolationError, ValidationError
@@ -186,6 +186,14 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = EVENTS_TABLE) -> None:
         super().__init__(datastore, events_table_name=events_table_name)
         schema = Identifier(datastore.schema)
+        rows = SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state FROM {}.{} "
+            "WHERE notification_id > %s{} ORDER BY notification_id LIMIT %s"
+        )
+        self._select_rows = rows.format(schema, Identifier(events_table_name), SQL("")).as_bytes(None)
+        self._select_rows_to = rows.format(
+            schema, Identifier(events_table_name), SQL(" AND notification_id <= %s")
+        ).as_bytes(None)
         self.hashes = SQL("{}.{}").format(schema, Identifier(HASHES_TABLE))
         self.idempotency = SQL("{}.{}").format(schema, Identifier(IDEMPOTENCY_TABLE))
         self.events = SQL("{}.{}").format(schema, Identifier(events_table_name))
@@ -285,6 +293,16 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             .format(self.events, SQL(datastore.originator_id_type))
             .as_bytes(None)
         )
+
+    def select_event_rows(self, start: int, limit: int, stop: int | None = None) -> list[tuple[Any, ...]]:
+        """The events after `start` (up to `stop`) as plain `(position, originator_id, version,
+        topic, state)` tuples: what `select_notifications` returns, without a dict and a
+        `Notification` made per row (the projection runner reads the whole history this way)."""
+        statement = self._select_rows if stop is None else self._select_rows_to
+        params = (start, limit) if stop is None else (start, stop, limit)
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute(statement, params, prepare=True, binary=True)
+            return curs.fetchall()
 
     def _lock_table(self, curs: Any) -> None:
         for statement in self._lock_sql:

@@ -31,16 +31,24 @@ class EventDecoder:
     def decode(self, stored: StoredEvent) -> Any:
         if self.scan is None:
             return self.mapper.to_domain_event(stored)
-        key = (stored.topic, type(stored.originator_id))
+        return self.decode_row(stored.topic, stored.originator_id, stored.originator_version, stored.state)
+
+    def decode_row(self, topic: str, originator_id: Any, originator_version: int, state_bytes: bytes) -> Any:
+        """`decode` of a stored event given as its fields."""
+        if self.scan is None:
+            return self.mapper.to_domain_event(
+                StoredEvent(originator_id, originator_version, topic, state_bytes)
+            )
+        key = (topic, type(originator_id))
         known = self._classes.get(key)
         if known is None:
-            cls = resolve_topic(stored.topic)
+            cls = resolve_topic(topic)
             convert = find_id_convertor(cls, cast("Hashable", key[1]))
             known = self._classes[key] = (cls, convert, getattr(cls, "class_version", 1))
         cls, convert, class_version = known
-        state: dict[str, Any] = self.scan(stored.state.decode(), 0)[0]
-        state["originator_id"] = convert(stored.originator_id)
-        state["originator_version"] = stored.originator_version
+        state: dict[str, Any] = self.scan(state_bytes.decode(), 0)[0]
+        state["originator_id"] = convert(originator_id)
+        state["originator_version"] = originator_version
         version = state.pop("class_version", 1)
         while version < class_version:
             getattr(cls, f"upcast_v{version}_v{version + 1}")(state)

@@ -34,8 +34,9 @@ from sqlalchemy import (
 
 from ledger.domain.asset import Asset
 from ledger.domain.investment import Investment
+from ledger.pauses import gc_paused
 from projections.batch import Batch
-from projections.schema import Exact, gc_paused, metadata
+from projections.schema import Exact, metadata
 
 CHECKPOINT_MIN_CHANGES = 1000
 # A checkpoint is taken after max(CHECKPOINT_MIN_CHANGES, holders // CHECKPOINT_SHARE) changes
@@ -124,18 +125,29 @@ class AssetTotals:
     total_supply: int = 0
     changes_since_checkpoint: int = 0
     holders: dict[str, Holder] = field(default_factory=dict)
+    sorted_ids: list[str] = field(default_factory=list)  # the keys of `holders`, sorted, once asked
+
+    def ids(self) -> list[str]:
+        """Every investor in `holders` (holders are never removed), in order; sorted again only
+        when some were added since."""
+        if len(self.sorted_ids) != len(self.holders):
+            self.sorted_ids = sorted(self.holders)
+        return self.sorted_ids
 
     @property
     def holder_count(self) -> int:
         return sum(1 for h in self.holders.values() if h.quantity > 0)
 
 
-def encode_holders(holders: dict[str, Holder]) -> str:
+def encode_holders(holders: dict[str, Holder], ids: list[str] | None = None) -> str:
     """Holders with a positive quantity as JSON columns `[[investor_id...], [quantity...],
-    [frozen...]]` in investor id order (cheaper to write and to read than an object each)."""
-    ids = sorted(i for i, h in holders.items() if h.quantity > 0)
-    live = [holders[i] for i in ids]
-    return json.dumps([ids, [h.quantity for h in live], [h.frozen for h in live]], separators=(",", ":"))
+    [frozen...]]` in investor id order (cheaper to write and to read than an object each).
+    `ids`: every key of `holders`, sorted, if the caller keeps them."""
+    live = [(i, h) for i in (sorted(holders) if ids is None else ids) if (h := holders[i]).quantity > 0]
+    return json.dumps(
+        [[i for i, _ in live], [h.quantity for _, h in live], [h.frozen for _, h in live]],
+        separators=(",", ":"),
+    )
 
 
 def decode_holders(text: str) -> dict[str, tuple[int, int]]:
@@ -352,7 +364,11 @@ class HoldingsView:
         totals = self.state[asset_id]
         batch.insert(
             self.checkpoints,
-            {"asset_id": asset_id, "position": batch.position, "holders": encode_holders(totals.holders)},
+            {
+                "asset_id": asset_id,
+                "position": batch.position,
+                "holders": encode_holders(totals.holders, totals.ids()),
+            },
         )
         totals.changes_since_checkpoint = 0
 

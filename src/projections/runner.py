@@ -11,18 +11,20 @@ twice or skipped; a crash rolls the whole batch back.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import psycopg
-from eventsourcing.persistence import Notification
 from eventsourcing.utils import resolve_topic
 from sqlalchemy import Connection, Engine, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.application import LedgerApplication
+from ledger.pauses import gc_paused
+from ledger.store import LedgerPostgresRecorder
 from projections.batch import Batch
 from projections.chain import ChainView
 from projections.decoding import EventDecoder
@@ -30,9 +32,13 @@ from projections.distributions import DistributionsView
 from projections.holdings import HoldingsView
 from projections.investors import InvestorsView
 from projections.proposals import ProposalsView
-from projections.schema import gc_paused, metadata
+from projections.schema import metadata
 
 BATCH_SIZE = 5000
+# While catching up, one transaction takes up to this many events (pages of `batch_size`):
+# each holder a transaction changed is written once, however many of its events it saw, and
+# there are fewer commits and scratch tables.
+TRANSACTION_EVENTS = 50_000
 logger = logging.getLogger(__name__)
 
 
@@ -64,6 +70,8 @@ class ProjectionRunner:
         engine: Engine,
         tables: dict[str, Table] | None = None,
         batch_size: int = BATCH_SIZE,
+        transaction_events: int = TRANSACTION_EVENTS,
+        pipelined: bool = True,
     ) -> None:
         self.app = app
         self.engine = engine
@@ -71,6 +79,8 @@ class ProjectionRunner:
         self.tracking = self.tables["rm_tracking"]
         self.views = [factory(self.tables) for factory in VIEWS]
         self.batch_size = batch_size
+        self.transaction_events = max(batch_size, transaction_events)
+        self.pipelined = pipelined
         self.position: int | None = None
         self.last_error: str | None = None
         self._dispatch: dict[str, list[tuple[View, Callable[[View, Any, Batch], None]]]] = {}
@@ -98,17 +108,12 @@ class ProjectionRunner:
                     for view in self.views:
                         view.load(conn)
                     self.position = tracked
-                limit = self.batch_size if stop is None else min(self.batch_size, stop - tracked)
-                if limit <= 0:
-                    return 0
-                notifications = self.app.recorder.select_notifications(
-                    start=tracked, limit=limit, stop=stop, inclusive_of_start=False
-                )
+                notifications = self._read_transaction(tracked, stop)
                 if not notifications:
                     return 0
                 with gc_paused():
                     self._project(notifications, conn)
-                last = notifications[-1].id
+                last = notifications[-1][0]
                 conn.execute(
                     self.tracking.update().where(self.tracking.c.view.in_([v.name for v in self.views])),
                     {"position": last},
@@ -119,19 +124,35 @@ class ProjectionRunner:
         self.position = last
         return len(notifications)
 
-    def _project(self, notifications: Sequence[Notification], conn: Connection) -> None:
+    def _read(self, start: int, limit: int, stop: int | None) -> list[Any]:
+        """The next events as `(position, originator_id, version, topic, state)` tuples."""
+        recorder = self.app.recorder
+        if isinstance(recorder, LedgerPostgresRecorder):
+            return recorder.select_event_rows(start, limit, stop)
+        return [
+            (n.id, n.originator_id, n.originator_version, n.topic, n.state)
+            for n in recorder.select_notifications(
+                start=start, limit=limit, stop=stop, inclusive_of_start=False
+            )
+        ]
+
+    def _project(self, rows: Sequence[Any], conn: Connection) -> None:
+        self._apply(rows).flush(conn)
+
+    def _apply(self, rows: Sequence[Any]) -> Batch:
+        """Lets every view turn the events into rows (and its memory into their effects)."""
         batch = Batch(self.engine.dialect.name)
-        decode = self._decoder.decode
-        for notification in notifications:
-            handlers = self._handlers(notification.topic)
+        decode = self._decoder.decode_row
+        for position, originator_id, version, topic, state in rows:
+            handlers = self._handlers(topic)
             if handlers:  # an event no view shows is not even decoded
-                event = decode(notification)
-                batch.position = notification.id
+                event = decode(topic, originator_id, version, state)
+                batch.position = position
                 for view, handle in handlers:
                     handle(view, event, batch)
         for view in self.views:
             view.flush(batch)
-        batch.flush(conn)
+        return batch
 
     def _handlers(self, topic: str) -> list[tuple[View, Callable[[View, Any, Batch], None]]]:
         """The views' registered handlers of the event class named by `topic`, looked up once
@@ -168,6 +189,8 @@ class ProjectionRunner:
     def catch_up(self, stop: int | None = None, progress: Callable[[int], None] | None = None) -> int:
         """Processes batches until the head (or `stop`) is reached; returns the events processed."""
         total = 0
+        if self.pipelined and self.engine.dialect.name == "postgresql":
+            total = self._catch_up_pipelined(stop, progress)
         while True:
             done = self.process_batch(stop)
             if done == 0:
@@ -175,6 +198,69 @@ class ProjectionRunner:
             total += done
             if progress is not None:
                 progress(done)
+
+    def _catch_up_pipelined(self, stop: int | None, progress: Callable[[int], None] | None) -> int:
+        """Catches up while the previous transaction's writes run: a writer thread commits
+        transaction k while this thread reads and applies the events of k+1 to the views'
+        memory, speculatively. Each transaction still locks the tracking rows, checks that
+        they hold the position its rows were made from (the end of k), and writes its rows
+        and its new position together; if another runner moved them meanwhile (or a write
+        failed) nothing more is committed, the views' memory is dropped, and the ordinary
+        loop reloads it and goes on from the committed position."""
+        done = self.process_batch(stop)  # locks, loads the views if need be, sets `position`
+        if done == 0:
+            return 0
+        if progress is not None:
+            progress(done)
+        writer = _Writer(self, progress)
+        try:
+            while not writer.failed:
+                start = self.position
+                assert start is not None
+                rows = self._read_transaction(start, stop)
+                if not rows:
+                    break
+                with gc_paused():
+                    batch = self._apply(rows)
+                last = rows[-1][0]
+                self.position = None  # until the writer has committed `last`
+                writer.submit(start, batch, last, len(rows))
+                self.position = last
+        finally:
+            writer.close()
+            if writer.failed or writer.committed != self.position:
+                self.position = None  # speculative effects that were never committed
+        if writer.error is not None:
+            raise writer.error
+        return done + writer.events
+
+    def _read_transaction(self, start: int, stop: int | None) -> list[Any]:
+        """The events of one transaction: pages of `batch_size`, until the budget, `stop` or the head."""
+        rows: list[Any] = []
+        last = start
+        budget = self.transaction_events if stop is None else min(self.transaction_events, stop - start)
+        while budget > 0:
+            limit = min(self.batch_size, budget)
+            page = self._read(last, limit, stop)
+            rows.extend(page)
+            if len(page) < limit:
+                break
+            budget -= len(page)
+            last = page[-1][0]
+        return rows
+
+    def _commit(self, expected: int, batch: Batch, last: int) -> bool:
+        """Writes a batch made from position `expected` and moves the views to `last`, in one
+        transaction; False (nothing written) if the views are not at `expected`."""
+        with self.engine.connect().execution_options(writer=True) as conn, conn.begin():
+            if self._lock_tracking(conn) != expected:
+                return False
+            batch.flush(conn)
+            conn.execute(
+                self.tracking.update().where(self.tracking.c.view.in_([v.name for v in self.views])),
+                {"position": last},
+            )
+        return True
 
     def wait_for(self, position: int, timeout: float) -> bool:
         """Read-your-writes: True once every view has processed `position`, False after `timeout`."""
@@ -212,6 +298,45 @@ class ProjectionRunner:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+class _Writer:
+    """Commits the runner's batches in order on a thread of its own, one in flight at a time."""
+
+    def __init__(self, runner: ProjectionRunner, progress: Callable[[int], None] | None) -> None:
+        self.runner = runner
+        self.progress = progress
+        self.queue: queue.Queue[tuple[int, Batch, int, int] | None] = queue.Queue(maxsize=1)
+        self.committed: int | None = runner.position
+        self.events = 0
+        self.failed = False  # a batch was not committed: the later ones are not even tried
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="projection-writer", daemon=True)
+        self.thread.start()
+
+    def submit(self, expected: int, batch: Batch, last: int, count: int) -> None:
+        self.queue.put((expected, batch, last, count))
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.failed:
+                continue
+            expected, batch, last, count = item
+            try:
+                if not self.runner._commit(expected, batch, last):
+                    self.failed = True  # another runner moved the views: start again from there
+                    continue
+            except BaseException as error:  # raised by catch_up once the thread is done
+                self.failed, self.error = True, error
+                continue
+            self.committed = last
+            self.events += count
+            if self.progress is not None:
+                self.progress(count)
 
 
 class _Listener:

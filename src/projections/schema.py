@@ -7,7 +7,6 @@ tables at import time. Migrations (alembic, `migrations/`) create and evolve the
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -94,21 +93,6 @@ def snapshot(engine: Engine) -> Iterator[Connection]:
     options = {"isolation_level": "REPEATABLE READ"} if engine.dialect.name == "postgresql" else {}
     with engine.connect().execution_options(**options) as conn, conn.begin():
         yield conn
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pauses the cyclic garbage collector while many objects are made at once (a batch of
-    events, a cap table of 10,000 rows): its passes over the whole heap, triggered by the
-    allocations alone, cost more than the work itself. Reference counting still frees
-    everything that is not in a cycle."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def engine_for(url: str) -> Engine:

@@ -62,7 +62,10 @@ def child_main() -> None:
     orders: dict[str, Any] = json.loads(sys.argv[1])
     app = LedgerApplication(store_env(orders["store_url"]))
     engine = engine_for(orders["store_url"])
-    runner = ProjectionRunner(app, engine, batch_size=orders["batch_size"])
+    # One page a transaction, so that the positions committed are the ends of pages of `batch_size`.
+    runner = ProjectionRunner(
+        app, engine, batch_size=orders["batch_size"], transaction_events=orders["batch_size"]
+    )
     mode = orders["mode"]
     signal_file = Path(orders["signal"])
 
@@ -92,13 +95,13 @@ def child_main() -> None:
                     hang("about to commit")
 
     elif mode == "slow":  # every event takes a while, so a random kill lands inside a batch
-        decode = projections.decoding.EventDecoder.decode
+        decode = projections.decoding.EventDecoder.decode_row
 
-        def slowly(self: projections.decoding.EventDecoder, notification: Any) -> Any:
+        def slowly(self: projections.decoding.EventDecoder, *fields: Any) -> Any:
             time.sleep(orders["delay"])
-            return decode(self, notification)
+            return decode(self, *fields)
 
-        projections.decoding.EventDecoder.decode = slowly  # type: ignore[method-assign]
+        projections.decoding.EventDecoder.decode_row = slowly  # type: ignore[method-assign]
 
     if mode == "loop":  # runs next to other runners until told the head to reach
         tell(signal_file, "ready")

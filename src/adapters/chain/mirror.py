@@ -29,7 +29,7 @@ from adapters.chain.rpc import Rpc, RpcError, RpcUnavailableError
 from ledger.application import LedgerApplication
 from ledger.domain.chain import ChainMirror
 from ledger.errors import AlreadyExistsError
-from ledger.pauses import collection_paused
+from ledger.pauses import gc_paused
 
 PAUSED_SELECTOR = "0x5c975abb"  # paused()
 FIRST_SPAN, MAX_SPAN = 1_000, 50_000  # blocks per eth_getLogs request
@@ -183,7 +183,7 @@ class Mirror:
                 ):
                     break  # the chain changed under us: the next cycle sees the reorganisation
                 reader.read_ahead()  # the next range is read while this one is recorded
-                with collection_paused():
+                with gc_paused():
                     logs = [self._entry(mirror, decoder, log, report) for log in raw]
                 seen = [(w[0], w[1]) for w in mirror.window if w[0] > final]
                 seen += sorted(
