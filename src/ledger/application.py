@@ -33,7 +33,7 @@ from ledger.errors import (
     NotFoundError,
     ValidationError,
 )
-from ledger.store import OutboxStore, StoreAdmin
+from ledger.store import LedgerPostgresRecorder, OutboxStore, StoreAdmin
 
 MAX_AMOUNT = 10**36
 MAX_HOLDERS = 2**31 - 1  # a count of people; stored and shown as a plain integer
@@ -58,6 +58,11 @@ class LedgerApplication(Application[UUID]):
         self.outbox = OutboxStore(self.admin)
         self.committer = GroupCommitter(self, self.admin, clock)
         self._snapshots: OrderedDict[tuple[str, int], dict[str, int]] = OrderedDict()
+
+    def close(self) -> None:
+        if isinstance(self.recorder, LedgerPostgresRecorder):
+            self.recorder.release_append_connection()
+        super().close()
 
     def _execute(
         self,

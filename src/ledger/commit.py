@@ -20,6 +20,7 @@ times.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import threading
@@ -66,7 +67,7 @@ class Command:
     run: Callable[[UnitOfWork], dict[str, Any]]
     idempotency_key: str | None = None
 
-    @property
+    @functools.cached_property
     def request_hash(self) -> str:
         body = json.dumps({"command": self.name, "payload": self.payload}, sort_keys=True, default=str)
         return hashlib.sha256(body.encode()).hexdigest()
@@ -74,20 +75,22 @@ class Command:
 
 @dataclass
 class _Pending:
+    """A queued command. `wake` is set when it is done, or when its caller is to lead."""
+
     command: Command
-    done: threading.Event = field(default_factory=threading.Event)
     wake: threading.Event = field(default_factory=threading.Event)
+    done: bool = False
     outcome: Outcome | None = None
     error: BaseException | None = None
 
     def succeed(self, outcome: Outcome) -> None:
         self.outcome = outcome
-        self.done.set()
+        self.done = True
         self.wake.set()
 
     def fail(self, error: BaseException) -> None:
         self.error = error
-        self.done.set()
+        self.done = True
         self.wake.set()
 
 
@@ -208,7 +211,7 @@ class GroupCommitter:
             self._leading = True
         if not lead:
             pending.wake.wait()
-        if not pending.done.is_set():
+        if not pending.done:
             self._lead()
         if pending.error is not None:
             raise pending.error
@@ -280,12 +283,12 @@ class GroupCommitter:
             pass  # every command left undone is retried on its own below
         except Exception as error:  # the store is unreachable or broken: every caller learns it
             for pending in batch:
-                if not pending.done.is_set():
+                if not pending.done:
                     pending.fail(error)
         # Left undone: a failed batch's commands, and repeats of an idempotency key
         # first used earlier in the batch (alone, they replay the stored outcome).
         for pending in batch:
-            if not pending.done.is_set():
+            if not pending.done:
                 self._retry_alone(pending)
 
     def _retry_alone(self, pending: _Pending) -> None:

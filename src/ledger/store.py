@@ -28,7 +28,20 @@ from datetime import UTC, datetime
 from typing import IO, Any, Protocol, cast
 from uuid import UUID
 
-from eventsourcing.persistence import ApplicationRecorder, InterfaceError, OperationalError, StoredEvent
+import psycopg
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    DatabaseError,
+    DataError,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    NotSupportedError,
+    OperationalError,
+    PersistenceError,
+    ProgrammingError,
+    StoredEvent,
+)
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 from eventsourcing.utils import retry
@@ -143,7 +156,7 @@ DECLARE
     positions bigint[];
     prev_position bigint;
     prev_hash bytea;
-    link bytea;
+    links bytea[];
 BEGIN
     SET LOCAL lock_timeout = '{lock_timeout}s';
     LOCK TABLE {events} IN EXCLUSIVE MODE;
@@ -162,12 +175,13 @@ BEGIN
     positions := array_prepend(prev_position, positions);
     FOR i IN 1 .. cardinality(ids) LOOP
         -- canonical_record: position, stream id, version and topic, each ended by a newline, then the state
-        link := sha256(prev_hash || convert_to(
+        prev_hash := sha256(prev_hash || convert_to(
             positions[i + 1]::text || chr(10) || ids[i]::uuid::text || chr(10) || versions[i]::text
             || chr(10) || topics[i] || chr(10), 'UTF8') || states[i]);
-        INSERT INTO {hashes} (position, prev_position, hash) VALUES (positions[i + 1], positions[i], link);
-        prev_hash := link;
+        links[i] := prev_hash;
     END LOOP;
+    INSERT INTO {hashes} (position, prev_position, hash)
+    SELECT * FROM unnest(positions[2:], positions[:cardinality(ids)], links);
     INSERT INTO {idempotency} (key, request_hash, response, position)
     SELECT k, h, r, positions[e + 2]
     FROM unnest(keys, request_hashes, responses, key_events) AS t(k, h, r, e);
@@ -180,11 +194,33 @@ $fn$
 """
 
 
+# psycopg's errors as the library's `PostgresDatastore.get_connection` translates them
+# (the first class that matches, subclasses first).
+TRANSLATED_ERRORS: tuple[tuple[type[psycopg.Error], type[PersistenceError]], ...] = (
+    (psycopg.InterfaceError, InterfaceError),
+    (psycopg.OperationalError, OperationalError),
+    (psycopg.DataError, DataError),
+    (psycopg.IntegrityError, IntegrityError),
+    (psycopg.InternalError, InternalError),
+    (psycopg.ProgrammingError, ProgrammingError),
+    (psycopg.NotSupportedError, NotSupportedError),
+    (psycopg.DatabaseError, DatabaseError),
+    (psycopg.Error, PersistenceError),
+)
+
+
+def translated(error: psycopg.Error) -> PersistenceError:
+    kind = next(ours for theirs, ours in TRANSLATED_ERRORS if isinstance(error, theirs))
+    return kind(str(error))
+
+
 class LedgerPostgresRecorder(PostgresApplicationRecorder):
     """PostgreSQL recorder keeping the library's table lock + NOTIFY write path."""
 
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = EVENTS_TABLE) -> None:
         super().__init__(datastore, events_table_name=events_table_name)
+        self._append_lock = threading.Lock()
+        self._append_conn: psycopg.Connection[DictRow] | None = None
         schema = Identifier(datastore.schema)
         rows = SQL(
             "SELECT notification_id, originator_id, originator_version, topic, state FROM {}.{} "
@@ -349,12 +385,48 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             [e.kind for e in entries] or None,
             [json.dumps(e.payload, sort_keys=True) for e in entries] or None,
         )
-        with self.datastore.get_connection() as conn:
+        with self._append_connection() as conn:
             row = conn.execute(self._append_sql, params, prepare=True).fetchone()
         assert row is not None
         prev_position, *positions = cast(list[int], next(iter(row.values())))
         kwargs["commit_info"]["prev_position"] = prev_position
         return positions
+
+    @contextmanager
+    def _append_connection(self) -> Iterator[psycopg.Connection[DictRow]]:
+        """The connection small batches are appended on: one set aside for them.
+
+        The pool hands its connections out in turn, so each append would otherwise
+        meet a server process idle since as many appends ago as the pool holds
+        connections, and pay for waking it (a fifth of a small append's latency).
+        A second thread appending at the same moment takes one from the pool. Errors
+        are translated as the library translates them; a broken connection goes
+        back to the pool, which replaces it, and the next append takes another.
+        """
+        if not self._append_lock.acquire(blocking=False):
+            with self.datastore.get_connection() as shared:
+                yield shared
+            return
+        try:
+            try:
+                if self._append_conn is None:
+                    self._append_conn = self.datastore.pool.getconn()
+                yield self._append_conn
+            except psycopg.Error as error:
+                kept = self._append_conn
+                if kept is not None and (kept.broken or kept.closed):
+                    self._append_conn = None
+                    self.datastore.pool.putconn(kept)
+                raise translated(error) from error
+        finally:
+            self._append_lock.release()
+
+    def release_append_connection(self) -> None:
+        """Gives the set-aside connection back to the pool (before the pool is closed)."""
+        with self._append_lock:
+            conn, self._append_conn = self._append_conn, None
+            if conn is not None:
+                self.datastore.pool.putconn(conn)
 
     def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         # The library's write path (table lock, NOTIFY, one INSERT ... RETURNING), with the

@@ -17,6 +17,7 @@ from ledger.config import store_env
 from ledger.errors import IntegrityViolationError, ValidationError
 from ledger.outbox import OutboxEntry
 from ledger.store import EVENTS_TABLE, HASHES_TABLE, IdempotencyRecord, OutboxStore
+from tests.conftest import PG_URL
 from tests.support import holding, onboard, open_asset
 
 
@@ -244,3 +245,35 @@ def test_both_postgres_write_paths_link_the_chain_as_verify_recomputes_it(
         assert verification.events_checked == sum(sizes) and verification.head_position == head
     finally:
         app.close()
+
+
+@pytest.mark.postgres
+def test_the_append_connection_is_kept_and_replaced_when_its_server_process_dies(pg_schema_url: str) -> None:
+    """Small batches go on one connection set aside for appends. Its server process killed,
+    the next append fails over to a fresh one (the library's bounded retry), and nothing
+    is lost or doubled; a conflicting append is refused with the library's own error."""
+    from eventsourcing.persistence import IntegrityError
+
+    app = LedgerApplication(store_env(pg_schema_url))
+    try:
+        scenario(app)
+        recorder = app.recorder
+        first = recorder._append_conn
+        assert first is not None
+        onboard(app, "dave")
+        assert recorder._append_conn is first  # the same connection, append after append
+        with psycopg.connect(PG_URL, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (first.info.backend_pid,))
+        head = app.admin.head_position()
+        onboard(app, "erin")
+        assert recorder._append_conn is not first and not recorder._append_conn.closed
+        assert app.admin.head_position() > head
+        event = StoredEvent(uuid4(), 1, "tests:Raw", b"{}")
+        recorder.insert_events([event])
+        with pytest.raises(IntegrityError):
+            recorder.insert_events([event])  # same stream, same version
+        assert app.admin.verify().ok
+        assert app.get_investor("dave").kyc_status == app.get_investor("erin").kyc_status == "approved"
+    finally:
+        app.close()
+    assert recorder._append_conn is None

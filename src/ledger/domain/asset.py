@@ -15,7 +15,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
-from ledger.domain.values import stream_id
+from ledger.domain.values import held_stream_id
 from ledger.errors import (
     AmountAboveMaximumError,
     AmountBelowMinimumError,
@@ -117,7 +117,7 @@ class Asset(Aggregate):
 
     @staticmethod
     def create_id(asset_id: str) -> UUID:
-        return stream_id("asset", asset_id)
+        return held_stream_id("asset", asset_id)
 
     @classmethod
     def register(cls, **terms: Any) -> Asset:

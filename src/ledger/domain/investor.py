@@ -13,7 +13,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from ledger.domain.asset import Asset
-from ledger.domain.values import stream_id
+from ledger.domain.values import held_stream_id, stream_id
 from ledger.errors import InvalidStateError, NotFoundError
 
 KYC_STATUSES = ("pending", "approved", "rejected", "revoked")
@@ -60,7 +60,7 @@ class Investor(Aggregate):
 
     @staticmethod
     def create_id(investor_id: str) -> UUID:
-        return stream_id("investor", investor_id)
+        return held_stream_id("investor", investor_id)
 
     @classmethod
     def register(cls, investor_id: str, country: str, wallet: str, accredited: bool) -> Investor:

@@ -6,6 +6,7 @@ These checks run before any business rule, so a malformed value is always a
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from datetime import UTC, datetime
@@ -24,6 +25,13 @@ NAMESPACE = uuid.UUID("6f1d3c1e-5d0b-4c59-9f0e-7a4f1e0c2b11")
 def stream_id(kind: str, key: str) -> uuid.UUID:
     """The stable aggregate id of a naturally keyed aggregate (asset, investor, wallet)."""
     return uuid.uuid5(NAMESPACE, f"{kind}:{key}")
+
+
+@functools.lru_cache(maxsize=65_536)
+def held_stream_id(kind: str, key: str) -> uuid.UUID:
+    """`stream_id` of the aggregates every command looks up again and again (assets,
+    investors), remembered: a uuid5 costs a SHA-1 and a UUID object each time."""
+    return stream_id(kind, key)
 
 
 def asset_id(value: Any) -> str:
