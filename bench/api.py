@@ -90,25 +90,19 @@ from typing import Any
 
 import psutil
 import psycopg
+from eventsourcing.domain import Aggregate
 from psycopg import sql
 
-ROOT = Path(__file__).resolve().parent.parent
-for entry in (ROOT / "src", ROOT):
-    if str(entry) not in sys.path:
-        sys.path.insert(0, str(entry))
+from common import PG_URL, ROOT, emit, logger, percentile, scratch_schema, with_schema
+from ledger.application import LedgerApplication, validate_asset_terms
+from ledger.config import store_env
+from ledger.domain import values as v
+from ledger.domain.asset import Asset
+from ledger.domain.distribution import Distribution
+from ledger.domain.investment import Investment
+from ledger.domain.investor import Investor, WalletClaim
+from ledger.errors import LedgerError
 
-from eventsourcing.domain import Aggregate  # noqa: E402
-
-from ledger.application import LedgerApplication, validate_asset_terms  # noqa: E402
-from ledger.config import store_env  # noqa: E402
-from ledger.domain import values as v  # noqa: E402
-from ledger.domain.asset import Asset  # noqa: E402
-from ledger.domain.distribution import Distribution  # noqa: E402
-from ledger.domain.investment import Investment  # noqa: E402
-from ledger.domain.investor import Investor, WalletClaim  # noqa: E402
-from ledger.errors import LedgerError  # noqa: E402
-
-PG_URL = os.environ.get("LEDGER_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 EVENTS = int(os.environ.get("BENCH_EVENTS", "100000"))
 INVESTORS = int(os.environ.get("BENCH_INVESTORS", "5000"))
 PUT_BATCH = int(os.environ.get("BENCH_PUT_BATCH", "5000"))
@@ -140,40 +134,7 @@ PORTFOLIO_ROUTE = "/v1/investors/{investor_id}/portfolio"
 HEALTH_ROUTE = "/healthz"
 
 
-def log(message: str) -> None:
-    print(f"[bench/api] {message}", file=sys.stderr, flush=True)
-
-
-def emit(record: dict[str, Any]) -> None:
-    print(json.dumps(record), flush=True)
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
-
-
-def with_schema(url: str, schema: str) -> str:
-    return f"{url}{'&' if '?' in url else '?'}schema={schema}"
-
-
-@contextmanager
-def scratch_schema() -> Iterator[str]:
-    schema = f"bench_api_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    log(f"schema {schema} created")
-    try:
-        yield schema
-    finally:
-        if KEEP_SCHEMA:
-            log(f"schema {schema} kept (BENCH_KEEP_SCHEMA=1)")
-        else:
-            with psycopg.connect(PG_URL, autocommit=True) as conn:
-                conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
-            log(f"schema {schema} dropped")
+log = logger("api")
 
 
 # ----- the history: aggregates driven in memory, events appended in big batches -----
@@ -1488,7 +1449,7 @@ def main() -> None:
         f" load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} cpus"
     )
     profile: dict[str, Any] = {}
-    with scratch_schema() as schema:
+    with scratch_schema(log, prefix="bench_api_", digits=10, keep=KEEP_SCHEMA) as schema:
         prepared = generate(schema)
         gc.collect()
         key, catch_up_seconds = project(schema, prepared.head)

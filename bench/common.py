@@ -36,23 +36,36 @@ def emit(record: dict[str, Any]) -> None:
     print(json.dumps(record), flush=True)
 
 
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
 def with_schema(url: str, schema: str) -> str:
     return f"{url}{'&' if '?' in url else '?'}schema={schema}"
 
 
 @contextmanager
-def scratch_schema(log: Callable[[str], None]) -> Iterator[str]:
-    """A fresh schema of the benchmark database, dropped afterwards whatever happens."""
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
+def scratch_schema(
+    log: Callable[[str], None], *, prefix: str = "bench_", digits: int = 12, keep: bool = False
+) -> Iterator[str]:
+    """A fresh schema of the benchmark database (`prefix` and `digits` random hex digits), dropped
+    afterwards whatever happens, unless `keep` (the caller's `BENCH_KEEP_SCHEMA=1`)."""
+    schema = f"{prefix}{uuid.uuid4().hex[:digits]}"
     with psycopg.connect(PG_URL, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
     log(f"schema {schema} created")
     try:
         yield schema
     finally:
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
-        log(f"schema {schema} dropped")
+        if keep:
+            log(f"schema {schema} kept (BENCH_KEEP_SCHEMA=1)")
+        else:
+            with psycopg.connect(PG_URL, autocommit=True) as conn:
+                conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+            log(f"schema {schema} dropped")
 
 
 def source_state() -> dict[str, Any]:

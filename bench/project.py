@@ -63,7 +63,6 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,26 +70,20 @@ from typing import Any
 
 import psutil
 import psycopg
+from eventsourcing.domain import Aggregate
 from psycopg import sql
 
-ROOT = Path(__file__).resolve().parent.parent
-for entry in (ROOT / "src", ROOT):
-    if str(entry) not in sys.path:
-        sys.path.insert(0, str(entry))
+from common import PG_URL, ROOT, emit, logger, percentile, scratch_schema, with_schema
+from ledger.application import LedgerApplication, validate_asset_terms
+from ledger.config import store_env
+from ledger.domain import values as v
+from ledger.domain.asset import Asset
+from ledger.domain.distribution import Distribution
+from ledger.domain.investment import Investment
+from ledger.domain.investor import Investor, WalletClaim
+from ledger.domain.proposal import Proposal
+from ledger.errors import LedgerError
 
-from eventsourcing.domain import Aggregate  # noqa: E402
-
-from ledger.application import LedgerApplication, validate_asset_terms  # noqa: E402
-from ledger.config import store_env  # noqa: E402
-from ledger.domain import values as v  # noqa: E402
-from ledger.domain.asset import Asset  # noqa: E402
-from ledger.domain.distribution import Distribution  # noqa: E402
-from ledger.domain.investment import Investment  # noqa: E402
-from ledger.domain.investor import Investor, WalletClaim  # noqa: E402
-from ledger.domain.proposal import Proposal  # noqa: E402
-from ledger.errors import LedgerError  # noqa: E402
-
-PG_URL = os.environ.get("LEDGER_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 EVENTS = int(os.environ.get("BENCH_EVENTS", "1000000"))
 HOLDERS = min(int(os.environ.get("BENCH_HOLDERS", "10000")), max(200, EVENTS // 25))
 PUT_BATCH = int(os.environ.get("BENCH_PUT_BATCH", "5000"))
@@ -112,23 +105,7 @@ BIG = "TOLL-JKT-01"
 HOLDING_EVENTS = {"TokensIssued", "TokensTransferred", "TokensRedeemed", "TokensFrozen", "TokensUnfrozen"}
 
 
-def log(message: str) -> None:
-    print(f"[bench/project] {message}", file=sys.stderr, flush=True)
-
-
-def emit(record: dict[str, Any]) -> None:
-    print(json.dumps(record), flush=True)
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
-
-
-def with_schema(url: str, schema: str) -> str:
-    return f"{url}{'&' if '?' in url else '?'}schema={schema}"
+log = logger("project")
 
 
 def peak_rss_mb() -> float:
@@ -137,23 +114,6 @@ def peak_rss_mb() -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float(psutil.Process().memory_info().rss) / 2**20  # not Linux: the current RSS at least
-
-
-@contextmanager
-def scratch_schema() -> Iterator[str]:
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    log(f"schema {schema} created")
-    try:
-        yield schema
-    finally:
-        if KEEP_SCHEMA:
-            log(f"schema {schema} kept (BENCH_KEEP_SCHEMA=1)")
-        else:
-            with psycopg.connect(PG_URL, autocommit=True) as conn:
-                conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
-            log(f"schema {schema} dropped")
 
 
 def admin_sql(statement: str) -> None:
@@ -1301,7 +1261,7 @@ def main() -> None:
         f"{EVENTS} events, largest asset {HOLDERS} holders, put batch {PUT_BATCH}, read batch {READ_BATCH};"
         f" code at {source['commit']}{' (src modified)' if source['src_dirty'] else ''}"
     )
-    with scratch_schema() as schema:
+    with scratch_schema(log, keep=KEEP_SCHEMA) as schema:
         history = generate(schema)
         head = history.head
         admin_sql(f'VACUUM (ANALYZE) "{schema}".ledger_events')

@@ -20,6 +20,7 @@ import dataclasses
 import hashlib
 import json
 import threading
+import time
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -44,7 +45,6 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
-from eventsourcing.utils import retry
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
@@ -64,6 +64,8 @@ CREATE_LOCK = 0x4C454447  # advisory lock key serialising store creation ("LEDG"
 OUTBOX_LOCK = 0x4F555442  # advisory lock key held by the worker sending to the chain ("OUTB")
 BATCH = 5000
 UNNEST_FROM = 64  # hash links of batches this large go in one statement
+APPEND_ATTEMPTS = 10  # as the library's recorder retries a lost connection
+APPEND_RETRY_WAIT = 0.2  # seconds
 
 
 def canonical_record(position: int, stream_id: UUID | str, version: int, topic: str, state: bytes) -> bytes:
@@ -320,6 +322,14 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             .as_bytes(None)
         )
         self.insert_outbox = SQL(INSERT_OUTBOX).format(self.outbox).as_bytes(None)
+        self._select_landed = (
+            SQL(
+                "SELECT notification_id, originator_id, originator_version, topic, state FROM {} "
+                "WHERE (originator_id, originator_version) IN (SELECT * FROM unnest(%b::{}[], %b::bigint[]))"
+            )
+            .format(self.events, SQL(datastore.originator_id_type))
+            .as_bytes(None)
+        )
         self._insert_columns = (
             SQL(
                 "INSERT INTO {} (originator_id, originator_version, topic, state) "
@@ -357,14 +367,72 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
                 conn.execute("SELECT pg_advisory_unlock(%s)", (CREATE_LOCK,))
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        """Appends a batch exactly once, also when the connection is lost while it commits.
+
+        The fate of a batch whose commit was not acknowledged is unknown. The library
+        would append it again; the copy, refused by the unique (stream, version) key,
+        would look like another writer's conflict, and the committer would run the
+        batch's commands again on fresh state: a transfer sent without an idempotency
+        key would be made twice. Here the store is asked, after such a loss, whether
+        the batch landed (every event at its stream and version, with the very same
+        topic and state): if it did, its positions are returned as if the commit had
+        been acknowledged; if none of it did, it is sent again.
+        """
         kwargs.setdefault("commit_info", {})
-        if 0 < len(stored_events) < UNNEST_FROM:
-            appended: list[int] = self._append_in_one_call(stored_events, **kwargs)
-            return appended
-        positions: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
+        if not stored_events:
+            return []
+        small = len(stored_events) < UNNEST_FROM
+        uncertain = False
+        for attempt in range(1, APPEND_ATTEMPTS + 1):
+            try:
+                if small:
+                    return self._append_in_one_call(stored_events, **kwargs)
+                return self._append_in_pipeline(stored_events, **kwargs)
+            except IntegrityError:
+                if uncertain and (landed := self._landed(stored_events, kwargs)) is not None:
+                    return landed  # an unacknowledged attempt had committed it after all
+                raise
+            except (InterfaceError, OperationalError):
+                uncertain = True
+                if attempt == APPEND_ATTEMPTS:
+                    raise
+                time.sleep(APPEND_RETRY_WAIT)
+                try:
+                    landed = self._landed(stored_events, kwargs)
+                except (InterfaceError, OperationalError):
+                    continue
+                if landed is not None:
+                    return landed
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _append_in_pipeline(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int]:
+        """The library's append (one pipelined transaction), without its own retry."""
+        append = PostgresApplicationRecorder.insert_events.__wrapped__
+        positions: Sequence[int] | None = append(self, stored_events, **kwargs)
+        assert positions is not None
         return positions
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def _landed(self, stored_events: Sequence[StoredEvent], kwargs: dict[str, Any]) -> list[int] | None:
+        """The positions of a batch found in the store as it was sent; None if no event of it
+        is there. Other events at its streams and versions are another writer's: a conflict."""
+        with self.datastore.get_connection() as conn:
+            rows = conn.execute(
+                self._select_landed,
+                ([e.originator_id for e in stored_events], [e.originator_version for e in stored_events]),
+                prepare=True,
+            ).fetchall()
+        if not rows:
+            return None
+        found = {(UUID(str(r["originator_id"])), r["originator_version"]): r for r in rows}
+        positions = []
+        for event in stored_events:
+            row = found.get((UUID(str(event.originator_id)), event.originator_version))
+            if row is None or row["topic"] != event.topic or bytes(row["state"]) != bytes(event.state):
+                raise IntegrityError("another writer appended at the versions of this batch")
+            positions.append(int(row["notification_id"]))
+        kwargs["commit_info"]["prev_position"] = None  # not known: the committer reloads what it caches
+        return positions
+
     def _append_in_one_call(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> list[int]:
         """Appends a small batch with its hash links, idempotency records and outbox entries
         by one call of `ledger_append`: one statement, one transaction, one round trip."""

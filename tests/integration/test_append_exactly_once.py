@@ -1,0 +1,117 @@
+"""A batch whose commit is not acknowledged is appended exactly once (real PostgreSQL).
+
+The connection loss is injected into the recorder's own append step (a port of ours):
+the first attempt really commits, or really does nothing, and then the caller sees the
+error a dropped connection gives.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
+
+from ledger.application import LedgerApplication
+from ledger.config import store_env
+from ledger.store import UNNEST_FROM, LedgerPostgresRecorder
+from tests.support import holding, onboard, open_asset
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def pg_app(pg_schema_url: str) -> Iterator[LedgerApplication]:
+    application = LedgerApplication(store_env(pg_schema_url))
+    yield application
+    application.close()
+
+
+def lose_connection_once(
+    recorder: LedgerPostgresRecorder, step: str, *, after_commit: bool, before: Callable[[], None] = lambda: None
+) -> list[int]:
+    """Makes the next call of the recorder's `step` fail as a dropped connection does: after
+    it committed (`after_commit`) or before it reached the server. Returns the call counter."""
+    original = getattr(recorder, step)
+    calls = [0]
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == 1:
+            if after_commit:
+                original(*args, **kwargs)
+            before()
+            raise OperationalError("server closed the connection unexpectedly")
+        return original(*args, **kwargs)
+
+    setattr(recorder, step, flaky)
+    return calls
+
+
+def transfers_in_store(app: LedgerApplication) -> int:
+    return sum(1 for n in app.recorder.select_notifications(1, 1_000_000) if n.topic.endswith("TokensTransferred"))
+
+
+@pytest.mark.parametrize("after_commit", [True, False], ids=["lost-after-commit", "lost-before-commit"])
+def test_a_transfer_whose_commit_was_not_acknowledged_is_made_once(
+    pg_app: LedgerApplication, after_commit: bool
+) -> None:
+    asset_id = open_asset(pg_app)
+    onboard(pg_app, "alice")
+    onboard(pg_app, "bob")
+    holding(pg_app, asset_id, "alice", 100)
+    before = transfers_in_store(pg_app)
+    calls = lose_connection_once(pg_app.recorder, "_append_in_one_call", after_commit=after_commit)
+
+    outcome = pg_app.transfer(asset_id, "alice", "bob", 30)  # no idempotency key
+
+    assert calls[0] == (1 if after_commit else 2)  # found in the store, or else sent again
+    assert transfers_in_store(pg_app) == before + 1
+    assert outcome.position == pg_app.admin.head_position()
+    balances = pg_app.get_asset(asset_id).balances
+    assert (balances["alice"], balances["bob"]) == (70, 30)
+    assert pg_app.admin.verify().ok
+
+
+def raw_events(count: int) -> list[StoredEvent]:
+    return [StoredEvent(uuid4(), 1, "tests:Raw", json.dumps({"i": i}).encode()) for i in range(count)]
+
+
+@pytest.mark.parametrize("size", [3, UNNEST_FROM + 6], ids=["one-call", "pipelined"])
+def test_a_batch_committed_without_acknowledgement_returns_its_positions(
+    pg_app: LedgerApplication, size: int
+) -> None:
+    recorder = pg_app.recorder
+    step = "_append_in_one_call" if size < UNNEST_FROM else "_append_in_pipeline"
+    head = pg_app.admin.head_position()
+    calls = lose_connection_once(recorder, step, after_commit=True)
+    info: dict[str, Any] = {}
+
+    positions = recorder.insert_events(raw_events(size), commit_info=info)
+
+    assert calls[0] == 1  # found in the store: not sent again
+    assert list(positions) == list(range(head + 1, head + size + 1))
+    assert pg_app.admin.head_position() == head + size
+    assert info["prev_position"] is None  # not known: the committer reloads
+    assert pg_app.admin.verify().ok
+
+
+def test_another_writers_events_at_the_same_versions_are_a_conflict(pg_app: LedgerApplication) -> None:
+    """The connection is lost before the batch reached the server, and meanwhile another
+    writer appended other events at the same streams and versions: that is a conflict,
+    not our batch."""
+    recorder = pg_app.recorder
+    ours = raw_events(2)
+    theirs = [StoredEvent(e.originator_id, e.originator_version, e.topic, b'{"other": true}') for e in ours]
+    head = pg_app.admin.head_position()
+    lose_connection_once(
+        recorder, "_append_in_one_call", after_commit=False, before=lambda: recorder.insert_events(theirs)
+    )
+
+    with pytest.raises(IntegrityError):
+        recorder.insert_events(ours)
+    assert pg_app.admin.head_position() == head + 2  # theirs only
+    assert pg_app.admin.verify().ok
