@@ -36,18 +36,15 @@ from __future__ import annotations
 
 import cProfile
 import io
-import json
 import os
 import pstats
 import random
 import statistics
-import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,18 +52,17 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from common import PG_URL, emit, logger, percentile, scratch_schema, with_schema
 
-from tests.support import holding, onboard, open_asset  # noqa: E402
+# isort: split
+# (`common` has put the repository on the import path)
+from tests.support import holding, onboard, open_asset
 
-from ledger.application import LedgerApplication  # noqa: E402
-from ledger.commit import GroupCommitter, _Pending  # noqa: E402
-from ledger.config import store_env  # noqa: E402
-from ledger.errors import LedgerError  # noqa: E402
+from ledger.application import LedgerApplication
+from ledger.commit import GroupCommitter, _Pending
+from ledger.config import store_env
+from ledger.errors import LedgerError
 
-PG_URL = os.environ.get("LEDGER_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 INVESTORS = int(os.environ.get("BENCH_INVESTORS", "200"))
 HOLDING = 1_000
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "2"))
@@ -83,38 +79,7 @@ PROFILE_PATH = Path(os.environ.get("BENCH_PROFILE", "/tmp/ledger_append_16_clien
 TARGET_16_CLIENTS = 0.35  # transfers/s >= 0.35 x raw batched rows/s
 TARGET_P50 = 2.0  # p50 latency <= 2 x raw single-row INSERT+COMMIT p50
 
-
-def log(message: str) -> None:
-    print(f"[bench/append] {message}", file=sys.stderr, flush=True)
-
-
-def emit(record: dict[str, Any]) -> None:
-    print(json.dumps(record), flush=True)
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
-
-
-def with_schema(url: str, schema: str) -> str:
-    return f"{url}{'&' if '?' in url else '?'}schema={schema}"
-
-
-@contextmanager
-def scratch_schema() -> Iterator[str]:
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    log(f"schema {schema} created")
-    try:
-        yield schema
-    finally:
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
-        log(f"schema {schema} dropped")
+log = logger("append")
 
 
 # ----- setup -----
@@ -448,7 +413,7 @@ def ledger_extra(result: RunResult, rounds: int = ROUNDS) -> dict[str, Any]:
 
 def main() -> None:
     overall = time.perf_counter()
-    with scratch_schema() as schema:
+    with scratch_schema(log) as schema:
         app = LedgerApplication(store_env(with_schema(PG_URL, schema)))
         try:
             asset_id, investors = set_up(app)

@@ -31,7 +31,11 @@ def pg_app(pg_schema_url: str) -> Iterator[LedgerApplication]:
 
 
 def lose_connection_once(
-    recorder: LedgerPostgresRecorder, step: str, *, after_commit: bool, before: Callable[[], None] = lambda: None
+    recorder: LedgerPostgresRecorder,
+    step: str,
+    *,
+    after_commit: bool,
+    before: Callable[[], None] = lambda: None,
 ) -> list[int]:
     """Makes the next call of the recorder's `step` fail as a dropped connection does: after
     it committed (`after_commit`) or before it reached the server. Returns the call counter."""
@@ -52,7 +56,8 @@ def lose_connection_once(
 
 
 def transfers_in_store(app: LedgerApplication) -> int:
-    return sum(1 for n in app.recorder.select_notifications(1, 1_000_000) if n.topic.endswith("TokensTransferred"))
+    notifications = app.recorder.select_notifications(1, 1_000_000)
+    return sum(1 for n in notifications if n.topic.endswith("TokensTransferred"))
 
 
 @pytest.mark.parametrize("after_commit", [True, False], ids=["lost-after-commit", "lost-before-commit"])
