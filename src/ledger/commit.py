@@ -397,7 +397,8 @@ class GroupCommitter:
         for aggregate in self.working.values():
             aggregate.collect_events()
         positions = list(ids)
-        if info.get("prev_position") == self._complete_at:
+        prev_position = info.get("prev_position")  # None: not known (a commit found after a lost connection)
+        if prev_position is not None and prev_position == self._complete_at:
             self._complete_at = positions[-1]
         else:
             # Someone else appended since our cache was complete: it is brought

@@ -111,3 +111,11 @@ class IntegrityViolationError(LedgerError):
     """The stored history failed verification (hash chain or import checks)."""
 
     code = "integrity_violation"
+
+
+class OutcomeUnknownError(LedgerError):
+    """The store stopped answering while a command was being committed, and did not answer
+    again in time to tell whether it was: look it up, or send it again with the same
+    idempotency key, before sending it once more."""
+
+    code = "outcome_unknown"

@@ -48,7 +48,7 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLite
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
-from ledger.errors import IntegrityViolationError, ValidationError
+from ledger.errors import IntegrityViolationError, OutcomeUnknownError, ValidationError
 from ledger.outbox import DONE, OPEN_STATES, PENDING, OutboxEntry
 
 EVENTS_TABLE = "ledger_events"
@@ -66,6 +66,7 @@ BATCH = 5000
 UNNEST_FROM = 64  # hash links of batches this large go in one statement
 APPEND_ATTEMPTS = 10  # as the library's recorder retries a lost connection
 APPEND_RETRY_WAIT = 0.2  # seconds
+APPEND_CONNECTION_WAIT = 0.05  # seconds to wait for a connection to set aside, else use the pool
 
 
 def canonical_record(position: int, stream_id: UUID | str, version: int, topic: str, state: bytes) -> bytes:
@@ -221,8 +222,10 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
 
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = EVENTS_TABLE) -> None:
         super().__init__(datastore, events_table_name=events_table_name)
-        self._append_lock = threading.Lock()
+        self._append_lock = threading.Lock()  # held while the set-aside connection is in use
         self._append_conn: psycopg.Connection[DictRow] | None = None
+        self._append_since = 0.0  # when it was taken from the pool (monotonic clock)
+        self._append_released = False
         schema = Identifier(datastore.schema)
         rows = SQL(
             "SELECT notification_id, originator_id, originator_version, topic, state FROM {}.{} "
@@ -381,29 +384,46 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         kwargs.setdefault("commit_info", {})
         if not stored_events:
             return []
-        small = len(stored_events) < UNNEST_FROM
-        uncertain = False
-        for attempt in range(1, APPEND_ATTEMPTS + 1):
+        send = self._append_in_one_call if len(stored_events) < UNNEST_FROM else self._append_in_pipeline
+        lost: PersistenceError | None = None  # the last lost connection: an attempt may have committed
+        for _ in range(APPEND_ATTEMPTS):
             try:
-                if small:
-                    return self._append_in_one_call(stored_events, **kwargs)
-                return self._append_in_pipeline(stored_events, **kwargs)
+                return send(stored_events, **kwargs)
             except IntegrityError:
-                if uncertain and (landed := self._landed(stored_events, kwargs)) is not None:
-                    return landed  # an unacknowledged attempt had committed it after all
-                raise
-            except (InterfaceError, OperationalError):
-                uncertain = True
-                if attempt == APPEND_ATTEMPTS:
+                if lost is None:
+                    raise  # another writer's events at these versions, or an idempotency key used already
+                landed = self._look_up(stored_events, kwargs, lost)
+                if landed is None:
                     raise
+                return landed  # an unacknowledged attempt had committed it after all
+            except (InterfaceError, OperationalError) as error:
+                lost = error
                 time.sleep(APPEND_RETRY_WAIT)
                 try:
                     landed = self._landed(stored_events, kwargs)
                 except (InterfaceError, OperationalError):
-                    continue
+                    continue  # sent again: a copy of a batch that did commit is refused, then looked up
                 if landed is not None:
                     return landed
-        raise AssertionError("unreachable")  # pragma: no cover
+        assert lost is not None
+        landed = self._look_up(stored_events, kwargs, lost)
+        if landed is not None:
+            return landed
+        raise lost  # known not to be in the store: safe to send again later
+
+    def _look_up(
+        self, stored_events: Sequence[StoredEvent], kwargs: dict[str, Any], lost: PersistenceError
+    ) -> list[int] | None:
+        """`_landed`, asked until the store answers; `OutcomeUnknownError` if it never does."""
+        for _ in range(APPEND_ATTEMPTS):
+            try:
+                return self._landed(stored_events, kwargs)
+            except (InterfaceError, OperationalError):
+                time.sleep(APPEND_RETRY_WAIT)
+        raise OutcomeUnknownError(
+            "the store stopped answering while this command was committed and did not say whether "
+            "it was: look it up, or send it again with the same Idempotency-Key"
+        ) from lost
 
     def _append_in_pipeline(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int]:
         """The library's append (one pipelined transaction), without its own retry."""
@@ -467,34 +487,59 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         The pool hands its connections out in turn, so each append would otherwise
         meet a server process idle since as many appends ago as the pool holds
         connections, and pay for waking it (a fifth of a small append's latency).
-        A second thread appending at the same moment takes one from the pool. Errors
-        are translated as the library translates them; a broken connection goes
-        back to the pool, which replaces it, and the next append takes another.
+        A second thread appending at the same moment, a pool of one connection, or a
+        pool with none to spare, uses the pool as usual. After any error the
+        connection goes back to the pool (which rolls back, replaces or retires it)
+        and the next append takes another; so it does once it has been kept as long
+        as the pool lets a connection live. Errors are translated as the library
+        translates them.
         """
-        if not self._append_lock.acquire(blocking=False):
+        kept = self._take_append_connection()
+        if kept is None:
             with self.datastore.get_connection() as shared:
                 yield shared
             return
         try:
-            try:
-                if self._append_conn is None:
-                    self._append_conn = self.datastore.pool.getconn()
-                yield self._append_conn
-            except psycopg.Error as error:
-                kept = self._append_conn
-                if kept is not None and (kept.broken or kept.closed):
-                    self._append_conn = None
-                    self.datastore.pool.putconn(kept)
+            yield kept
+        except BaseException as error:
+            self._give_back_append_connection()
+            if isinstance(error, psycopg.Error):
                 raise translated(error) from error
+            raise
         finally:
             self._append_lock.release()
 
+    def _take_append_connection(self) -> psycopg.Connection[DictRow] | None:
+        """The set-aside connection, with `_append_lock` held; None (lock not held) to use the pool."""
+        pool = self.datastore.pool
+        if self._append_released or pool.max_size < 2 or not self._append_lock.acquire(blocking=False):
+            return None
+        try:
+            conn = self._append_conn
+            expired = time.monotonic() - self._append_since > pool.max_lifetime
+            if conn is not None and (conn.closed or expired):
+                self._give_back_append_connection()
+                conn = None
+            if conn is None:
+                timeout = self.datastore.pool_open_timeout
+                pool.open(timeout is not None, timeout or 30.0)
+                conn = pool.getconn(timeout=APPEND_CONNECTION_WAIT)
+                self._append_conn, self._append_since = conn, time.monotonic()
+        except psycopg.Error:  # none to spare, or the pool is closing: its own path waits or says why
+            self._append_lock.release()
+            return None
+        return conn
+
+    def _give_back_append_connection(self) -> None:
+        conn, self._append_conn = self._append_conn, None
+        if conn is not None:
+            self.datastore.pool.putconn(conn)
+
     def release_append_connection(self) -> None:
-        """Gives the set-aside connection back to the pool (before the pool is closed)."""
+        """Gives the set-aside connection back to the pool, for good (before the pool is closed)."""
         with self._append_lock:
-            conn, self._append_conn = self._append_conn, None
-            if conn is not None:
-                self.datastore.pool.putconn(conn)
+            self._append_released = True
+            self._give_back_append_connection()
 
     def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         # The library's write path (table lock, NOTIFY, one INSERT ... RETURNING), with the

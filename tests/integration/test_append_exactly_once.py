@@ -12,11 +12,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from uuid import uuid4
 
+import psycopg
 import pytest
 from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
 
+from ledger import store
 from ledger.application import LedgerApplication
 from ledger.config import store_env
+from ledger.errors import OutcomeUnknownError
 from ledger.store import UNNEST_FROM, LedgerPostgresRecorder
 from tests.support import holding, onboard, open_asset
 
@@ -55,6 +58,24 @@ def lose_connection_once(
     return calls
 
 
+def lose_connection_once_on(conn: psycopg.Connection[Any], *, after_commit: bool) -> list[int]:
+    """The same one level down: the connection's next statement fails as a dropped
+    connection does (psycopg's own error), after it committed or before it was sent."""
+    original = conn.execute
+    calls = [0]
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == 1:
+            if after_commit:
+                original(*args, **kwargs)
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return original(*args, **kwargs)
+
+    conn.execute = flaky  # type: ignore[method-assign]
+    return calls
+
+
 def transfers_in_store(app: LedgerApplication) -> int:
     notifications = app.recorder.select_notifications(1, 1_000_000)
     return sum(1 for n in notifications if n.topic.endswith("TokensTransferred"))
@@ -69,11 +90,15 @@ def test_a_transfer_whose_commit_was_not_acknowledged_is_made_once(
     onboard(pg_app, "bob")
     holding(pg_app, asset_id, "alice", 100)
     before = transfers_in_store(pg_app)
-    calls = lose_connection_once(pg_app.recorder, "_append_in_one_call", after_commit=after_commit)
+    recorder = pg_app.recorder
+    kept = recorder._append_conn
+    assert kept is not None  # the set-aside connection, used by the appends above
+    calls = lose_connection_once_on(kept, after_commit=after_commit)
 
     outcome = pg_app.transfer(asset_id, "alice", "bob", 30)  # no idempotency key
 
-    assert calls[0] == (1 if after_commit else 2)  # found in the store, or else sent again
+    assert calls[0] == 1  # only the first use of that connection: after the error it went back
+    assert recorder._append_conn is not kept
     assert transfers_in_store(pg_app) == before + 1
     assert outcome.position == pg_app.admin.head_position()
     balances = pg_app.get_asset(asset_id).balances
@@ -119,4 +144,71 @@ def test_another_writers_events_at_the_same_versions_are_a_conflict(pg_app: Ledg
     with pytest.raises(IntegrityError):
         recorder.insert_events(ours)
     assert pg_app.admin.head_position() == head + 2  # theirs only
+    assert pg_app.admin.verify().ok
+
+
+def test_a_batch_committed_late_by_a_lost_attempt_is_found_when_its_copy_is_refused(
+    pg_app: LedgerApplication,
+) -> None:
+    """The first attempt's connection is lost and the store, asked at once, does not have
+    the batch yet; the lost attempt's server process commits it just after. Sent again,
+    the copy is refused by the unique key, and the batch is then found: not a conflict."""
+    recorder = pg_app.recorder
+    events = raw_events(2)
+    head = pg_app.admin.head_position()
+    lose_connection_once(recorder, "_append_in_one_call", after_commit=False)
+    original = recorder._landed
+    lookups = [0]
+
+    def late_commit(batch: list[StoredEvent], kwargs: dict[str, Any]) -> list[int] | None:
+        lookups[0] += 1
+        found = original(batch, kwargs)
+        if lookups[0] == 1:
+            assert found is None
+            recorder._append_in_one_call(batch, commit_info={})  # the lost attempt, committing late
+        return found
+
+    recorder._landed = late_commit  # type: ignore[method-assign]
+    positions = recorder.insert_events(events)
+
+    assert lookups[0] == 2
+    assert list(positions) == [head + 1, head + 2]
+    assert pg_app.admin.head_position() == head + 2
+    assert pg_app.admin.verify().ok
+
+
+def test_a_store_that_never_answers_again_leaves_the_outcome_unknown(
+    pg_app: LedgerApplication, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Committed, then the store keeps failing every lookup: the caller is told the outcome
+    is unknown (`outcome_unknown`), not that the command failed."""
+    monkeypatch.setattr(store, "APPEND_RETRY_WAIT", 0.0)
+    asset_id = open_asset(pg_app)
+    onboard(pg_app, "alice")
+    onboard(pg_app, "bob")
+    holding(pg_app, asset_id, "alice", 100)
+    recorder = pg_app.recorder
+    lose_connection_once(recorder, "_append_in_one_call", after_commit=True)
+
+    def unreachable(*_: Any) -> list[int] | None:
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(recorder, "_landed", unreachable)
+    monkeypatch.setattr(recorder, "_append_in_one_call", lambda *_, **__: unreachable())
+
+    with pytest.raises(OutcomeUnknownError) as raised:
+        pg_app.transfer(asset_id, "alice", "bob", 30)
+    assert raised.value.code == "outcome_unknown"
+
+
+def test_a_second_thread_appending_meanwhile_uses_the_pool(pg_app: LedgerApplication) -> None:
+    recorder = pg_app.recorder
+    head = pg_app.admin.head_position()
+    recorder.insert_events(raw_events(1))
+    kept = recorder._append_conn
+    assert kept is not None
+    with recorder._append_lock:  # as if another thread were appending on it right now
+        positions = recorder.insert_events(raw_events(2))
+    assert list(positions) == [head + 2, head + 3]
+    assert recorder._append_conn is kept
     assert pg_app.admin.verify().ok

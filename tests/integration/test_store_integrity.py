@@ -250,7 +250,7 @@ def test_both_postgres_write_paths_link_the_chain_as_verify_recomputes_it(
 @pytest.mark.postgres
 def test_the_append_connection_is_kept_and_replaced_when_its_server_process_dies(pg_schema_url: str) -> None:
     """Small batches go on one connection set aside for appends. Its server process killed,
-    the next append fails over to a fresh one (the library's bounded retry), and nothing
+    the next append fails over to a fresh one (the recorder's bounded retry), and nothing
     is lost or doubled; a conflicting append is refused with the library's own error."""
     from eventsourcing.persistence import IntegrityError
 

@@ -31,6 +31,7 @@ STATUS_OF: dict[type[errors.LedgerError], int] = {
     errors.IdempotencyKeyReusedError: 409,
     errors.ConcurrencyError: 409,
     errors.IntegrityViolationError: 409,
+    errors.OutcomeUnknownError: 503,
 }
 
 
