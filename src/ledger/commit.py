@@ -20,7 +20,6 @@ times.
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
 import json
 import threading
@@ -66,11 +65,16 @@ class Command:
     payload: dict[str, Any]
     run: Callable[[UnitOfWork], dict[str, Any]]
     idempotency_key: str | None = None
+    _request_hash: str | None = field(default=None, init=False, repr=False, compare=False)
 
-    @functools.cached_property
+    @property
     def request_hash(self) -> str:
-        body = json.dumps({"command": self.name, "payload": self.payload}, sort_keys=True, default=str)
-        return hashlib.sha256(body.encode()).hexdigest()
+        """What identifies the request an idempotency key came with (computed once: the
+        payload is not changed after the command is made)."""
+        if self._request_hash is None:
+            body = json.dumps({"command": self.name, "payload": self.payload}, sort_keys=True, default=str)
+            self._request_hash = hashlib.sha256(body.encode()).hexdigest()
+        return self._request_hash
 
 
 @dataclass
