@@ -115,7 +115,9 @@ def child_main() -> None:
             if done == 0:
                 if stop_file.exists() and min(runner.positions().values()) >= int(stop_file.read_text()):
                     break
-                time.sleep(0.005)
+            # A pause after every batch too: the other runner gets its turns at the lock
+            # however the machine schedules the two (else one may do every batch).
+            time.sleep(0.005)
         else:
             raise SystemExit("the stop file never came")
         sys.stdout.write(json.dumps({"processed": processed, "batches": batches}))
