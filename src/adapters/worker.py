@@ -5,7 +5,9 @@ worker` processes on any machines share them (the outbox's lock keeps sending to
 one at a time). Unset, they run in-process on dramatiq's stub broker with a
 worker thread of its own.
 
-Every job is safe to run twice or at once with itself: the outbox records each
+Over Redis the periodic runs are claimed, so that N worker processes enqueue each job
+once a period, not N times. Every job is safe to run twice or at once with itself all
+the same: the outbox records each
 step before and after sending, the mirror's checkpoint is version-checked, and
 a reconciliation only reads. A job that fails on a transient chain error is
 retried by dramatiq with back-off, a bounded number of times; the next periodic
@@ -82,6 +84,15 @@ class Jobs:
     def enqueue(self, name: str) -> None:
         self.actors[name].send()
 
+    def claim(self, name: str, period: float) -> bool:
+        """Whether this scheduler enqueues `name` now. Over Redis one scheduler a period
+        does, however many worker processes run (a key of the broker's namespace set only
+        if absent, expiring with the period); on the in-process broker, always."""
+        if not isinstance(self.broker, RedisBroker):
+            return True
+        key = f"{self.broker.namespace}:schedule:{name}"
+        return bool(self.broker.client.set(key, "1", nx=True, px=max(1, round(period * 1000))))
+
 
 @dataclass
 class WorkerProcess:
@@ -107,7 +118,8 @@ class WorkerProcess:
             for name, period in self.jobs.periods.items():
                 if elapsed >= due[name]:
                     try:
-                        self.jobs.enqueue(name)
+                        if self.jobs.claim(name, period):
+                            self.jobs.enqueue(name)
                     except Exception:  # the broker is away: try again on the next tick
                         logger.exception("could not enqueue %s", name)
                     due[name] = elapsed + period

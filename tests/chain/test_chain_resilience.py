@@ -7,9 +7,10 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -234,3 +235,30 @@ def test_the_jobs_run_on_dramatiq_over_redis(world: World, redis_url: str) -> No
     assert [row.state for row in world.app.outbox.all_rows()] == [DONE, DONE]
     world.anvil.mine(CONFIRMATIONS + 1)
     assert world.reconcile(asset_id)["differences"] == []
+
+
+@pytest.mark.redis
+def test_several_worker_processes_enqueue_each_periodic_job_once_a_period(redis_url: str) -> None:
+    """Three schedulers over one Redis: each period one of them enqueues the job, not all three."""
+    from dramatiq.brokers.redis import RedisBroker
+
+    period, seconds = 0.2, 1.5
+    brokers = [RedisBroker(url=redis_url, namespace="ledger-test") for _ in range(3)]
+    enqueued: list[str] = []
+    processes = []
+    for broker in brokers:
+        jobs = Jobs(cast(Any, None), broker, periods={"reconcile_assets": period})  # nothing is run
+        jobs.enqueue = enqueued.append  # type: ignore[method-assign]
+        processes.append(WorkerProcess(jobs))
+    schedulers = [threading.Thread(target=process._schedule) for process in processes]
+    for scheduler in schedulers:
+        scheduler.start()
+    time.sleep(seconds)
+    for process in processes:
+        process._stop.set()
+    for scheduler in schedulers:
+        scheduler.join(timeout=5)
+    for broker in brokers:
+        broker.close()
+    periods = seconds / period  # unclaimed, three schedulers would enqueue about three times this
+    assert 2 <= len(enqueued) <= periods + 2, enqueued

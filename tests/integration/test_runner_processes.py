@@ -112,9 +112,9 @@ def child_main() -> None:
             done = runner.process_batch()
             processed += done
             batches += bool(done)
-            if done == 0:
-                if stop_file.exists() and min(runner.positions().values()) >= int(stop_file.read_text()):
-                    break
+            head = int(stop_file.read_text()) if done == 0 and stop_file.exists() else None
+            if head is not None and min(runner.positions().values()) >= head:
+                break
             # A pause after every batch too: the other runner gets its turns at the lock
             # however the machine schedules the two (else one may do every batch).
             time.sleep(0.005)
