@@ -10,6 +10,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import settings
 
 from adapters.chain.anvil import Anvil
 from adapters.chain.artifacts import ArtifactNotFoundError, anvil_binary
@@ -18,6 +19,13 @@ from ledger.config import store_env
 
 PG_URL = os.environ.get("LEDGER_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_SERVICES = os.environ.get("LEDGER_REQUIRE_SERVICES") == "1"
+
+# CI (`.ci/run` sets LEDGER_REQUIRE_SERVICES=1) draws the same Hypothesis examples on every
+# run, so what passes before a push is what CI runs, and a failure there replays; other
+# runs draw new examples each time, to keep looking.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if REQUIRE_SERVICES:
+    settings.load_profile("ci")
 
 
 class FakeClock:

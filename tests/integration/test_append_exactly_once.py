@@ -33,16 +33,18 @@ def pg_app(pg_schema_url: str) -> Iterator[LedgerApplication]:
     application.close()
 
 
-def lose_connection_once(
-    recorder: LedgerPostgresRecorder,
-    step: str,
+def fail_first_call(
+    owner: Any,
+    name: str,
+    error: Exception,
     *,
     after_commit: bool,
     before: Callable[[], None] = lambda: None,
 ) -> list[int]:
-    """Makes the next call of the recorder's `step` fail as a dropped connection does: after
-    it committed (`after_commit`) or before it reached the server. Returns the call counter."""
-    original = getattr(recorder, step)
+    """Makes the next call of `owner.name` raise `error` as a dropped connection does: after
+    the call ran (`after_commit`: it committed) or before it reached the server. Returns the
+    call counter."""
+    original = getattr(owner, name)
     calls = [0]
 
     def flaky(*args: Any, **kwargs: Any) -> Any:
@@ -51,29 +53,29 @@ def lose_connection_once(
             if after_commit:
                 original(*args, **kwargs)
             before()
-            raise OperationalError("server closed the connection unexpectedly")
+            raise error
         return original(*args, **kwargs)
 
-    setattr(recorder, step, flaky)
+    setattr(owner, name, flaky)
     return calls
+
+
+def lose_connection_once(
+    recorder: LedgerPostgresRecorder,
+    step: str,
+    *,
+    after_commit: bool,
+    before: Callable[[], None] = lambda: None,
+) -> list[int]:
+    """The recorder's `step` (an append) loses its connection once, as the library reports it."""
+    lost = OperationalError("server closed the connection unexpectedly")
+    return fail_first_call(recorder, step, lost, after_commit=after_commit, before=before)
 
 
 def lose_connection_once_on(conn: psycopg.Connection[Any], *, after_commit: bool) -> list[int]:
-    """The same one level down: the connection's next statement fails as a dropped
-    connection does (psycopg's own error), after it committed or before it was sent."""
-    original = conn.execute
-    calls = [0]
-
-    def flaky(*args: Any, **kwargs: Any) -> Any:
-        calls[0] += 1
-        if calls[0] == 1:
-            if after_commit:
-                original(*args, **kwargs)
-            raise psycopg.OperationalError("server closed the connection unexpectedly")
-        return original(*args, **kwargs)
-
-    conn.execute = flaky  # type: ignore[method-assign]
-    return calls
+    """The same one level down: the connection's next statement fails with psycopg's own error."""
+    lost = psycopg.OperationalError("server closed the connection unexpectedly")
+    return fail_first_call(conn, "execute", lost, after_commit=after_commit)
 
 
 def transfers_in_store(app: LedgerApplication) -> int:
