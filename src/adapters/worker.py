@@ -7,11 +7,10 @@ worker thread of its own.
 
 Over Redis the periodic runs are claimed, so that N worker processes enqueue each job
 once a period, not N times. Every job is safe to run twice or at once with itself all
-the same: the outbox records each
-step before and after sending, the mirror's checkpoint is version-checked, and
-a reconciliation only reads. A job that fails on a transient chain error is
-retried by dramatiq with back-off, a bounded number of times; the next periodic
-run picks up where it stopped anyway.
+the same: the outbox records each step before and after sending, the mirror's
+checkpoint is version-checked, and a reconciliation only reads. A job that fails on
+a transient chain error is retried by dramatiq with back-off, a bounded number of
+times; the next periodic run picks up where it stopped anyway.
 """
 
 from __future__ import annotations
