@@ -487,8 +487,8 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         The pool hands its connections out in turn, so each append would otherwise
         meet a server process idle since as many appends ago as the pool holds
         connections, and pay for waking it (a fifth of a small append's latency).
-        A second thread appending at the same moment, a pool of one connection, or a
-        pool with none to spare, uses the pool as usual. After any error the
+        A second thread appending at the same moment, or a pool with none to spare,
+        uses the pool as usual. After any error the
         connection goes back to the pool (which rolls back, replaces or retires it)
         and the next append takes another; so it does once it has been kept as long
         as the pool lets a connection live. Errors are translated as the library
@@ -512,7 +512,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
     def _take_append_connection(self) -> psycopg.Connection[DictRow] | None:
         """The set-aside connection, with `_append_lock` held; None (lock not held) to use the pool."""
         pool = self.datastore.pool
-        if self._append_released or pool.max_size < 2 or not self._append_lock.acquire(blocking=False):
+        if self._append_released or not self._append_lock.acquire(blocking=False):
             return None
         try:
             conn = self._append_conn
