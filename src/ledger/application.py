@@ -50,6 +50,7 @@ class LedgerApplication(Application[UUID]):
     """The register of record: commands in, immutable events out."""
 
     name = "Ledger"
+    is_snapshotting_enabled = True  # long streams load from a snapshot (`ledger.snapshots`)
 
     def __init__(self, env: dict[str, str] | None = None, clock: Callable[[], datetime] = utc_now) -> None:
         super().__init__(env)
