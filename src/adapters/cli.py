@@ -26,6 +26,7 @@ from adapters import bootstrap
 from adapters.api.app import create_app
 from adapters.api.common import Services
 from adapters.api.keys import KeyStore
+from adapters.audit_cli import audit_cli
 from adapters.chain.anvil import DEV_KEYS, Anvil, AnvilError
 from adapters.chain.artifacts import ArtifactNotFoundError
 from adapters.chain.rpc import Rpc
@@ -38,6 +39,7 @@ from ledger.commit import Outcome
 from ledger.config import Settings
 from ledger.errors import LedgerError, ValidationError
 from ledger.store import Verification
+from ledger.transparency import TreeHead, load_public_key, verify_against
 from projections.holdings import CapTable, current_cap_table
 from projections.investors import investors
 from projections.replay import replay as rebuild
@@ -55,6 +57,7 @@ app.add_typer(investor_cli, name="investor")
 app.add_typer(investment_cli, name="investment")
 app.add_typer(distribution_cli, name="distribution")
 app.add_typer(proposal_cli, name="proposal")
+app.add_typer(audit_cli, name="audit")
 
 out = Console()
 err = Console(stderr=True)
@@ -179,16 +182,46 @@ def _print_verification(result: Verification, as_json: bool) -> None:
 
 
 @app.command()
-def verify(as_json: JsonOption = False) -> None:
-    """Recompute the hash chain; exit 1 naming the first altered, removed or inserted position."""
+def verify(
+    as_json: JsonOption = False,
+    against: Annotated[
+        Path | None, typer.Option(help="A signed tree head (JSON) the store must still contain.")
+    ] = None,
+    public_key: Annotated[
+        str | None, typer.Option(help="The head signer's public key (hex or PEM file).")
+    ] = None,
+) -> None:
+    """Recompute the hash chain; exit 1 naming the first altered, removed or inserted position.
+    With --against, also recompute the Merkle tree of the events the signed head covers."""
+    head = _signed_head(against, public_key) if against is not None else None
     ledger = _ledger()
     try:
         result = ledger.admin.verify()
+        headed = verify_against(ledger.admin, head[0], head[1]) if head is not None else None
     finally:
         ledger.close()
-    _print_verification(result, as_json)
-    if not result.ok:
+    _print_verification(result, as_json and headed is None)
+    if headed is not None:
+        if as_json:
+            out.print_json(json.dumps({"chain": result.as_dict(), "against": headed.as_dict()}))
+        elif headed.ok:
+            out.print(f"[green]ok[/green]: the store contains the signed tree of {headed.tree_size} events")
+        else:
+            out.print(
+                f"[red]FAILED[/red] against the signed head at position "
+                f"{headed.first_invalid_position}: {headed.reason}"
+            )
+    if not result.ok or (headed is not None and not headed.ok):
         raise typer.Exit(1)
+
+
+def _signed_head(path: Path, public_key: str | None) -> tuple[TreeHead, Any]:
+    try:
+        head = TreeHead.from_dict(json.loads(path.read_text()))
+        return head, load_public_key(public_key) if public_key else None
+    except (LedgerError, OSError, ValueError) as error:
+        err.print(f"[red]invalid input[/red]: {error}")
+        raise typer.Exit(2) from None
 
 
 @contextmanager

@@ -34,6 +34,7 @@ from ledger.errors import (
     ValidationError,
 )
 from ledger.store import LedgerPostgresRecorder, OutboxStore, StoreAdmin
+from ledger.transparency import TransparencyLog
 
 MAX_AMOUNT = 10**36
 MAX_HOLDERS = 2**31 - 1  # a count of people; stored and shown as a plain integer
@@ -58,6 +59,9 @@ class LedgerApplication(Application[UUID]):
         self.admin = StoreAdmin(self.recorder)
         self.outbox = OutboxStore(self.admin)
         self.committer = GroupCommitter(self, self.admin, clock)
+        self.transparency = TransparencyLog(self.admin)
+        if self.factory.env.get("CREATE_TABLE", "y").lower() in ("y", "yes", "t", "true", "on", "1"):
+            self.transparency.create_tables()
         self._snapshots: OrderedDict[tuple[str, int], dict[str, int]] = OrderedDict()
 
     def close(self) -> None:

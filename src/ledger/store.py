@@ -767,6 +767,8 @@ class _Sql(Protocol):
 
     def advisory_lock(self, key: int) -> AbstractContextManager[bool]: ...
 
+    def write(self, statements: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None: ...
+
 
 class StoreAdmin:
     """Auditor-facing reads of the store: head, verification, export, import, versions at a position."""
@@ -791,6 +793,16 @@ class StoreAdmin:
         else:
             msg = f"unsupported recorder {type(recorder).__name__}"
             raise TypeError(msg)
+
+    @property
+    def is_postgres(self) -> bool:
+        return isinstance(self.sql, _PostgresSql)
+
+    def table(self, name: str) -> str:
+        """A table of the store's database by its name, qualified by the store's schema."""
+        if isinstance(self.sql, _PostgresSql):
+            return f'"{self.sql.datastore.schema}".{name}'
+        return name
 
     def writer_turn(self, after: int | None) -> AbstractContextManager[WriterTurn | None]:
         """The recorder's writer turn on PostgreSQL; None on SQLite, whose own writer lock
@@ -981,6 +993,13 @@ class _PostgresSql:
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(sql.encode(), params)
 
+    def write(self, statements: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+        """Each statement for each of its rows, all in one transaction."""
+        with self.datastore.transaction(commit=True) as curs:
+            for sql, rows in statements:
+                if rows:
+                    curs.executemany(sql.encode(), rows)
+
     @contextmanager
     def advisory_lock(self, key: int) -> Iterator[bool]:
         # Keyed by the store's schema too: stores in other schemas of the database have their own.
@@ -1032,6 +1051,12 @@ class _SQLiteSql:
     def execute(self, sql: str, params: Sequence[Any]) -> None:
         with self.datastore.transaction(commit=True) as c:
             c.execute(sql.replace("%s", "?"), list(params))
+
+    def write(self, statements: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            for sql, rows in statements:
+                if rows:
+                    c.executemany(sql.replace("%s", "?"), rows)
 
     @contextmanager
     def advisory_lock(self, key: int) -> Iterator[bool]:
