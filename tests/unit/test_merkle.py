@@ -116,3 +116,31 @@ def test_a_forked_history_is_not_consistent() -> None:
 
 def flip(value: bytes) -> bytes:
     return bytes([value[0] ^ 1]) + value[1:]
+
+
+def test_the_readme_worked_example() -> None:
+    from datetime import UTC, datetime
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from ledger.store import canonical_record
+    from ledger.transparency import key_id, public_hex, sign
+
+    stream = "3c6e2b4a-0f00-5d3a-9d8e-2f1b6a7c8d9e"
+    registered = b'{"asset_id":"TOLL-JKT-01"}'
+    first = canonical_record(1, stream, 1, "ledger.domain.asset:Asset.Registered", registered)
+    second = canonical_record(2, stream, 2, "ledger.domain.asset:Asset.Approved", b"{}")
+    leaves = merkle.leaf_hash(first), merkle.leaf_hash(second)
+    assert leaves[0].hex() == "4292f5cb7c164b8db114f51a621cec955e4e494590176cebc0b611ece66e1341"
+    assert leaves[1].hex() == "89b4c00cd74b436d37bd3ef454b5a3cfacc2f8c8e307bb27dc216df40606b836"
+    root = merkle.node_hash(*leaves)
+    assert root.hex() == "b5d4e3bb929048686f40f5b18ad6a8b37997c89d5419bc464da06665b6db97a9"
+    key = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+    assert public_hex(key.public_key()) == "03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8"
+    assert key_id(key.public_key()) == "56475aa75463474c"
+    head = sign(key, 2, root, datetime(2026, 12, 3, 10, 0, tzinfo=UTC))
+    assert head.signature == (
+        "1142f1686e1538222e6f90a5a6228b8cedf547a4ef05414f0f6bbcb9c506847a"
+        "d6f6a5430bac1b9c3a3b3e2f0635db5367159444a512d994381ccd4455112a0e"
+    )
+    assert merkle.verify_inclusion(0, 2, leaves[0], [leaves[1]], root)
