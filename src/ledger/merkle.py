@@ -196,6 +196,22 @@ class Frontier:
         self.size += 1
         return made
 
+    def extend(self, leaves: Iterable[bytes]) -> list[tuple[int, int, bytes]]:
+        """`append` for many leaves; returns only the completed inner nodes (level >= 1)."""
+        made: list[tuple[int, int, bytes]] = []
+        stack, index = self._stack, self.size
+        sha256, add = hashlib.sha256, made.append
+        for leaf in leaves:
+            current, level = leaf, 0
+            while index >> level & 1:
+                current = sha256(b"\x01" + stack.pop() + current).digest()
+                level += 1
+                add((level, index >> level, current))
+            stack.append(current)
+            index += 1
+        self.size = index
+        return made
+
     def root(self) -> bytes:
         if not self._stack:
             return EMPTY_ROOT

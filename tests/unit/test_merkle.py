@@ -60,6 +60,12 @@ def test_the_frontier_root_equals_the_reference(leaves: list[bytes]) -> None:
     for data in leaves:
         frontier.append(merkle.leaf_hash(data))
     assert frontier.root() == reference_mth(leaves)
+    batched = merkle.Frontier(0, [])
+    nodes = batched.extend([merkle.leaf_hash(data) for data in leaves])
+    assert batched.root() == frontier.root()
+    assert {(level, index): value for level, index, value in nodes} == {
+        node: value for node, value in build(leaves).items() if node[0] > 0
+    }
     resumed = merkle.Frontier(
         len(leaves), [build(leaves)[node] for node in merkle.Frontier.nodes_of(len(leaves))]
     )
