@@ -39,19 +39,19 @@ TARGET_MS = 500.0
 log = logger("coldstart")
 
 
-def build_history(app: LedgerApplication, asset_id: str) -> Asset:
-    """`EVENTS` forced transfers of one token back and forth, appended in chunks, snapshotted
-    as the committer snapshots."""
+def build_history(app: LedgerApplication, asset_id: str, events: int = EVENTS) -> Asset:
+    """`events` forced transfers of one token back and forth between alice and bob, appended
+    in chunks (hash chain included), snapshotted as the committer snapshots."""
     asset = app.get_asset(asset_id)
     started, written = time.perf_counter(), 0
-    while written < EVENTS:
-        batch = min(CHUNK, EVENTS - written)
+    while written < events:
+        batch = min(CHUNK, events - written)
         before = asset.version
         for n in range(batch):
             sender, receiver = ("alice", "bob") if (written + n) % 2 == 0 else ("bob", "alice")
             asset.force_transfer(sender, receiver, 1)
-        events = asset.collect_events()
-        app.recorder.insert_events([app.mapper.to_stored_event(e) for e in events])
+        new = asset.collect_events()
+        app.recorder.insert_events([app.mapper.to_stored_event(e) for e in new])
         if snapshots.due(before, asset.version):
             snapshots.take(app, asset)
         written += batch

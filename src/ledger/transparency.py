@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -339,7 +340,18 @@ class TransparencyLog:
         index = int(rows[0]["idx"])
         if index >= size:
             raise NotFoundError(f"the event at position {position} is not in the tree of {size}")
-        record = next(iter(self.admin.records(after=position - 1, stop=position)))
+        found = self.sql.fetch(
+            f"SELECT originator_id, originator_version, topic, state FROM {self.admin.events} "
+            f"WHERE {self.admin.position} = %s",
+            (position,),
+        )
+        if not found:
+            raise NotFoundError(f"no event at position {position}")
+        row = found[0]
+        record = StoredRecord(
+            position, UUID(str(row["originator_id"])), int(row["originator_version"]), row["topic"],
+            bytes(row["state"]), None, None,
+        )
         return {
             "kind": "inclusion",
             "tree_size": size,
