@@ -308,8 +308,12 @@ class TransparencyLog:
             for row in self.sql.fetch(f"SELECT idx, hash FROM {self.leaves} WHERE idx IN ({marks})", leaves):
                 found[(0, int(row["idx"]))] = bytes(row["hash"])
         if inner:
-            where = " OR ".join(["(level = %s AND idx = %s)"] * len(inner))
-            params = [value for node in inner for value in node]
+            if isinstance(self.sql, _PostgresSql):  # one index probe per node, planned once
+                where = "(level, idx) IN (SELECT * FROM unnest(%s::smallint[], %s::bigint[]))"
+                params: list[Any] = [[level for level, _ in inner], [index for _, index in inner]]
+            else:
+                where = " OR ".join(["(level = %s AND idx = %s)"] * len(inner))
+                params = [value for node in inner for value in node]
             for row in self.sql.fetch(f"SELECT level, idx, hash FROM {self.nodes} WHERE {where}", params):
                 found[(int(row["level"]), int(row["idx"]))] = bytes(row["hash"])
         missing = [node for node in wanted if node not in found]
