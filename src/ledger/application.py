@@ -18,6 +18,7 @@ from uuid import UUID
 from eventsourcing.application import Application
 from eventsourcing.utils import get_topic
 
+from ledger.actor import Actor, current_actor
 from ledger.commit import Command, GroupCommitter, Outcome, UnitOfWork
 from ledger.domain import values as v
 from ledger.domain.asset import Asset
@@ -71,9 +72,16 @@ class LedgerApplication(Application[UUID]):
         run: Callable[[UnitOfWork], dict[str, Any]],
         idempotency_key: str | None,
     ) -> Outcome:
+        actor = current_actor()
         if idempotency_key is not None:
-            v.text(idempotency_key, "Idempotency-Key")
-        return self.committer.execute(Command(name, payload, run, idempotency_key))
+            idempotency_key = self._scoped(idempotency_key, actor)
+        return self.committer.execute(Command(name, payload, run, idempotency_key, actor))
+
+    @staticmethod
+    def _scoped(idempotency_key: str, actor: Actor | None) -> str:
+        """The idempotency key as stored: scoped to the caller (`Actor.scope`)."""
+        v.text(idempotency_key, "Idempotency-Key")
+        return idempotency_key if actor is None else actor.scope(idempotency_key)
 
     # ----- lookups (copies of current aggregate state; the read side answers queries) -----
 
@@ -685,7 +693,8 @@ class LedgerApplication(Application[UUID]):
         `idempotency_key_reused` if the key came with another request."""
         if idempotency_key is None:
             return None
-        stored = self.admin.idempotency_records([v.text(idempotency_key, "Idempotency-Key")])
+        idempotency_key = self._scoped(idempotency_key, current_actor())
+        stored = self.admin.idempotency_records([idempotency_key])
         if idempotency_key not in stored:
             return None
         request_hash, response, position = stored[idempotency_key]
