@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -14,6 +15,7 @@ from starlette.exceptions import HTTPException
 from adapters.api.common import ApiError, Services, problem
 from adapters.api.metrics import LatencyMiddleware
 from adapters.api.readpool import ReadPool
+from adapters.api.requestlog import RequestLogMiddleware
 from adapters.api.routers import (
     assets,
     audit,
@@ -24,6 +26,8 @@ from adapters.api.routers import (
     reconciliations,
 )
 from ledger import errors
+
+logger = logging.getLogger(__name__)
 
 STATUS_OF: dict[type[errors.LedgerError], int] = {
     errors.NotFoundError: 404,
@@ -65,6 +69,7 @@ def create_app(services: Services) -> FastAPI:
     ):
         api.include_router(router)
     api.add_middleware(LatencyMiddleware, metrics=services.metrics)
+    api.add_middleware(RequestLogMiddleware)  # outermost: logs every request, with its id
 
     @api.exception_handler(errors.LedgerError)
     def ledger_error(request: Request, error: errors.LedgerError) -> JSONResponse:
@@ -91,6 +96,8 @@ def create_app(services: Services) -> FastAPI:
     @api.exception_handler(Exception)
     def unexpected(request: Request, error: Exception) -> JSONResponse:
         # Never a traceback or a secret in the body; the server log has the details.
+        request.state.error = type(error).__name__
+        logger.error("request %s failed", getattr(request.state, "request_id", None), exc_info=error)
         return problem(500, "internal_error", "internal error", "the request could not be completed")
 
     return api

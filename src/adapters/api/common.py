@@ -195,6 +195,7 @@ def require(caller: Principal, *roles: str, investor_id: str | None = None) -> N
 def run_command(request: Request, action: Callable[[], Outcome], status: int = 200) -> JSONResponse:
     """Runs a command, counts its outcome (rejections are counted by the error handler)."""
     outcome = action()
+    request.state.position = outcome.position  # for the request log
     services(request).metrics.command(request, "ok")
     return JSONResponse(exact({**outcome.result, "position": outcome.position}), status_code=status)
 

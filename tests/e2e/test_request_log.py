@@ -1,0 +1,83 @@
+"""SPEC 5 (second edition): `X-Request-ID` is accepted and echoed (validated, else made), and
+each request writes one JSON line on stderr with its key id, never the secret."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import ASSET_ID, Api, assert_problem
+
+FIELDS = {"time", "request_id", "key_id", "method", "path", "status", "duration_us", "position"}
+
+
+def log_lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    lines = capsys.readouterr().err.splitlines()
+    return [json.loads(line) for line in lines if line.startswith("{")]
+
+
+def key_id(token: str) -> str:
+    return token.split("_", 2)[1]
+
+
+def test_each_request_writes_one_json_line_with_its_key_id_and_never_a_secret(
+    lite_api: Api, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api = lite_api
+    api.open_asset()
+    api.key("auditor")
+    capsys.readouterr()
+    created = api.post(f"/v1/assets/{ASSET_ID}/pause", idem="log-1")
+    read = api.get(f"/v1/assets/{ASSET_ID}", who="auditor")
+    unauthorised = api.get(f"/v1/assets/{ASSET_ID}", who=None)
+    missing = api.client.get("/v1/no-such-thing", headers=api.headers("admin"))
+    invalid = api.post("/v1/assets", {"asset_id": "bad id"})
+    responses = [created, read, unauthorised, missing, invalid]
+    lines = log_lines(capsys)
+    assert len(lines) == len(responses)
+    for line, response in zip(lines, responses, strict=True):
+        assert set(line) >= FIELDS
+        assert line["status"] == response.status_code
+        assert line["request_id"] == response.headers["x-request-id"]
+        assert isinstance(line["duration_us"], int)
+        assert line["time"].endswith("Z")
+    assert [line["method"] for line in lines] == ["POST", "GET", "GET", "GET", "POST"]
+    assert lines[0]["path"] == "/v1/assets/{asset_id}/pause"  # the template, not the path
+    assert lines[0]["key_id"] == key_id(api.keys["admin"])
+    assert lines[0]["position"] == created.json()["position"]
+    assert (lines[1]["key_id"], lines[1]["position"]) == (key_id(api.keys["auditor"]), None)
+    assert lines[2]["key_id"] is None
+    assert lines[3]["path"] == "unmatched"
+    text = json.dumps(lines)
+    for token in api.keys.values():
+        assert token not in text
+        assert token.split("_", 2)[2] not in text
+
+
+def test_a_valid_request_id_is_echoed_and_an_invalid_one_replaced(
+    lite_api: Api, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api = lite_api
+    headers = api.headers("admin")
+    kept = api.client.get("/healthz", headers={**headers, "X-Request-ID": "trace-0123:abc"})
+    assert kept.headers["x-request-id"] == "trace-0123:abc"
+    for bad in ("x" * 129, "has space", "tab\there", ""):
+        response = api.client.get("/healthz", headers={**headers, "X-Request-ID": bad})
+        assert response.headers["x-request-id"] != bad
+        assert len(response.headers["x-request-id"]) == 32
+    fresh = api.client.get("/healthz")
+    assert len(fresh.headers["x-request-id"]) == 32
+    ids = [line["request_id"] for line in log_lines(capsys)]
+    assert ids[0] == "trace-0123:abc"
+    assert len(set(ids)) == len(ids)
+
+
+def test_a_problem_response_carries_its_request_id_header(lite_api: Api) -> None:
+    response = lite_api.client.post(
+        f"/v1/assets/{ASSET_ID}/approve",
+        headers={**lite_api.headers("admin"), "X-Request-ID": "req-42"},
+    )
+    assert_problem(response, 404, "not_found")
+    assert response.headers["x-request-id"] == "req-42"
