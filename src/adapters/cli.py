@@ -25,7 +25,7 @@ from sqlalchemy import select
 from adapters import bootstrap
 from adapters.api.app import create_app
 from adapters.api.common import Services
-from adapters.api.keys import KeyStore
+from adapters.api.keys import KeyAdmin, KeyInfo, KeyStore, duration
 from adapters.chain.anvil import DEV_KEYS, Anvil, AnvilError
 from adapters.chain.artifacts import ArtifactNotFoundError
 from adapters.chain.rpc import Rpc
@@ -457,25 +457,84 @@ keys_cli = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(keys_cli, name="keys")
 
 
+@contextmanager
+def _key_admin() -> Iterator[KeyAdmin]:
+    config = bootstrap.settings()
+    ledger = bootstrap.build_application(config)
+    engine = bootstrap.read_engine(config)
+    try:
+        yield KeyAdmin(ledger, KeyStore(engine))
+    finally:
+        ledger.close()
+        engine.dispose()
+
+
+def _print_key(info: KeyInfo, key: str | None, position: int | None, as_json: bool) -> None:
+    body = {**dataclasses.asdict(info), "key": key, "position": position}
+    if as_json:
+        out.print_json(json.dumps(body, default=str))
+    elif key is not None:
+        out.print(key)
+    else:
+        out.print(f"key {info.key_id}: revoked at {info.revoked_at}")
+
+
 @keys_cli.command("create")
 def keys_create(
     role: Annotated[str, typer.Option(help="admin, auditor or investor")],
     investor_id: Annotated[str | None, typer.Option(help="The investor an investor key acts for.")] = None,
+    expires_in: Annotated[
+        str | None, typer.Option(help="Refused after this long: seconds, or 15m, 12h, 30d.")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Create an API key; it is printed once and stored hashed."""
+    """Create an API key; it is printed once and stored hashed (recorded as an event)."""
+    with _key_admin() as admin:
+        lifetime = None if expires_in is None else _guard(lambda: duration(expires_in, "--expires-in"))
+        issued = _guard(lambda: admin.create(role, investor_id, lifetime))
+    _print_key(issued.info, issued.key, issued.position, as_json)
+
+
+@keys_cli.command("list")
+def keys_list(as_json: JsonOption = False) -> None:
+    """The API keys: id, role, investor, created, last used, expires, revoked (never a secret)."""
     engine = bootstrap.read_engine()
     try:
-        key = KeyStore(engine).create(role, investor_id)
-    except ValueError as error:
-        err.print(f"[red]validation_error[/red]: {error}")
-        raise typer.Exit(2) from None
+        found = KeyStore(engine).list()
     finally:
         engine.dispose()
     if as_json:
-        out.print_json(json.dumps({"role": role, "investor_id": investor_id, "key": key}))
-    else:
-        out.print(key)
+        out.print_json(json.dumps([dataclasses.asdict(info) for info in found], default=str))
+        return
+    table = Table("key id", "role", "investor", "created", "last used", "expires", "revoked")
+    for info in found:
+        times = (info.created_at, info.last_used_at, info.expires_at, info.revoked_at)
+        shown = ("" if t is None else t.isoformat() for t in times)
+        table.add_row(info.key_id, info.role, info.investor_id or "", *shown)
+    out.print(table)
+
+
+@keys_cli.command("revoke")
+def keys_revoke(key_id: str, as_json: JsonOption = False) -> None:
+    """Revoke a key: every API process refuses it within a second."""
+    with _key_admin() as admin:
+        info, outcome = _guard(lambda: admin.revoke(key_id))
+    _print_key(info, None, outcome.position, as_json)
+
+
+@keys_cli.command("rotate")
+def keys_rotate(
+    key_id: str,
+    grace: Annotated[
+        str | None, typer.Option(help="How long the current secret stays valid (default 1h; 0 for none).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Issue a new secret for a key (printed once); the current one stays valid for the grace period."""
+    with _key_admin() as admin:
+        period = None if grace is None else _guard(lambda: duration(grace, "--grace", zero=True))
+        issued = _guard(lambda: admin.rotate(key_id, period))
+    _print_key(issued.info, issued.key, issued.position, as_json)
 
 
 @app.command()

@@ -21,6 +21,7 @@ from eventsourcing.utils import get_topic
 from ledger.actor import Actor, current_actor
 from ledger.commit import Command, GroupCommitter, Outcome, UnitOfWork
 from ledger.domain import values as v
+from ledger.domain.apikey import ApiKey, ApiKeyTerms
 from ledger.domain.asset import Asset
 from ledger.domain.chain import ChainLog, ChainMirror, ChainOperation, MirrorMovedError, Reconciliation
 from ledger.domain.distribution import Distribution
@@ -701,6 +702,45 @@ class LedgerApplication(Application[UUID]):
         if request_hash != Command(name, payload, lambda _: {}, idempotency_key).request_hash:
             raise IdempotencyKeyReusedError("this Idempotency-Key was used with another request")
         return Outcome(json.loads(response), position)
+
+    # ----- API keys (the key table belongs to the API adapter; these events record who made,
+    # rotated and revoked which key: see `adapters.api.keys.KeyAdmin`) -----
+
+    def record_key_created(
+        self, terms: ApiKeyTerms, request: dict[str, Any], idempotency_key: str | None = None
+    ) -> Outcome:
+        def run(uow: UnitOfWork) -> dict[str, Any]:
+            uow.add(ApiKey.create(terms))
+            return {"key_id": terms.key_id}
+
+        return self._execute("create_api_key", request, run, idempotency_key)
+
+    def record_key_rotated(
+        self,
+        terms: ApiKeyTerms,
+        previous_valid_until: datetime,
+        request: dict[str, Any],
+        idempotency_key: str | None = None,
+    ) -> Outcome:
+        def run(uow: UnitOfWork) -> dict[str, Any]:
+            _api_key(uow, terms).rotate(previous_valid_until)
+            return {"key_id": terms.key_id, "previous_valid_until": previous_valid_until.isoformat()}
+
+        return self._execute("rotate_api_key", {"key_id": terms.key_id, **request}, run, idempotency_key)
+
+    def record_key_revoked(self, terms: ApiKeyTerms, idempotency_key: str | None = None) -> Outcome:
+        def run(uow: UnitOfWork) -> dict[str, Any]:
+            _api_key(uow, terms).revoke()
+            return {"key_id": terms.key_id}
+
+        return self._execute("revoke_api_key", {"key_id": terms.key_id}, run, idempotency_key)
+
+
+def _api_key(uow: UnitOfWork, terms: ApiKeyTerms) -> ApiKey:
+    """The key's aggregate; a key made before keys were recorded is recorded on its first change."""
+    if uow.exists(ApiKey.create_id(terms.key_id)):
+        return uow.get(ApiKey, ApiKey.create_id(terms.key_id), f"key {terms.key_id}")
+    return uow.add(ApiKey.create(terms))
 
 
 def claim_wallet(uow: UnitOfWork, wallet: str, investor_id: str) -> None:

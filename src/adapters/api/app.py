@@ -23,6 +23,7 @@ from adapters.api.routers import (
     health,
     investments,
     investors,
+    keys,
     reconciliations,
 )
 from ledger import errors
@@ -66,6 +67,7 @@ def create_app(services: Services) -> FastAPI:
         reconciliations.router,
         audit.router,
         health.router,
+        keys.router,
     ):
         api.include_router(router)
     api.add_middleware(LatencyMiddleware, metrics=services.metrics)
