@@ -7,6 +7,7 @@ chain), 2 a usage error (bad arguments or invalid input values).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import sys
 import threading
@@ -26,6 +27,7 @@ from adapters import bootstrap
 from adapters.api.app import create_app
 from adapters.api.common import Services
 from adapters.api.keys import KeyAdmin, KeyInfo, KeyStore, duration
+from adapters.api.routers.audit import event_json
 from adapters.chain.anvil import DEV_KEYS, Anvil, AnvilError
 from adapters.chain.artifacts import ArtifactNotFoundError
 from adapters.chain.rpc import Rpc
@@ -33,6 +35,7 @@ from adapters.chain.service import ChainService
 from adapters.chain.trex import TrexClient
 from adapters.demo import load_demo, run_chain_demo
 from adapters.worker import Jobs, WorkerProcess, build_broker
+from ledger.actor import acting_as, operator
 from ledger.application import LedgerApplication
 from ledger.commit import Outcome
 from ledger.config import Settings
@@ -62,6 +65,13 @@ T = TypeVar("T")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 KeyOption = Annotated[str | None, typer.Option("--idempotency-key", help="Replay-safe key for this command.")]
+
+
+@app.callback()
+def _as_operator(ctx: typer.Context) -> None:
+    # Every command the CLI issues records `cli:<operator>` as its actor (LEDGER_OPERATOR, else
+    # the OS user); an API served from here records each request's key instead.
+    ctx.with_resource(acting_as(operator()))
 
 
 def _ledger() -> LedgerApplication:
@@ -226,6 +236,32 @@ def export_(file: Path, as_json: JsonOption = False) -> None:
     if not result.ok:
         err.print("[yellow]the exported history does not verify; the file shows it as stored[/yellow]")
         raise typer.Exit(1)
+
+
+@app.command()
+def history(
+    after: Annotated[int, typer.Option(help="Events after this position.")] = 0,
+    limit: Annotated[int, typer.Option(help="At most this many events.")] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """The event history: position, time, type, who issued it (actor and request), data."""
+    ledger = _ledger()
+    try:
+        events = [event_json(ledger, r) for r in itertools.islice(ledger.admin.records(after=after), limit)]
+    finally:
+        ledger.close()
+    if as_json:
+        out.print_json(json.dumps(events, default=str))
+        return
+    table = Table("position", "occurred at", "type", "actor", "request", "data")
+    for event in events:
+        actor = event["actor"]
+        who = " ".join(str(actor[k]) for k in ("principal", "role", "investor_id") if actor[k])
+        data = json.dumps(event["data"], default=str)
+        shown = data if len(data) <= 120 else data[:117] + "..."
+        when, request = str(event["occurred_at"]), actor["request_id"] or ""
+        table.add_row(str(event["position"]), when, event["type"], who, request, shown)
+    out.print(table)
 
 
 @app.command("import")

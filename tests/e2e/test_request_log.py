@@ -81,3 +81,28 @@ def test_a_problem_response_carries_its_request_id_header(lite_api: Api) -> None
     )
     assert_problem(response, 404, "not_found")
     assert response.headers["x-request-id"] == "req-42"
+
+
+def test_a_commands_events_record_the_callers_key_role_investor_and_request_id(api: Api) -> None:
+    api.open_asset()
+    api.onboard("alice")
+    api.holding(ASSET_ID, "alice", 10)
+    api.onboard("bob")
+    head = api.head()
+    transfer = {"asset_id": ASSET_ID, "from_investor_id": "alice", "to_investor_id": "bob", "quantity": 1}
+    headers = {**api.headers("investor:alice"), "X-Request-ID": "transfer-77"}
+    own_transfer = api.client.post("/v1/transfers", json=transfer, headers=headers)
+    assert own_transfer.status_code == 201
+    forced = api.post("/v1/transfers", {**transfer, "forced": True})
+    events = api.get("/v1/audit/events", after=head, limit=100).json()["events"]
+    alice = {
+        "principal": f"key:{key_id(api.keys['investor:alice'])}",
+        "role": "investor",
+        "investor_id": "alice",
+        "request_id": "transfer-77",
+    }
+    own = [e for e in events if e["position"] <= own_transfer.json()["position"]]
+    assert own and all(e["actor"] == alice for e in own)
+    by_admin = events[-1]["actor"]
+    assert (by_admin["principal"], by_admin["role"]) == (f"key:{key_id(api.keys['admin'])}", "admin")
+    assert by_admin["request_id"] == forced.headers["x-request-id"]
