@@ -17,12 +17,11 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
 
-Scope = MutableMapping[str, Any]
-ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
+from adapters.api.metrics import ASGIApp, Scope, route_template
+
 HEADER = b"x-request-id"
 VALID_ID = re.compile(r"[\x21-\x7e]{1,128}")
 
@@ -36,10 +35,6 @@ def request_id_of(headers: list[tuple[bytes, bytes]]) -> str:
                 return text
             break
     return uuid.uuid4().hex
-
-
-def _route(scope: Scope) -> str:
-    return str(getattr(scope.get("route"), "path", "unmatched"))
 
 
 class RequestLogMiddleware:
@@ -77,7 +72,7 @@ class RequestLogMiddleware:
                 "request_id": request_id,
                 "key_id": state.get("key_id"),
                 "method": scope["method"],
-                "path": _route(scope),
+                "path": route_template(scope),
                 "status": status,
                 "duration_us": round((time.perf_counter() - started) * 1_000_000),
                 "position": state.get("position"),
