@@ -106,3 +106,23 @@ def test_a_commands_events_record_the_callers_key_role_investor_and_request_id(a
     by_admin = events[-1]["actor"]
     assert (by_admin["principal"], by_admin["role"]) == (f"key:{key_id(api.keys['admin'])}", "admin")
     assert by_admin["request_id"] == forced.headers["x-request-id"]
+
+
+def test_an_unexpected_error_answers_a_stable_problem_and_logs_its_kind_under_the_request_id(
+    lite_api: Api, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = lite_api
+    api.key("admin")
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("module path /srv/internal.py line 9")
+
+    monkeypatch.setattr(api.services.ledger.admin, "verify", broken)
+    capsys.readouterr()
+    response = api.client.get("/v1/audit/verify", headers={**api.headers("admin"), "X-Request-ID": "boom-1"})
+    body = assert_problem(response, 500, "internal_error")
+    assert response.headers["x-request-id"] == "boom-1"
+    assert "internal.py" not in response.text and body["detail"] == "the request could not be completed"
+    captured = capsys.readouterr().err
+    line = next(json.loads(x) for x in captured.splitlines() if x.startswith("{"))
+    assert (line["request_id"], line["status"], line["error"]) == ("boom-1", 500, "RuntimeError")

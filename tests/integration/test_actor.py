@@ -146,6 +146,10 @@ def test_a_cli_command_records_its_operator(tmp_path: Path) -> None:
     events = json.loads(result.stdout)
     assert {e["actor"]["principal"] for e in events} == {"cli:olga"}
     assert "Investor.Registered" in {e["type"] for e in events}
+    exported = tmp_path / "history.jsonl"
+    assert CliRunner().invoke(cli, ["export", str(exported)], env=env).exit_code == 0
+    states = [json.loads(json.loads(line)["state"]) for line in exported.read_text().splitlines()]
+    assert [s["actor"]["principal"] for s in states] == ["cli:olga"] * len(events)
     app = LedgerApplication(store_env(url))
     try:
         assert stored_actors(app) == [Actor("cli:olga").as_state()] * len(events)

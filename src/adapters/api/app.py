@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -27,8 +26,6 @@ from adapters.api.routers import (
     reconciliations,
 )
 from ledger import errors
-
-logger = logging.getLogger(__name__)
 
 STATUS_OF: dict[type[errors.LedgerError], int] = {
     errors.NotFoundError: 404,
@@ -98,8 +95,6 @@ def create_app(services: Services) -> FastAPI:
     @api.exception_handler(Exception)
     def unexpected(request: Request, error: Exception) -> JSONResponse:
         # Never a traceback or a secret in the body; the server log has the details.
-        request.state.error = type(error).__name__
-        logger.error("request %s failed", getattr(request.state, "request_id", None), exc_info=error)
         return problem(500, "internal_error", "internal error", "the request could not be completed")
 
     return api

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import time
@@ -26,13 +27,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Column, DateTime, Engine, MetaData, String, Table, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from ledger.application import LedgerApplication
 from ledger.commit import Outcome
 from ledger.domain import values
 from ledger.domain.apikey import ApiKeyTerms
-from ledger.errors import NotFoundError, ValidationError
+from ledger.errors import InvalidStateError, NotFoundError, ValidationError
 
+logger = logging.getLogger(__name__)
 ROLES = ("admin", "auditor", "investor")
 REMEMBER_SECONDS = 0.5
 MAX_REMEMBER_SECONDS = 1.0  # SPEC 5: a revoked or expired key is refused by every process within 1 s
@@ -190,8 +193,9 @@ class KeyStore:
 
     def forget(self, key_id: str) -> None:
         """Drops this process's memory of the key's secrets (it is looked up again)."""
-        for token in [t for t, (_, _, p) in self._verified.items() if p.key_id == key_id]:
-            self._verified.pop(token, None)
+        for token, (_, _, known) in list(self._verified.items()):  # a copy: other threads add keys
+            if known.key_id == key_id:
+                self._verified.pop(token, None)
 
     # ----- authentication -----
 
@@ -248,8 +252,11 @@ class KeyStore:
         if noted is not None and now - noted < LAST_USED_EVERY:
             return
         self._last_used[key_id] = now
-        with self.engine.begin() as conn:
-            conn.execute(update(api_keys).where(api_keys.c.key_id == key_id).values(last_used_at=now))
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(update(api_keys).where(api_keys.c.key_id == key_id).values(last_used_at=now))
+        except SQLAlchemyError:  # a busy database: the time of last use is a hint, never a refusal
+            logger.warning("could not note the use of key %s", key_id, exc_info=True)
 
 
 def _info(row: Any) -> KeyInfo:
@@ -325,7 +332,7 @@ class KeyAdmin:
             raise ValidationError(f"the grace period must be between 0 and {MAX_GRACE.days} days")
         info = self.store.get(key_id)
         if info.revoked_at is not None:
-            raise ValidationError(f"key {key_id} is revoked")
+            raise InvalidStateError(f"key {key_id} is revoked")
         previous_valid_until = self.store.clock() + grace
         outcome = self.ledger.record_key_rotated(
             _terms(info), previous_valid_until, {"grace": _seconds(grace)}, idempotency_key

@@ -13,6 +13,7 @@ message only) can be matched with the details logged under its id.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sys
 import time
@@ -20,8 +21,10 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from adapters.api.common import problem
 from adapters.api.metrics import ASGIApp, Scope, route_template
 
+logger = logging.getLogger(__name__)
 HEADER = b"x-request-id"
 VALID_ID = re.compile(r"[\x21-\x7e]{1,128}")
 
@@ -55,7 +58,7 @@ class RequestLogMiddleware:
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         started = time.perf_counter()
-        status = 500
+        status = 0
 
         async def send_with_id(message: Any) -> None:
             nonlocal status
@@ -66,6 +69,15 @@ class RequestLogMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as error:
+            # Answered here (with its request id) rather than by the server's last resort: a
+            # stable problem, the details in the log under the request id.
+            state["error"] = type(error).__name__
+            logger.error("request %s failed", request_id, exc_info=error)
+            if status:
+                raise  # the answer had begun: nothing else can be sent
+            answer = problem(500, "internal_error", "internal error", "the request could not be completed")
+            await answer(scope, receive, send_with_id)
         finally:
             line = {
                 "time": datetime.now(tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
