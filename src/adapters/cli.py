@@ -25,7 +25,7 @@ from sqlalchemy import select
 
 from adapters import bootstrap
 from adapters.api.app import create_app
-from adapters.api.common import Services
+from adapters.api.common import Services, exact
 from adapters.api.keys import KeyAdmin, KeyInfo, KeyStore, duration
 from adapters.api.routers.audit import event_json
 from adapters.chain.anvil import DEV_KEYS, Anvil, AnvilError
@@ -251,7 +251,7 @@ def history(
     finally:
         ledger.close()
     if as_json:
-        out.print_json(json.dumps(events, default=str))
+        out.print_json(json.dumps(exact(events)))  # as GET /v1/audit/events shows them
         return
     table = Table("position", "occurred at", "type", "actor", "request", "data")
     for event in events:
@@ -506,9 +506,9 @@ def _key_admin() -> Iterator[KeyAdmin]:
 
 
 def _print_key(info: KeyInfo, key: str | None, position: int | None, as_json: bool) -> None:
-    body = {**dataclasses.asdict(info), "key": key, "position": position}
+    body = {**exact(info), "key": key, "position": position}
     if as_json:
-        out.print_json(json.dumps(body, default=str))
+        out.print_json(json.dumps(body))
     elif key is not None:
         out.print(key)
     else:
@@ -540,7 +540,7 @@ def keys_list(as_json: JsonOption = False) -> None:
     finally:
         engine.dispose()
     if as_json:
-        out.print_json(json.dumps([dataclasses.asdict(info) for info in found], default=str))
+        out.print_json(json.dumps([exact(info) for info in found]))
         return
     table = Table("key id", "role", "investor", "created", "last used", "expires", "revoked")
     for info in found:
