@@ -4,13 +4,21 @@ refused by every process within a second; a rotated-out secret works for its gra
 
 from __future__ import annotations
 
+import hashlib
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
+from sqlalchemy import text
 
-from adapters.api.keys import MAX_REMEMBER_SECONDS, REMEMBER_SECONDS, KeyStore
+from adapters.api.keys import MAX_REMEMBER_SECONDS, REMEMBER_SECONDS, KeyAdmin, KeyStore
+from ledger.application import LedgerApplication
+from ledger.config import store_env
+from projections.migrate import alembic_config, upgrade
+from projections.schema import engine_for
 from tests.conftest import FakeClock
 from tests.e2e.conftest import Api, assert_problem, wait_until
 
@@ -140,3 +148,28 @@ def test_a_replayed_create_returns_the_first_key_id_without_the_secret(lite_api:
     assert again["key_id"] == first["key_id"] and again["key"] is None
     assert again["position"] == first["position"]
     assert sum(k["role"] == "auditor" for k in api.get("/v1/keys").json()["keys"]) == 1
+
+
+def test_a_key_made_before_the_lifecycle_still_works_and_is_recorded_when_revoked(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/ledger.sqlite3"
+    engine = engine_for(url)
+    config = alembic_config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0004")
+        conn.execute(
+            text("INSERT INTO api_keys VALUES (:id, :hash, 'auditor', NULL, :now)"),
+            {"id": "0" * 16, "hash": hashlib.sha256(b"old-secret").hexdigest(), "now": datetime.now(UTC)},
+        )
+    upgrade(engine)
+    store = KeyStore(engine)
+    assert store.authenticate(f"lk_{'0' * 16}_old-secret") is not None
+    ledger = LedgerApplication(store_env(url))
+    try:
+        KeyAdmin(ledger, store).revoke("0" * 16)
+        assert store.authenticate(f"lk_{'0' * 16}_old-secret") is None
+        types = [r.topic.rsplit(".", 1)[-1] for r in ledger.admin.records()]
+        assert types == ["Created", "Revoked"]
+    finally:
+        ledger.close()
+        engine.dispose()
