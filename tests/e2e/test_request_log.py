@@ -8,6 +8,9 @@ from typing import Any
 
 import pytest
 
+from adapters.chain.rpc import Rpc
+from adapters.chain.service import ChainService
+from projections.runner import ProjectionRunner
 from tests.e2e.conftest import ASSET_ID, Api, assert_problem
 
 FIELDS = {"time", "request_id", "key_id", "method", "path", "status", "duration_us", "position"}
@@ -126,3 +129,21 @@ def test_an_unexpected_error_answers_a_stable_problem_and_logs_its_kind_under_th
     captured = capsys.readouterr().err
     line = next(json.loads(x) for x in captured.splitlines() if x.startswith("{"))
     assert (line["request_id"], line["status"], line["error"]) == ("boom-1", 500, "RuntimeError")
+
+
+def test_an_unreachable_chain_node_is_a_stable_problem_without_its_address(
+    lite_api: Api, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api = lite_api
+    api.open_asset()
+    token = {"chain_id": 31337, "token_address": "0x" + "7" * 40, "identity_registry": "0x" + "8" * 40}
+    api.ok(f"/v1/assets/{ASSET_ID}/token", token)
+    ledger = api.services.ledger
+    runner = ProjectionRunner(ledger, api.services.runner.engine)
+    node = Rpc("http://operator:node-secret@127.0.0.1:9/", timeout=5)
+    api.client.app.state.chain = ChainService(ledger, runner, node, None, 1)  # type: ignore[attr-defined]
+    head = api.head()
+    response = api.post("/v1/reconciliations", {"asset_id": ASSET_ID})
+    assert_problem(response, 503, "chain_unavailable")
+    assert "node-secret" not in response.text and "127.0.0.1" not in response.text
+    assert api.head() == head
