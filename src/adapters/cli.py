@@ -589,7 +589,7 @@ def serve(
         investor = next(iter(_demo_investor(services)), None)
         for role, investor_id in (("admin", None), ("auditor", None), ("investor", investor)):
             if role != "investor" or investor_id:
-                key = services.keys.create(role, investor_id)
+                key = KeyAdmin(services.ledger, services.keys).create(role, investor_id).key  # recorded
                 suffix = f" (investor {investor_id})" if investor_id else ""
                 out.print(f"{role} key{suffix}: [bold]{key}[/bold]")
     base = f"http://{host}:{port}"
