@@ -7,6 +7,7 @@ chain), 2 a usage error (bad arguments or invalid input values).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import sys
 import threading
@@ -24,8 +25,9 @@ from sqlalchemy import select
 
 from adapters import bootstrap
 from adapters.api.app import create_app
-from adapters.api.common import Services
-from adapters.api.keys import KeyStore
+from adapters.api.common import Services, exact
+from adapters.api.keys import KeyAdmin, KeyInfo, KeyStore, duration
+from adapters.api.routers.audit import event_json
 from adapters.audit_cli import audit_cli
 from adapters.chain.anvil import DEV_KEYS, Anvil, AnvilError
 from adapters.chain.artifacts import ArtifactNotFoundError
@@ -34,6 +36,7 @@ from adapters.chain.service import ChainService
 from adapters.chain.trex import TrexClient
 from adapters.demo import load_demo, run_chain_demo
 from adapters.worker import Jobs, WorkerProcess, build_broker
+from ledger.actor import acting_as, operator
 from ledger.application import LedgerApplication
 from ledger.commit import Outcome
 from ledger.config import Settings
@@ -65,6 +68,13 @@ T = TypeVar("T")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 KeyOption = Annotated[str | None, typer.Option("--idempotency-key", help="Replay-safe key for this command.")]
+
+
+@app.callback()
+def _as_operator(ctx: typer.Context) -> None:
+    # Every command the CLI issues records `cli:<operator>` as its actor (LEDGER_OPERATOR, else
+    # the OS user); an API served from here records each request's key instead.
+    ctx.with_resource(acting_as(operator()))
 
 
 def _ledger() -> LedgerApplication:
@@ -259,6 +269,32 @@ def export_(file: Path, as_json: JsonOption = False) -> None:
     if not result.ok:
         err.print("[yellow]the exported history does not verify; the file shows it as stored[/yellow]")
         raise typer.Exit(1)
+
+
+@app.command()
+def history(
+    after: Annotated[int, typer.Option(help="Events after this position.")] = 0,
+    limit: Annotated[int, typer.Option(help="At most this many events.")] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """The event history: position, time, type, who issued it (actor and request), data."""
+    ledger = _ledger()
+    try:
+        events = [event_json(ledger, r) for r in itertools.islice(ledger.admin.records(after=after), limit)]
+    finally:
+        ledger.close()
+    if as_json:
+        out.print_json(json.dumps(exact(events)))  # as GET /v1/audit/events shows them
+        return
+    table = Table("position", "occurred at", "type", "actor", "request", "data")
+    for event in events:
+        actor = event["actor"]
+        who = " ".join(str(actor[k]) for k in ("principal", "role", "investor_id") if actor[k])
+        data = json.dumps(event["data"], default=str)
+        shown = data if len(data) <= 120 else data[:117] + "..."
+        when, request = str(event["occurred_at"]), actor["request_id"] or ""
+        table.add_row(str(event["position"]), when, event["type"], who, request, shown)
+    out.print(table)
 
 
 @app.command("import")
@@ -490,25 +526,84 @@ keys_cli = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(keys_cli, name="keys")
 
 
+@contextmanager
+def _key_admin() -> Iterator[KeyAdmin]:
+    config = bootstrap.settings()
+    ledger = bootstrap.build_application(config)
+    engine = bootstrap.read_engine(config)
+    try:
+        yield KeyAdmin(ledger, KeyStore(engine))
+    finally:
+        ledger.close()
+        engine.dispose()
+
+
+def _print_key(info: KeyInfo, key: str | None, position: int | None, as_json: bool) -> None:
+    body = {**exact(info), "key": key, "position": position}
+    if as_json:
+        out.print_json(json.dumps(body))
+    elif key is not None:
+        out.print(key)
+    else:
+        out.print(f"key {info.key_id}: revoked at {info.revoked_at}")
+
+
 @keys_cli.command("create")
 def keys_create(
     role: Annotated[str, typer.Option(help="admin, auditor or investor")],
     investor_id: Annotated[str | None, typer.Option(help="The investor an investor key acts for.")] = None,
+    expires_in: Annotated[
+        str | None, typer.Option(help="Refused after this long: seconds, or 15m, 12h, 30d.")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Create an API key; it is printed once and stored hashed."""
+    """Create an API key; it is printed once and stored hashed (recorded as an event)."""
+    with _key_admin() as admin:
+        lifetime = None if expires_in is None else _guard(lambda: duration(expires_in, "--expires-in"))
+        issued = _guard(lambda: admin.create(role, investor_id, lifetime))
+    _print_key(issued.info, issued.key, issued.position, as_json)
+
+
+@keys_cli.command("list")
+def keys_list(as_json: JsonOption = False) -> None:
+    """The API keys: id, role, investor, created, last used, expires, revoked (never a secret)."""
     engine = bootstrap.read_engine()
     try:
-        key = KeyStore(engine).create(role, investor_id)
-    except ValueError as error:
-        err.print(f"[red]validation_error[/red]: {error}")
-        raise typer.Exit(2) from None
+        found = KeyStore(engine).list()
     finally:
         engine.dispose()
     if as_json:
-        out.print_json(json.dumps({"role": role, "investor_id": investor_id, "key": key}))
-    else:
-        out.print(key)
+        out.print_json(json.dumps([exact(info) for info in found]))
+        return
+    table = Table("key id", "role", "investor", "created", "last used", "expires", "revoked")
+    for info in found:
+        times = (info.created_at, info.last_used_at, info.expires_at, info.revoked_at)
+        shown = ("" if t is None else t.isoformat() for t in times)
+        table.add_row(info.key_id, info.role, info.investor_id or "", *shown)
+    out.print(table)
+
+
+@keys_cli.command("revoke")
+def keys_revoke(key_id: str, as_json: JsonOption = False) -> None:
+    """Revoke a key: every API process refuses it within a second."""
+    with _key_admin() as admin:
+        info, outcome = _guard(lambda: admin.revoke(key_id))
+    _print_key(info, None, outcome.position, as_json)
+
+
+@keys_cli.command("rotate")
+def keys_rotate(
+    key_id: str,
+    grace: Annotated[
+        str | None, typer.Option(help="How long the current secret stays valid (default 1h; 0 for none).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Issue a new secret for a key (printed once); the current one stays valid for the grace period."""
+    with _key_admin() as admin:
+        period = None if grace is None else _guard(lambda: duration(grace, "--grace", zero=True))
+        issued = _guard(lambda: admin.rotate(key_id, period))
+    _print_key(issued.info, issued.key, issued.position, as_json)
 
 
 @app.command()
@@ -527,7 +622,7 @@ def serve(
         investor = next(iter(_demo_investor(services)), None)
         for role, investor_id in (("admin", None), ("auditor", None), ("investor", investor)):
             if role != "investor" or investor_id:
-                key = services.keys.create(role, investor_id)
+                key = KeyAdmin(services.ledger, services.keys).create(role, investor_id).key  # recorded
                 suffix = f" (investor {investor_id})" if investor_id else ""
                 out.print(f"{role} key{suffix}: [bold]{key}[/bold]")
     base = f"http://{host}:{port}"

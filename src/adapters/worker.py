@@ -26,6 +26,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 
 from adapters.chain.service import ChainService
+from ledger.actor import acting_as, system
 from ledger.errors import LedgerError
 
 QUEUE = "ledger-chain"
@@ -50,22 +51,19 @@ class Jobs:
     actors: dict[str, dramatiq.Actor[Any, Any]] = field(init=False)
 
     def __post_init__(self) -> None:
-        # The jobs record what they do as events; they return nothing (no result backend).
+        # The jobs record what they do as events, each as its component (`ledger.actor`);
+        # they return nothing (no result backend).
         def carry_out_chain_operations() -> None:
-            logger.debug("%s outbox operations carried out", self.service.carry_out())
+            with acting_as(system("worker")):
+                logger.debug("%s outbox operations carried out", self.service.carry_out())
 
         def mirror_chain() -> None:
-            logger.debug("%s chain logs mirrored", sum(report.logs for report in self.service.sync()))
+            with acting_as(system("mirror")):
+                logger.debug("%s chain logs mirrored", sum(report.logs for report in self.service.sync()))
 
         def reconcile_assets() -> None:
-            for asset_id in self.service.bound_assets():
-                try:
-                    _, report = self.service.reconcile(asset_id)  # recorded as an event
-                except LedgerError as refused:  # e.g. nothing final yet since the deployment
-                    logger.info("reconciliation of %s not run: %s", asset_id, refused.detail)
-                    continue
-                if report["differences"]:
-                    logger.warning("%s: %s differences with the chain", asset_id, len(report["differences"]))
+            with acting_as(system("reconciliation")):
+                self._reconcile_assets()
 
         jobs: list[Callable[[], None]] = [carry_out_chain_operations, mirror_chain, reconcile_assets]
         self.actors = {
@@ -79,6 +77,16 @@ class Jobs:
             )(job)
             for job in jobs
         }
+
+    def _reconcile_assets(self) -> None:
+        for asset_id in self.service.bound_assets():
+            try:
+                _, report = self.service.reconcile(asset_id)  # recorded as an event
+            except LedgerError as refused:  # e.g. nothing final yet since the deployment
+                logger.info("reconciliation of %s not run: %s", asset_id, refused.detail)
+                continue
+            if report["differences"]:
+                logger.warning("%s: %s differences with the chain", asset_id, len(report["differences"]))
 
     def enqueue(self, name: str) -> None:
         self.actors[name].send()

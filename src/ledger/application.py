@@ -18,8 +18,10 @@ from uuid import UUID
 from eventsourcing.application import Application
 from eventsourcing.utils import get_topic
 
+from ledger.actor import Actor, current_actor
 from ledger.commit import Command, GroupCommitter, Outcome, UnitOfWork
 from ledger.domain import values as v
+from ledger.domain.apikey import ApiKey, ApiKeyTerms
 from ledger.domain.asset import Asset
 from ledger.domain.chain import ChainLog, ChainMirror, ChainOperation, MirrorMovedError, Reconciliation
 from ledger.domain.distribution import Distribution
@@ -76,9 +78,16 @@ class LedgerApplication(Application[UUID]):
         run: Callable[[UnitOfWork], dict[str, Any]],
         idempotency_key: str | None,
     ) -> Outcome:
+        actor = current_actor()
         if idempotency_key is not None:
-            v.text(idempotency_key, "Idempotency-Key")
-        return self.committer.execute(Command(name, payload, run, idempotency_key))
+            idempotency_key = self._scoped(idempotency_key, actor)
+        return self.committer.execute(Command(name, payload, run, idempotency_key, actor))
+
+    @staticmethod
+    def _scoped(idempotency_key: str, actor: Actor | None) -> str:
+        """The idempotency key as stored: scoped to the caller (`Actor.scope`)."""
+        v.text(idempotency_key, "Idempotency-Key")
+        return idempotency_key if actor is None else actor.scope(idempotency_key)
 
     # ----- lookups (copies of current aggregate state; the read side answers queries) -----
 
@@ -690,13 +699,53 @@ class LedgerApplication(Application[UUID]):
         `idempotency_key_reused` if the key came with another request."""
         if idempotency_key is None:
             return None
-        stored = self.admin.idempotency_records([v.text(idempotency_key, "Idempotency-Key")])
+        idempotency_key = self._scoped(idempotency_key, current_actor())
+        stored = self.admin.idempotency_records([idempotency_key])
         if idempotency_key not in stored:
             return None
         request_hash, response, position = stored[idempotency_key]
         if request_hash != Command(name, payload, lambda _: {}, idempotency_key).request_hash:
             raise IdempotencyKeyReusedError("this Idempotency-Key was used with another request")
         return Outcome(json.loads(response), position)
+
+    # ----- API keys (the key table belongs to the API adapter; these events record who made,
+    # rotated and revoked which key: see `adapters.api.keys.KeyAdmin`) -----
+
+    def record_key_created(
+        self, terms: ApiKeyTerms, request: dict[str, Any], idempotency_key: str | None = None
+    ) -> Outcome:
+        def run(uow: UnitOfWork) -> dict[str, Any]:
+            uow.add(ApiKey.create(terms))
+            return {"key_id": terms.key_id}
+
+        return self._execute("create_api_key", request, run, idempotency_key)
+
+    def record_key_rotated(
+        self,
+        terms: ApiKeyTerms,
+        previous_valid_until: datetime,
+        request: dict[str, Any],
+        idempotency_key: str | None = None,
+    ) -> Outcome:
+        def run(uow: UnitOfWork) -> dict[str, Any]:
+            _api_key(uow, terms).rotate(previous_valid_until)
+            return {"key_id": terms.key_id, "previous_valid_until": previous_valid_until.isoformat()}
+
+        return self._execute("rotate_api_key", {"key_id": terms.key_id, **request}, run, idempotency_key)
+
+    def record_key_revoked(self, terms: ApiKeyTerms, idempotency_key: str | None = None) -> Outcome:
+        def run(uow: UnitOfWork) -> dict[str, Any]:
+            _api_key(uow, terms).revoke()
+            return {"key_id": terms.key_id}
+
+        return self._execute("revoke_api_key", {"key_id": terms.key_id}, run, idempotency_key)
+
+
+def _api_key(uow: UnitOfWork, terms: ApiKeyTerms) -> ApiKey:
+    """The key's aggregate; a key made before keys were recorded is recorded on its first change."""
+    if uow.exists(ApiKey.create_id(terms.key_id)):
+        return uow.get(ApiKey, ApiKey.create_id(terms.key_id), f"key {terms.key_id}")
+    return uow.add(ApiKey.create(terms))
 
 
 def claim_wallet(uow: UnitOfWork, wallet: str, investor_id: str) -> None:

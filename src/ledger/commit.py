@@ -36,6 +36,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, JSONTranscoder, Mapper, StoredEvent
 
 from ledger import snapshots
+from ledger.actor import STATE_KEY, Actor
 from ledger.errors import (
     ConcurrencyError,
     IdempotencyKeyReusedError,
@@ -66,6 +67,7 @@ class Command:
     payload: dict[str, Any]
     run: Callable[[UnitOfWork], dict[str, Any]]
     idempotency_key: str | None = None
+    actor: Actor | None = None  # recorded on each of its events (`ledger.actor`)
     _request_hash: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -133,9 +135,10 @@ def encode_plain_state(mapper: Mapper[UUID], state: dict[str, Any]) -> bytes:
 class UnitOfWork:
     """The aggregates one command reads and changes, on top of its batch's working set."""
 
-    def __init__(self, committer: GroupCommitter, now: datetime) -> None:
+    def __init__(self, committer: GroupCommitter, now: datetime, actor: Actor | None = None) -> None:
         self._committer = committer
         self.now = now
+        self._actor = None if actor is None else actor.as_state()
         self._touched: dict[UUID, tuple[Aggregate, int]] = {}
         self._created: list[Any] = []
 
@@ -171,6 +174,8 @@ class UnitOfWork:
         thousands at a time: neither the event nor the aggregate is built).
 
         `state` holds JSON values (str keys) and datetimes only: see `encode_plain_state`."""
+        if self._actor is not None:
+            state = {**state, STATE_KEY: self._actor}
         stored_state = encode_plain_state(self._committer.app.mapper, state)
         self._created.append(StoredEvent(originator_id, 1, topic, stored_state))
 
@@ -182,7 +187,12 @@ class UnitOfWork:
         events: list[Any] = []
         for aggregate, before in self._touched.values():
             events.extend(aggregate.pending_events[before:])
-        return events + self._created
+        events += self._created
+        if self._actor is not None:
+            for event in events:
+                if type(event) is not StoredEvent:  # stored ones got it in `record_created_state`
+                    object.__setattr__(event, STATE_KEY, self._actor)  # stored with the event's state
+        return events
 
     def check_untouched(self) -> None:
         for aggregate, before in self._touched.values():
@@ -382,7 +392,7 @@ class GroupCommitter:
                 continue
             if key is not None and key in seen:
                 continue  # replayed once the first use of the key is committed
-            uow = UnitOfWork(self, now)
+            uow = UnitOfWork(self, now, pending.command.actor)
             try:
                 result = pending.command.run(uow)
             except LedgerError as error:

@@ -282,6 +282,7 @@ def test_a_replay_survives_a_restart_of_the_api(api: Api) -> None:
     first = api.post(f"/v1/assets/{ASSET_ID}/pause", idem="restart-1")
     head = api.head()
     with running_api(api.url, api.clock) as restarted:
+        restarted.keys.update(api.keys)  # the same caller: idempotency keys are the caller's own
         again = restarted.post(f"/v1/assets/{ASSET_ID}/pause", idem="restart-1")
         assert (again.status_code, again.json()) == (200, first.json())
         assert_problem(

@@ -225,7 +225,8 @@ def test_audit_events_paging_and_filters(api: Api) -> None:
     assert [e["position"] for e in events] == sorted({e["position"] for e in events})
     assert events[-1]["position"] == head == everything["next_after"]
     for event in events:
-        assert set(event) == {"position", "stream_id", "version", "type", "occurred_at", "data", "hash"}
+        fields = {"position", "stream_id", "version", "type", "occurred_at", "actor", "data", "hash"}
+        assert set(event) == fields
         assert re.fullmatch(r"[0-9a-f]{64}", event["hash"])
     assert events[0]["type"] == "Asset.Registered"
     assert events[0]["data"]["unit_price"] == "100000"

@@ -43,6 +43,7 @@ def get(template: str, path: str, allowed: frozenset[str] = READERS) -> Route:
     return Route("GET", template, path, None, allowed)
 
 
+NO_KEY = "0" * 16  # a key id no key has: the key routes answer 404 to admins, change nothing
 TRANSFER = {"asset_id": M, "from_investor_id": "alice", "to_investor_id": "bob", "quantity": 1}
 ROUTES: dict[str, Route] = {
     "register-asset": post(
@@ -149,7 +150,15 @@ ROUTES: dict[str, Route] = {
     ),
     "audit-events": get("/v1/audit/events", "/v1/audit/events"),
     "audit-verify": get("/v1/audit/verify", "/v1/audit/verify"),
+    "inclusion-proof": get("/v1/audit/proofs/inclusion", "/v1/audit/proofs/inclusion?position=1"),
+    "consistency-proof": get("/v1/audit/proofs/consistency", "/v1/audit/proofs/consistency?from_size=1"),
+    "signed-heads": get("/v1/audit/heads", "/v1/audit/heads"),
     "stream": get("/v1/stream", "/v1/stream"),
+    "create-key": post("/v1/keys", "/v1/keys", {"role": "auditor"}),
+    "list-keys": get("/v1/keys", "/v1/keys", frozenset({ADMIN})),
+    "get-key": get("/v1/keys/{key_id}", f"/v1/keys/{NO_KEY}", frozenset({ADMIN})),
+    "rotate-key": post("/v1/keys/{key_id}/rotate", f"/v1/keys/{NO_KEY}/rotate"),
+    "revoke-key": post("/v1/keys/{key_id}/revoke", f"/v1/keys/{NO_KEY}/revoke"),
 }
 UNAUTHENTICATED = ("/healthz", "/readyz", "/metrics")
 

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException
 from adapters.api.common import ApiError, Services, problem
 from adapters.api.metrics import LatencyMiddleware
 from adapters.api.readpool import ReadPool
+from adapters.api.requestlog import RequestLogMiddleware
 from adapters.api.routers import (
     assets,
     audit,
@@ -21,6 +22,7 @@ from adapters.api.routers import (
     health,
     investments,
     investors,
+    keys,
     proofs,
     reconciliations,
 )
@@ -64,9 +66,11 @@ def create_app(services: Services) -> FastAPI:
         audit.router,
         proofs.router,
         health.router,
+        keys.router,
     ):
         api.include_router(router)
     api.add_middleware(LatencyMiddleware, metrics=services.metrics)
+    api.add_middleware(RequestLogMiddleware)  # outermost: logs every request, with its id
 
     @api.exception_handler(errors.LedgerError)
     def ledger_error(request: Request, error: errors.LedgerError) -> JSONResponse:

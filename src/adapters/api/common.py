@@ -20,6 +20,7 @@ from sqlalchemy import Connection
 from adapters.api.keys import KeyStore, Principal
 from adapters.api.metrics import Metrics
 from adapters.api.readpool import ReadPool
+from ledger.actor import Actor, set_actor
 from ledger.application import LedgerApplication
 from ledger.commit import Outcome
 from projections.runner import ProjectionRunner
@@ -165,6 +166,15 @@ async def principal(request: Request) -> Principal:
     found = keys.remembered(token) or await run_in_threadpool(keys.authenticate, token)
     if found is None:
         raise ApiError(401, "unauthorized", "the API key is not valid")
+    # The request's own context: its commands record this actor, its log line this key id.
+    request.state.key_id = found.key_id
+    set_actor(Actor(f"key:{found.key_id}", found.role, found.investor_id, request_id(request)))
+    return found
+
+
+def request_id(request: Request) -> str | None:
+    """The id the request log gave this request (`adapters.api.requestlog`)."""
+    found: str | None = getattr(request.state, "request_id", None)
     return found
 
 
@@ -185,6 +195,7 @@ def require(caller: Principal, *roles: str, investor_id: str | None = None) -> N
 def run_command(request: Request, action: Callable[[], Outcome], status: int = 200) -> JSONResponse:
     """Runs a command, counts its outcome (rejections are counted by the error handler)."""
     outcome = action()
+    request.state.position = outcome.position  # for the request log
     services(request).metrics.command(request, "ok")
     return JSONResponse(exact({**outcome.result, "position": outcome.position}), status_code=status)
 

@@ -40,7 +40,7 @@ class Metrics:
 
     def command(self, request: Request, outcome: str) -> None:
         if request.method == "POST":
-            self.commands.labels(_route(request.scope), outcome).inc()
+            self.commands.labels(route_template(request.scope), outcome).inc()
 
     def render(self, lag: dict[str, int]) -> bytes:
         for view, value in lag.items():
@@ -48,7 +48,7 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-def _route(scope: Scope) -> str:
+def route_template(scope: Scope) -> str:
     route = scope.get("route")
     return str(getattr(route, "path", "unmatched"))
 
@@ -76,6 +76,6 @@ class LatencyMiddleware:
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            self.metrics.latency.labels(scope["method"], _route(scope), str(status)).observe(
+            self.metrics.latency.labels(scope["method"], route_template(scope), str(status)).observe(
                 time.perf_counter() - started
             )

@@ -14,6 +14,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from adapters.api.common import PROBLEMS, ApiError, Caller, exact, require, services
+from ledger.actor import STATE_KEY as ACTOR
+from ledger.actor import Actor
 from ledger.application import LedgerApplication
 from ledger.domain import values
 from ledger.store import StoredRecord
@@ -28,9 +30,11 @@ INVESTOR_FIELDS = ("investor_id", "from_investor_id", "to_investor_id")
 
 
 def event_json(ledger: LedgerApplication, record: StoredRecord) -> dict[str, Any]:
-    """One stored event as an auditor reads it: position, stream, version, type, time, data, hash."""
+    """One stored event as an auditor reads it: position, stream, version, type, time, who issued
+    it (`unknown` for events from before actors were recorded), data, hash."""
     state = ledger.mapper.transcoder.decode(record.state)
     occurred_at = state.pop("timestamp", None)
+    actor = Actor.from_state(state.pop(ACTOR, None))
     for internal in ("class_version", "originator_topic"):
         state.pop(internal, None)
     return {
@@ -39,6 +43,7 @@ def event_json(ledger: LedgerApplication, record: StoredRecord) -> dict[str, Any
         "version": record.version,
         "type": record.topic.rsplit(":", 1)[-1],
         "occurred_at": occurred_at,
+        "actor": actor.as_state(),
         "data": state,
         "hash": record.hash.hex() if record.hash is not None else None,
     }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, StrictStr
@@ -13,6 +15,7 @@ from adapters.api.common import (
     IdempotencyKey,
     MinPosition,
     consistent_read,
+    request_id,
     require,
     services,
 )
@@ -23,6 +26,7 @@ from ledger.errors import InvalidStateError
 from projections.chain import latest_reconciliation, reconciliation
 
 router = APIRouter(prefix="/v1", tags=["reconciliations"], responses=PROBLEMS)
+logger = logging.getLogger(__name__)
 
 
 class ReconciliationIn(BaseModel):
@@ -53,8 +57,11 @@ def run_reconciliation(
         chain = chain_of(request)
         try:
             outcome, _ = chain.reconcile(asset_id, key)
-        except RpcUnavailableError as error:
-            raise ApiError(503, "chain_unavailable", str(error)) from None
+        except RpcUnavailableError:
+            # The node's address and error stay in the log (under the request id), not in the answer.
+            logger.warning("request %s: chain node unavailable", request_id(request), exc_info=True)
+            raise ApiError(503, "chain_unavailable", "the chain node did not answer; retry later") from None
+    request.state.position = outcome.position  # for the request log
     svc.metrics.command(request, "ok")
     return JSONResponse(
         {"reconciliation_id": outcome.result["reconciliation_id"], "position": outcome.position},
