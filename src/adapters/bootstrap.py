@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+
+from dotenv import dotenv_values
 from sqlalchemy import Engine
 
 from adapters.api.common import Services
@@ -11,7 +14,8 @@ from adapters.chain.rpc import Rpc
 from adapters.chain.service import ChainService
 from adapters.chain.trex import TrexClient
 from ledger.application import LedgerApplication
-from ledger.config import Settings, store_env
+from ledger.config import Settings, known_variables, store_env
+from ledger.environment import check_library_environment, unknown_ledger_variables
 from projections.migrate import upgrade
 from projections.runner import ProjectionRunner
 from projections.schema import engine_for
@@ -19,6 +23,19 @@ from projections.schema import engine_for
 
 def settings() -> Settings:
     return Settings()
+
+
+def environment_report(config: Settings) -> list[str]:
+    """Refuses (`ConfigurationError`) an environment (or `.env` file) that would override a
+    setting of the event store the ledger pins; notes what it ignores, and every unknown
+    `LEDGER_*` variable (a typo must not leave a default silently in place)."""
+    environ = {k: v for k, v in dotenv_values(".env").items() if v is not None} | dict(os.environ)
+    notes = check_library_environment(environ, store_env(config.database_url))
+    notes += [
+        f"{name} is not a ledger setting (a typo?); it is ignored"
+        for name in unknown_ledger_variables(environ, known_variables())
+    ]
+    return notes
 
 
 def build_application(config: Settings | None = None) -> LedgerApplication:

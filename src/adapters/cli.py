@@ -36,7 +36,7 @@ from adapters.worker import Jobs, WorkerProcess, build_broker
 from ledger.application import LedgerApplication
 from ledger.commit import Outcome
 from ledger.config import Settings
-from ledger.errors import LedgerError, ValidationError
+from ledger.errors import ConfigurationError, LedgerError, ValidationError
 from ledger.store import Verification
 from projections.holdings import CapTable, current_cap_table
 from projections.investors import investors
@@ -62,6 +62,18 @@ T = TypeVar("T")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 KeyOption = Annotated[str | None, typer.Option("--idempotency-key", help="Replay-safe key for this command.")]
+
+
+@app.callback()
+def _check_environment() -> None:
+    # Every command starts here: a pinned store setting overridden refuses to start.
+    try:
+        notes = bootstrap.environment_report(bootstrap.settings())
+    except ConfigurationError as error:
+        err.print(f"[red]{error.code}[/red]: {error.detail}")
+        raise typer.Exit(2) from None
+    for note in notes:
+        err.print(f"[yellow]warning[/yellow]: {note}")
 
 
 def _ledger() -> LedgerApplication:
