@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from urllib.parse import parse_qs, unquote, urlencode, urlparse
 
 from dotenv import dotenv_values
 from sqlalchemy import Engine
@@ -16,7 +17,9 @@ from adapters.chain.trex import TrexClient
 from ledger.application import LedgerApplication
 from ledger.config import Settings, known_variables, store_env
 from ledger.environment import check_library_environment, unknown_ledger_variables
-from projections.migrate import upgrade
+from ledger.errors import ConfigurationError
+from ledger.selfcheck import Check, refusal, store_checks
+from projections.migrate import is_current, upgrade
 from projections.runner import ProjectionRunner
 from projections.schema import engine_for
 
@@ -38,17 +41,64 @@ def environment_report(config: Settings) -> list[str]:
     return notes
 
 
-def build_application(config: Settings | None = None) -> LedgerApplication:
-    """The ledger on the configured event store (tables are created if missing)."""
+def build_application(
+    config: Settings | None = None, *, create_tables: bool | None = None
+) -> LedgerApplication:
+    """The ledger on the configured event store. Tables are created if missing, unless an
+    owner role is configured (`LEDGER_ADMIN_DATABASE_URL`): the runtime role may not."""
     config = config or settings()
-    return LedgerApplication(store_env(config.database_url))
+    create = not config.admin_database_url if create_tables is None else create_tables
+    return LedgerApplication(store_env(config.database_url, create_tables=create))
+
+
+def two_roles(config: Settings) -> bool:
+    return bool(config.admin_database_url)
+
+
+def runtime_role(config: Settings) -> str:
+    """The database role of LEDGER_DATABASE_URL: the one the service runs as."""
+    return unquote(urlparse(config.database_url).username or "postgres")
+
+
+def owner_settings(config: Settings) -> Settings:
+    """The configuration `init`, migrations and replay run with: the owner role's URL for the
+    store (and for the read models when they share its database), where one is configured.
+    The owner's URL names the runtime URL's schema unless it names one itself."""
+    if not config.admin_database_url:
+        return config
+    admin = config.admin_database_url
+    schema = parse_qs(urlparse(config.database_url).query).get("schema")
+    if schema and "schema" not in parse_qs(urlparse(admin).query):
+        admin += ("&" if "?" in admin else "?") + urlencode({"schema": schema[0]})
+    shared = config.read_database_url in (None, config.database_url)
+    return config.model_copy(
+        update={
+            "database_url": admin,
+            "read_database_url": None if shared else config.read_database_url,
+            "admin_database_url": None,
+        }
+    )
+
+
+def startup_check(app: LedgerApplication, config: Settings) -> list[Check]:
+    """The store's self-check (`ledger.selfcheck`); `ConfigurationError` if it must not serve."""
+    checks = store_checks(app.admin.sql.recorder, two_roles(config))
+    reason = refusal(checks)
+    if reason is not None:
+        raise ConfigurationError(reason)
+    return checks
 
 
 def read_engine(config: Settings | None = None, migrate: bool = True) -> Engine:
-    """The read-model database, brought to the newest schema by its migrations."""
+    """The read-model database, brought to the newest schema by its migrations; under two
+    roles the runtime role only checks that the owner has migrated it (`ledger init`)."""
     config = config or settings()
     engine = engine_for(config.read_url)
-    if migrate:
+    if migrate and two_roles(config) and owner_settings(config).read_url != config.read_url:
+        if not is_current(engine):
+            engine.dispose()
+            raise ConfigurationError("the read models are not at the newest schema: run `ledger init`")
+    elif migrate:
         upgrade(engine)
     return engine
 

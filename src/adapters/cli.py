@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, cast
 
 import typer
 import uvicorn
@@ -37,7 +37,9 @@ from ledger.application import LedgerApplication
 from ledger.commit import Outcome
 from ledger.config import Settings
 from ledger.errors import ConfigurationError, LedgerError, ValidationError
-from ledger.store import Verification
+from ledger.privileges import grant_runtime_role
+from ledger.selfcheck import record_digest, refusal, store_checks
+from ledger.store import LedgerPostgresRecorder, Verification
 from projections.holdings import CapTable, current_cap_table
 from projections.investors import investors
 from projections.replay import replay as rebuild
@@ -113,14 +115,38 @@ def _command(action: Callable[[LedgerApplication], Outcome], as_json: bool) -> N
 
 @app.command()
 def init() -> None:
-    """Create the event store (tables, triggers) and migrate the read models."""
+    """Create the event store (tables, triggers) and migrate the read models; with
+    LEDGER_ADMIN_DATABASE_URL, as that owner role, granting the runtime role what it needs."""
     config = bootstrap.settings()
-    ledger = bootstrap.build_application(config)
-    head = ledger.admin.head_position()
-    ledger.close()
-    bootstrap.read_engine(config).dispose()
-    out.print(f"event store ready at {_redacted(config.database_url)} (head position {head})")
-    out.print(f"read models migrated at {_redacted(config.read_url)}")
+    owner = bootstrap.owner_settings(config)
+    ledger = _guard(lambda: bootstrap.build_application(owner))
+    try:
+        head = ledger.admin.head_position()
+        bootstrap.read_engine(owner).dispose()
+        record_digest(ledger.admin.sql.recorder)  # the definitions as this version creates them
+        _grant_runtime_role(ledger, config)
+    finally:
+        ledger.close()
+    out.print(f"event store ready at {_redacted(owner.database_url)} (head position {head})")
+    out.print(f"read models migrated at {_redacted(owner.read_url)}")
+
+
+def _grant_runtime_role(owner: LedgerApplication, config: Settings) -> None:
+    """Under two roles, grants the runtime role (LEDGER_DATABASE_URL's user) what it needs."""
+    if bootstrap.two_roles(config):
+        role = bootstrap.runtime_role(config)
+        grant_runtime_role(cast(LedgerPostgresRecorder, owner.recorder), role)
+        out.print(f"runtime role {role}: SELECT and INSERT on the history, no DDL")
+
+
+def _checked(ledger: LedgerApplication, config: Settings) -> None:
+    """The store's start-up self-check: a process refuses to start (exit 1) if it fails."""
+    try:
+        bootstrap.startup_check(ledger, config)
+    except ConfigurationError as error:
+        ledger.close()
+        err.print(f"[red]{error.code}[/red]: {error.detail}")
+        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -130,12 +156,14 @@ def replay(
 ) -> None:
     """Rebuild every read model from the event store into fresh tables and swap them in."""
     config = bootstrap.settings()
-    ledger = bootstrap.build_application(config)
-    engine = bootstrap.read_engine(config)
+    owner = bootstrap.owner_settings(config)  # builds and swaps in tables: the owner's work
+    ledger = bootstrap.build_application(owner)
+    engine = bootstrap.read_engine(owner)
     try:
         head = ledger.admin.head_position() if to is None else min(to, ledger.admin.head_position())
         with _progress("replaying", head) as advance:
             reached = rebuild(ledger, engine, to=to, progress=advance)
+        _grant_runtime_role(ledger, config)
     finally:
         ledger.close()
         engine.dispose()
@@ -152,6 +180,7 @@ def project(
     """Run the projection runner: keep every read model at the head of the event store."""
     config = bootstrap.settings()
     ledger = bootstrap.build_application(config)
+    _checked(ledger, config)
     runner = bootstrap.build_runner(ledger, config)
     try:
         if once:
@@ -192,14 +221,23 @@ def _print_verification(result: Verification, as_json: bool) -> None:
 
 @app.command()
 def verify(as_json: JsonOption = False) -> None:
-    """Recompute the hash chain; exit 1 naming the first altered, removed or inserted position."""
-    ledger = _ledger()
+    """Recompute the hash chain and run the store's self-check; exit 1 naming the first
+    altered, removed or inserted position, or the failed check."""
+    config = bootstrap.settings()
+    ledger = bootstrap.build_application(config, create_tables=False)  # a dropped table stays missing
     try:
         result = ledger.admin.verify()
+        checks = store_checks(ledger.admin.sql.recorder, bootstrap.two_roles(config))
     finally:
         ledger.close()
-    _print_verification(result, as_json)
-    if not result.ok:
+    if as_json:
+        out.print_json(json.dumps({**result.as_dict(), "checks": [c.as_dict() for c in checks]}))
+    else:
+        _print_verification(result, as_json)
+        for check in checks:
+            mark = "green]ok" if check.ok else "red]FAILED" if check.enforced else "yellow]warning"
+            out.print(f"[{mark}[/] {check.name}: {check.detail}")
+    if not result.ok or refusal(checks) is not None:
         raise typer.Exit(1)
 
 
@@ -343,6 +381,7 @@ app.add_typer(chain_cli, name="chain")
 def _chain() -> Iterator[ChainService]:
     config = bootstrap.settings()
     ledger = bootstrap.build_application(config)
+    _checked(ledger, config)
     runner = bootstrap.build_runner(ledger, config)
     try:
         service = bootstrap.build_chain(ledger, runner, config)
@@ -502,6 +541,7 @@ def serve(
     """Serve the HTTP API (with the projection runner in-process unless --no-projector)."""
     config = bootstrap.settings()
     services = bootstrap.build_services(config)
+    _checked(services.ledger, config)
     if demo_keys:
         investor = next(iter(_demo_investor(services)), None)
         for role, investor_id in (("admin", None), ("auditor", None), ("investor", investor)):
