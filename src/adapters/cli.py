@@ -285,7 +285,7 @@ def import_(file: Path, as_json: JsonOption = False) -> None:
         err.print(f"no such file: {file}")
         raise typer.Exit(2)
     total = sum(1 for _ in file.open(encoding="utf-8"))
-    ledger = _ledger()
+    ledger = bootstrap.build_application(bootstrap.owner_settings(bootstrap.settings()))  # sets the sequence
     try:
         with file.open(encoding="utf-8") as first, file.open(encoding="utf-8") as second:
             result = _guard(
