@@ -11,8 +11,9 @@
 - every other table of the schema: the read models the runner writes, API keys, and
   derived data such as aggregate snapshots: SELECT, INSERT, UPDATE, DELETE
   (`alembic_version` and the self-check's digest: SELECT);
-- USAGE of the schema and its sequences, EXECUTE of the ledger's functions (taken from
-  PUBLIC). Never CREATE on the schema.
+- USAGE of the schema and its sequences, EXECUTE of `ledger_append` and
+  `ledger_lock_events` (EXECUTE of every function of the schema is taken from PUBLIC).
+  Never CREATE on the schema.
 
 Grants name the tables present when they run: `ledger replay` (which swaps in tables it
 built) runs them again.
@@ -23,9 +24,10 @@ from __future__ import annotations
 from psycopg.sql import SQL, Composable, Composed, Identifier
 
 from ledger.selfcheck import DIGEST_TABLE, HISTORY
-from ledger.store import OUTBOX_TABLE, LedgerPostgresRecorder
+from ledger.store import LOCK_FUNCTION, OUTBOX_TABLE, LedgerPostgresRecorder
 
 READ_ONLY = ("alembic_version", DIGEST_TABLE)
+CALLED = ("ledger_append", LOCK_FUNCTION)
 
 
 def grant_statements(schema: str, role: str) -> list[Composed]:
@@ -45,7 +47,6 @@ def grant_statements(schema: str, role: str) -> list[Composed]:
         SQL("REVOKE UPDATE, DELETE ON {} FROM {}").format(history, r),
         SQL("REVOKE DELETE ON {} FROM {}").format(tables((OUTBOX_TABLE,)), r),
         SQL("GRANT USAGE ON ALL SEQUENCES IN SCHEMA {} TO {}").format(s, r),
-        SQL("GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA {} TO {}").format(s, r),
     ]
 
 
@@ -70,3 +71,12 @@ def grant_runtime_role(owner: LedgerPostgresRecorder, role: str) -> None:
         present = {str(r["tablename"]) for r in curs.fetchall()}
         for statement in [*grant_statements(schema, role), *_read_only(schema, role, present)]:
             curs.execute(statement)
+        # EXECUTE of the two the service calls only (not of the library's es_insert_events).
+        curs.execute(
+            "SELECT p.oid::regprocedure::text AS signature FROM pg_proc p "
+            "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = %s AND p.proname = ANY(%s)",
+            (schema, list(CALLED)),
+        )
+        for row in curs.fetchall():  # a regprocedure's text is quoted as SQL needs it
+            grant = SQL("GRANT EXECUTE ON FUNCTION " + row["signature"] + " TO {}")
+            curs.execute(grant.format(Identifier(role)))

@@ -5,6 +5,7 @@ cannot DROP, ALTER, UPDATE, DELETE or TRUNCATE the history; a changed definition
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,9 +16,11 @@ from uuid import uuid4
 import psycopg
 import pytest
 from eventsourcing.persistence import StoredEvent
+from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from adapters import bootstrap
+from adapters.api.app import create_app
 from adapters.api.keys import KeyStore
 from adapters.cli import app as cli
 from ledger.application import LedgerApplication
@@ -27,7 +30,8 @@ from ledger.outbox import OutboxEntry
 from ledger.store import EVENTS_TABLE, HASHES_TABLE, IDEMPOTENCY_TABLE, IdempotencyRecord
 from projections.holdings import current_cap_table
 from projections.schema import snapshot, view_position
-from tests.conftest import PG_URL, require_postgres
+from tests.conftest import PG_URL, FakeClock, require_postgres
+from tests.e2e.conftest import Api, build_world
 from tests.support import holding, onboard, open_asset
 
 pytestmark = pytest.mark.postgres
@@ -134,6 +138,29 @@ def test_init_as_owner_then_every_command_works_as_the_runtime_role(roles: Roles
     code, output = ledger(roles, "verify")
     assert code == 0, output
     assert "privileges: the runtime role can only read and append" in " ".join(output.split())
+
+
+def test_the_http_api_works_as_the_runtime_role(roles: Roles) -> None:
+    """`build_world` drives every kind of command of the API (assets, investors, investments,
+    freezes, distributions, proposals and votes) with the projections running."""
+    assert ledger(roles, "init")[0] == 0
+    services = bootstrap.build_services(roles.settings)
+    bootstrap.startup_check(services.ledger, roles.settings)
+    url = roles.settings.database_url
+    thread = threading.Thread(target=services.runner.run_forever, args=(url,), kwargs={"idle": 0.02})
+    thread.start()
+    try:
+        with TestClient(create_app(services), raise_server_exceptions=False) as client:
+            api = Api(client, services, FakeClock(), url)
+            ids = build_world(api)
+            table = api.read(f"/v1/assets/{ids['main']}/cap-table")
+            assert {h["investor_id"] for h in table["holders"]} >= {"alice", "bob", "carol"}
+            assert client.get("/readyz").json()["status"] == "ready"
+    finally:
+        services.runner.stop()
+        thread.join(timeout=10)
+        services.ledger.close()
+        services.runner.engine.dispose()
 
 
 def test_a_large_batch_and_the_outbox_worker_work_as_the_runtime_role(roles: Roles) -> None:
@@ -246,3 +273,17 @@ def test_a_changed_definition_is_found_at_start_up_and_by_verify(roles: Roles, c
     # The owner re-hardens the store (ledger init): the ledger's definitions, digested anew.
     assert ledger(roles, "init")[0] == 0
     assert ledger(roles, "verify")[0] == 0
+
+
+@pytest.mark.slow
+def test_the_demo_runs_as_the_runtime_role(roles: Roles) -> None:
+    assert ledger(roles, "init")[0] == 0
+    code, output = ledger(roles, "demo", "--json")
+    assert code == 0, output
+    assert json.loads(output[output.index("{") : output.rindex("}") + 1])["hash_chain_ok"] is True
+    # The library's own append function (no hash links) is not the runtime role's to call.
+    schema = f'"{roles.schema}"'
+    with psycopg.connect(roles.url(roles.runtime, schema=False)) as conn, pytest.raises(
+        psycopg.errors.InsufficientPrivilege
+    ):
+        conn.execute(f"SELECT {schema}.es_insert_events_uuid(ARRAY[]::{schema}.stored_event_uuid[])")
