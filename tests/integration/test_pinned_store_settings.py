@@ -18,8 +18,10 @@ from uuid import uuid4
 
 import pytest
 from eventsourcing.persistence import StoredEvent
+from typer.testing import CliRunner
 
 from adapters import bootstrap
+from adapters.cli import app as cli
 from ledger.application import LedgerApplication
 from ledger.config import Settings, store_env
 from ledger.environment import BOOLEANS, PINNED
@@ -47,9 +49,13 @@ def test_a_pinned_store_setting_in_the_environment_refuses_to_start_naming_it(
 ) -> None:
     name = variable.removeprefix("LEDGER_")
     monkeypatch.setenv(variable, conflicting(name))
+    monkeypatch.chdir(tmp_path)
     store = tmp_path / "ledger.sqlite3"
     with pytest.raises(ConfigurationError, match=names(variable)):
         LedgerApplication(store_env(f"sqlite:///{store}"))
+    result = CliRunner().invoke(cli, ["serve"], env={"LEDGER_DATABASE_URL": f"sqlite:///{store}"})
+    assert result.exit_code == 2
+    assert re.search(names(variable), " ".join(result.stderr.split())), result.stderr
     assert not store.exists()  # refused before the store was opened
 
 
