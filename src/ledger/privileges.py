@@ -11,8 +11,9 @@
 - every other table of the schema: the read models the runner writes, API keys, and
   derived data such as aggregate snapshots: SELECT, INSERT, UPDATE, DELETE
   (`alembic_version` and the self-check's digest: SELECT);
-- USAGE of the schema and its sequences, EXECUTE of `ledger_append` and
-  `ledger_lock_events` (EXECUTE of every function of the schema is taken from PUBLIC).
+- USAGE of the schema and its sequences, EXECUTE of the ledger's functions (`ledger_*`:
+  `ledger_append`, `ledger_lock_events`); EXECUTE of every function of the schema is
+  taken from PUBLIC (the library's `es_insert_events` appends without hash links).
   Never CREATE on the schema.
 
 Grants name the tables present when they run: `ledger replay` (which swaps in tables it
@@ -23,11 +24,10 @@ from __future__ import annotations
 
 from psycopg.sql import SQL, Composable, Composed, Identifier
 
-from ledger.selfcheck import DIGEST_TABLE, HISTORY
-from ledger.store import LOCK_FUNCTION, OUTBOX_TABLE, LedgerPostgresRecorder
+from ledger.selfcheck import DIGEST_TABLE, HISTORY, function_signatures
+from ledger.store import OUTBOX_TABLE, LedgerPostgresRecorder
 
 READ_ONLY = ("alembic_version", DIGEST_TABLE)
-CALLED = ("ledger_append", LOCK_FUNCTION)
 
 
 def grant_statements(schema: str, role: str) -> list[Composed]:
@@ -71,12 +71,6 @@ def grant_runtime_role(owner: LedgerPostgresRecorder, role: str) -> None:
         present = {str(r["tablename"]) for r in curs.fetchall()}
         for statement in [*grant_statements(schema, role), *_read_only(schema, role, present)]:
             curs.execute(statement)
-        # EXECUTE of the two the service calls only (not of the library's es_insert_events).
-        curs.execute(
-            "SELECT p.oid::regprocedure::text AS signature FROM pg_proc p "
-            "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = %s AND p.proname = ANY(%s)",
-            (schema, list(CALLED)),
-        )
-        for row in curs.fetchall():  # a regprocedure's text is quoted as SQL needs it
-            grant = SQL("GRANT EXECUTE ON FUNCTION " + row["signature"] + " TO {}")
-            curs.execute(grant.format(Identifier(role)))
+        # EXECUTE of the ledger's own functions only (not of the library's es_insert_events).
+        for signature in function_signatures(curs, schema, r"ledger\_%"):
+            curs.execute(SQL("GRANT EXECUTE ON FUNCTION " + signature + " TO {}").format(Identifier(role)))

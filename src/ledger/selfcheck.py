@@ -106,29 +106,39 @@ def _pg_present(recorder: LedgerPostgresRecorder, name: str) -> bool:
     return bool(_pg_fetch(recorder, "SELECT to_regclass(%s) IS NOT NULL", (qualified,))[0][0])
 
 
+def function_signatures(curs: Any, schema: str, pattern: str) -> list[str]:
+    """`schema.name(argument types)` of the functions whose name is LIKE `pattern`, quoted
+    as SQL needs them (a function is altered or granted by its full signature)."""
+    curs.execute(
+        "SELECT p.oid::regprocedure::text AS signature FROM pg_proc p "
+        "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = %s AND p.proname LIKE %s",
+        (schema, pattern),
+    )
+    return [str(row["signature"]) for row in curs.fetchall()]
+
+
 def _pg_harden(recorder: LedgerPostgresRecorder) -> None:
     """The owner's part of the hardening: the digest table, the lock function, and
     `ledger_append` running as its owner (LOCK ... IN EXCLUSIVE MODE takes UPDATE, DELETE
     or TRUNCATE privilege, which the runtime role does not have)."""
     schema = Identifier(recorder.datastore.schema)
-    append_args = f"{recorder.datastore.originator_id_type}[], bigint[], text[], bytea[], " + ", ".join(
-        ["text[]"] * 3 + ["integer[]"] * 2 + ["text[]"] * 3
-    )
-    statements = [
-        SQL("CREATE TABLE IF NOT EXISTS {}.{} (name text PRIMARY KEY, digest text NOT NULL)").format(
-            schema, Identifier(DIGEST_TABLE)
-        ),
-        SQL(
-            "CREATE OR REPLACE FUNCTION {}.{}() RETURNS void LANGUAGE plpgsql SECURITY DEFINER "
-            "SET search_path = pg_catalog, pg_temp AS $$ BEGIN "
-            "LOCK TABLE {}.{} IN EXCLUSIVE MODE; END $$"
-        ).format(schema, Identifier(LOCK_FUNCTION), schema, Identifier(recorder.events_table_name)),
-        SQL("ALTER FUNCTION {}.{}(" + append_args + ") SECURITY DEFINER "
-            "SET search_path = pg_catalog, pg_temp").format(schema, Identifier("ledger_append")),
-    ]
     with recorder.datastore.transaction(commit=True) as curs:
-        for statement in statements:
-            curs.execute(statement)
+        curs.execute(
+            SQL("CREATE TABLE IF NOT EXISTS {}.{} (name text PRIMARY KEY, digest text NOT NULL)").format(
+                schema, Identifier(DIGEST_TABLE)
+            )
+        )
+        curs.execute(
+            SQL(
+                "CREATE OR REPLACE FUNCTION {}.{}() RETURNS void LANGUAGE plpgsql SECURITY DEFINER "
+                "SET search_path = pg_catalog, pg_temp AS $$ BEGIN "
+                "LOCK TABLE {}.{} IN EXCLUSIVE MODE; END $$"
+            ).format(schema, Identifier(LOCK_FUNCTION), schema, Identifier(recorder.events_table_name))
+        )
+        for signature in function_signatures(curs, recorder.datastore.schema, "ledger_append"):
+            curs.execute(
+                SQL("ALTER FUNCTION " + signature + " SECURITY DEFINER SET search_path = pg_catalog, pg_temp")
+            )
 
 
 # ----- SQLite -----
