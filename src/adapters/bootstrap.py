@@ -108,9 +108,15 @@ def build_runner(app: LedgerApplication, config: Settings | None = None) -> Proj
 
 
 def build_services(config: Settings | None = None) -> Services:
-    """Everything the HTTP API needs, on the configured stores."""
+    """Everything the HTTP API needs, on the configured stores; `ConfigurationError` if the
+    store fails its self-check."""
     config = config or settings()
     ledger = build_application(config)
+    try:
+        startup_check(ledger, config)  # in every process that serves, however many there are
+    except ConfigurationError:
+        ledger.close()
+        raise
     runner = build_runner(ledger, config)
     return Services(ledger, runner, KeyStore(runner.engine), Metrics())
 

@@ -3,7 +3,10 @@ changed trigger or function definition is found at start-up and by `verify`."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -55,7 +58,9 @@ def test_a_fresh_store_passes_its_self_check(store_url: str) -> None:
         app.close()
 
 
-def test_a_changed_sqlite_trigger_is_found_by_the_self_check(tmp_path: Path) -> None:
+def test_a_changed_sqlite_trigger_is_found_by_the_self_check_and_serve_refuses_to_start(
+    tmp_path: Path,
+) -> None:
     url = f"sqlite:///{tmp_path}/ledger.sqlite3"
     LedgerApplication(store_env(url)).close()
     conn = sqlite3.connect(tmp_path / "ledger.sqlite3")
@@ -72,6 +77,13 @@ def test_a_changed_sqlite_trigger_is_found_by_the_self_check(tmp_path: Path) -> 
         assert reason is not None and "digest" in reason
     finally:
         app.close()
+    env = {**os.environ, "LEDGER_DATABASE_URL": url}
+    done = subprocess.run(
+        [sys.executable, "-c", "from adapters.cli import main; main()", "serve", "--port", "0"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, check=False, timeout=120,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "store self-check failed: digest" in " ".join(done.stderr.split())
 
 
 @pytest.mark.postgres
