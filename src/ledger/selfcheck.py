@@ -216,7 +216,16 @@ def after_creating(recorder: Recorder) -> None:
 
 
 def record_digest(recorder: Recorder) -> None:
-    """Stores the digest of the definitions as they are now: the owner vouches for them."""
+    """Stores the digest of the definitions as they are now: the owner vouches for them.
+    (PostgreSQL's hardening has just replaced the triggers and functions with the ledger's;
+    SQLite's creates them only if absent, so they are made anew here.)"""
+    if isinstance(recorder, LedgerSQLiteRecorder):
+        with recorder.datastore.transaction(commit=True) as c:
+            for name in expected_triggers(postgres=False):
+                c.execute(f"DROP TRIGGER IF EXISTS {name}")
+            for statement in recorder.create_table_statements:
+                if statement.startswith("CREATE TRIGGER"):
+                    c.execute(statement)
     digest = catalog_digest(recorder)
     if isinstance(recorder, LedgerPostgresRecorder):
         table = f'"{recorder.datastore.schema}".{DIGEST_TABLE}'

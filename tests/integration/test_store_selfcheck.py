@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from adapters.cli import app as cli
 from ledger.application import LedgerApplication
 from ledger.config import store_env
 from ledger.errors import ConfigurationError
@@ -84,6 +86,14 @@ def test_a_changed_sqlite_trigger_is_found_by_the_self_check_and_serve_refuses_t
     )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "store self-check failed: digest" in " ".join(done.stderr.split())
+    # `ledger init` puts the ledger's trigger back before it stores the digest anew.
+    assert CliRunner().invoke(cli, ["init"], env={"LEDGER_DATABASE_URL": url}).exit_code == 0
+    conn = sqlite3.connect(tmp_path / "ledger.sqlite3")
+    (sql,) = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE name = ?", (f"{EVENTS_TABLE}_refuse_update",)
+    ).fetchone()
+    conn.close()
+    assert "WHEN 0" not in sql and "append-only" in sql
 
 
 @pytest.mark.postgres
