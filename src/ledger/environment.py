@@ -67,6 +67,7 @@ BOOLEANS = frozenset(
         "POSTGRES_ENABLE_DB_FUNCTIONS",
     }
 )
+SECRETS = frozenset({"CIPHER_KEY"})  # never echoed in a message (nor is any connection setting)
 # Where the store is: taken from LEDGER_DATABASE_URL. Under their bare names these are often
 # set for other programs (the postgres container image reads POSTGRES_USER and
 # POSTGRES_PASSWORD), so bare ones are reported as ignored; LEDGER_-prefixed ones are pinned.
@@ -101,7 +102,8 @@ def check_library_environment(environ: Mapping[str, str], ledger_env: Mapping[st
             given = environ.get(variable)
             if given is not None and not _same(name, given, ours):
                 shown = f"{ours!r}" if ours else "unset"
-                conflicts.append(f"{variable}={given!r} (the ledger's value: {shown})")
+                value = "(secret)" if name in SECRETS else repr(given)
+                conflicts.append(f"{variable}={value} (the ledger's value: {shown})")
     for name in CONNECTION if postgres else ():
         ours = ledger_env.get(name, "")
         given = environ.get(PREFIX + name)

@@ -74,6 +74,15 @@ def test_a_process_started_with_the_library_db_functions_refuses_to_start(
     assert not store.exists()
 
 
+def test_a_refusal_does_not_echo_a_secret(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CIPHER_KEY", "s3cr3t-key")
+    monkeypatch.setenv("LEDGER_POSTGRES_PASSWORD", "s3cr3t-password")
+    with pytest.raises(ConfigurationError) as refused:
+        LedgerApplication(store_env("postgresql://ledger@127.0.0.1:1/none"))
+    assert "CIPHER_KEY" in refused.value.detail and "LEDGER_POSTGRES_PASSWORD" in refused.value.detail
+    assert "s3cr3t" not in refused.value.detail
+
+
 def test_the_ledgers_own_value_of_a_pinned_setting_is_accepted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
