@@ -86,7 +86,10 @@ PASSED_THROUGH = (
 
 def _same(name: str, given: str, ours: str) -> bool:
     if name in BOOLEANS:
-        return bool(strtobool(given or "n")) == bool(strtobool(ours or "n"))
+        try:
+            return bool(strtobool(given or "n")) == bool(strtobool(ours or "n"))
+        except ValueError:  # not a truth value at all: a conflict too
+            return False
     return given.strip() == ours
 
 
