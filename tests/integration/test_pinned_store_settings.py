@@ -83,7 +83,9 @@ def test_a_refusal_does_not_echo_a_secret(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert "s3cr3t" not in refused.value.detail
 
 
-def test_a_flag_that_is_no_truth_value_is_refused_too(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_a_flag_that_is_no_truth_value_is_refused_too(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("POSTGRES_ENABLE_DB_FUNCTIONS", "maybe")
     with pytest.raises(ConfigurationError, match=names("POSTGRES_ENABLE_DB_FUNCTIONS")):
         LedgerApplication(store_env(f"sqlite:///{tmp_path}/ledger.sqlite3"))
