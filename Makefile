@@ -35,6 +35,7 @@ test: $(STAMP) $(CONTRACTS) lint
 
 bench: $(STAMP) $(CONTRACTS)
 	$(BIN)/python bench/append.py
+	$(BIN)/python bench/coldstart.py
 	$(BIN)/python bench/project.py
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/mirror.py

@@ -1,52 +1,41 @@
-"""Append benchmark (SPEC section 8): transfers committed per second and command latency.
+"""Append benchmark (SPEC section 8): transfers committed per second, and command latency.
 
-Run from the repository root: `.venv/bin/python bench/append.py`.
+Run from the repository root: `.venv/bin/python bench/append.py [--explain]`.
 
-Everything runs in one fresh PostgreSQL schema (dropped at the end) of the database
-named by `LEDGER_BENCH_DATABASE_URL` (default: the test database). It sets up one
-asset and `BENCH_INVESTORS` onboarded investors holding tokens, then measures:
+One fresh PostgreSQL schema (dropped at the end) holds one asset and `BENCH_INVESTORS`
+funded investors; every transfer is a random valid one between two of them, with all
+rules, the hash chain and an Idempotency-Key. Measures and targets:
 
-- `append_16_clients`: transfers/s committed by 16 threads sharing one
-  `LedgerApplication` (all rules, hash chain, an Idempotency-Key on every transfer),
-  against a raw psycopg `executemany` of 1000-row batches of the same event row
-  into a plain table (one commit per batch), in rows/s;
-- `append_1_client`: the same with one thread, against sequential raw single-row
-  INSERT+COMMITs per second;
-- `append_p50_latency` / `append_p99_latency`: one client's transfer latency,
-  against the latency of one raw single-row INSERT+COMMIT;
-- `append_64_clients` (informational, no target): the 16-client measure with 64
-  threads, one round.
+- `append_16_clients`, `append_64_clients`: transfers/s of 16 (64) client threads on one
+  `LedgerApplication`, against a pgledger-style SQL ledger driven by as many client
+  connections in the same run: a plpgsql `transfer(from, to, amount)` that locks both
+  balance rows in id order (`SELECT ... FOR UPDATE`), checks the balance, updates both
+  rows and inserts a transfer row and two entry rows, one transaction per call. Target
+  >= 1.0 x (the SQL ledger checks one rule and chains no hashes: a floor, not a ceiling).
+- `append_p50_latency`: one client's transfer p50, against one raw single-row
+  INSERT+COMMIT p50. Target <= 2.0 x.
+- `append_2_processes`, `append_4_processes`: 2 (4) processes of 8 clients each, each
+  process with its own `LedgerApplication` on the one store (as API processes behind a
+  load balancer), all on the one asset, against one such process alone. Target >= 0.9 x
+  (adding processes must not slow the register down), and no valid transfer rejected
+  (`conflicts` == 0).
 
-With 16 clients each waiting for its own commit, at most 16 transfers are in flight:
-by Little's law no implementation exceeds 16 / (its latency) transfers per second,
-and its latency is at least one commit. `append_16_clients` reports that ceiling
-(16 / raw single-commit p50) and its ratio to the batched baseline, to show how
-much of the target the measure itself allows.
-
-The measures run in `BENCH_ROUNDS` rounds (default 2) of `BENCH_SECONDS` each, every
-baseline right before the measure it is compared with; rounds are pooled.
-
-stdout carries one JSON object per measure and nothing else; progress goes to stderr.
-A last 16-client run, not counted, writes a cProfile (wall clock) of the leader's batch
-processing (`GroupCommitter._run_batch`, merged over all threads) to `BENCH_PROFILE`
-and a text summary next to it.
+Every baseline runs right before the measure it is compared with. `--explain` adds
+latency percentiles, CPU per transfer and counts to each line; stdout carries one JSON
+object per measure and nothing else; progress goes to stderr.
 """
 
 from __future__ import annotations
 
-import cProfile
-import io
-import os
-import pstats
+import argparse
+import multiprocessing
 import random
 import statistics
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import psycopg
@@ -59,490 +48,297 @@ from common import PG_URL, emit, logger, percentile, scratch_schema, with_schema
 from tests.support import holding, onboard, open_asset
 
 from ledger.application import LedgerApplication
-from ledger.commit import GroupCommitter, _Pending
 from ledger.config import store_env
-from ledger.errors import LedgerError
+from ledger.errors import ConcurrencyError, LedgerError
 
-INVESTORS = int(os.environ.get("BENCH_INVESTORS", "200"))
+INVESTORS = 200
 HOLDING = 1_000
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "2"))
-DURATION = float(os.environ.get("BENCH_SECONDS", "3"))  # per round
-PROFILE_DURATION = float(os.environ.get("BENCH_PROFILE_SECONDS", "4"))
+SECONDS = 3.0
 CLIENTS = 16
-WIDE_CLIENTS = 64  # informational: a wider offered load than the target's
-SETUP_THREADS = 16
-RAW_BATCH = 1000
-RAW_BATCH_SECONDS = 2.0  # per round
-RAW_SINGLE_SECONDS = 1.5  # per round
-PROFILE_PATH = Path(os.environ.get("BENCH_PROFILE", "/tmp/ledger_append_16_clients.prof"))
-
-TARGET_16_CLIENTS = 0.35  # transfers/s >= 0.35 x raw batched rows/s
-TARGET_P50 = 2.0  # p50 latency <= 2 x raw single-row INSERT+COMMIT p50
-
+WIDE_CLIENTS = 64
+PROCESS_CLIENTS = 8
+TARGET_SQL_LEDGER = 1.0
+TARGET_P50 = 2.0
+TARGET_PROCESSES = 0.9
 log = logger("append")
 
 
-# ----- setup -----
+@dataclass
+class Run:
+    """What a set of clients did for `seconds`."""
+
+    clients: int
+    committed: int = 0
+    rejected: int = 0  # by a rule (e.g. insufficient balance): a valid outcome
+    conflicts: int = 0  # ConcurrencyError: a valid command the ledger gave up on
+    failed: int = 0
+    seconds: float = 0.0
+    cpu: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.committed / self.seconds
+
+    def add(self, other: Run) -> None:
+        self.committed += other.committed
+        self.rejected += other.rejected
+        self.conflicts += other.conflicts
+        self.failed += other.failed
+        self.cpu += other.cpu
+        self.latencies_ms += other.latencies_ms
+
+    def explained(self) -> dict[str, Any]:
+        return {
+            "clients": self.clients,
+            "transfers": self.committed,
+            "rejected_by_rules": self.rejected,
+            "failed": self.failed,
+            "seconds": round(self.seconds, 3),
+            "cpu_ms_per_transfer": round(1000 * self.cpu / max(self.committed, 1), 3),
+            "latency_p50_ms": round(statistics.median(self.latencies_ms or [0.0]), 3),
+            "latency_p99_ms": round(percentile(self.latencies_ms or [0.0], 99), 3),
+        }
 
 
 def investor_name(index: int) -> str:
     return f"inv-{index:05d}"
 
 
-def set_up(app: LedgerApplication) -> tuple[str, list[str]]:
-    started = time.perf_counter()
+def set_up(app: LedgerApplication) -> str:
     asset_id = open_asset(app, authorized_supply=10 * INVESTORS * HOLDING)
-    investors = [investor_name(i) for i in range(INVESTORS)]
-
-    def one(investor_id: str) -> None:
-        onboard(app, investor_id)
-        holding(app, asset_id, investor_id, HOLDING)
-
-    with ThreadPoolExecutor(SETUP_THREADS) as pool:
-        list(pool.map(one, investors))
-    balances = app.get_asset(asset_id).balances
-    assert all(balances.get(i) == HOLDING for i in investors), "setup did not fund every investor"
-    log(f"set up 1 asset and {INVESTORS} investors in {time.perf_counter() - started:.1f}s")
-    return asset_id, investors
+    for index in range(INVESTORS):
+        onboard(app, investor_name(index))
+        holding(app, asset_id, investor_name(index), HOLDING)
+    return asset_id
 
 
-# ----- the ledger's append path -----
-
-
-@dataclass
-class BatchStats:
-    """Batches the group committer ran (sizes), recorded by a thin wrapper on the instance."""
-
-    sizes: list[int] = field(default_factory=list)
-    seconds: float = 0.0
-
-
-@dataclass
-class RunResult:
-    clients: int
-    committed: int
-    rejected: int
-    failed: int
-    elapsed: float
-    cpu: float
-    latencies_ms: list[float]
-    batches: BatchStats
-    events: int
-
-    @property
-    def rate(self) -> float:
-        return self.committed / self.elapsed
-
-
-def instrument(
-    committer: GroupCommitter, profiles: dict[int, cProfile.Profile] | None
-) -> BatchStats:
-    """Wraps the instance's `_run_batch` to count batch sizes (and profile them, if asked)."""
-    stats = BatchStats()
-    original: Callable[[list[_Pending]], None] = committer._run_batch
-
-    def run_batch(batch: list[_Pending]) -> None:
-        stats.sizes.append(len(batch))
-        started = time.perf_counter()
-        if profiles is None:
-            original(batch)
-        else:
-            profile = profiles.setdefault(threading.get_ident(), cProfile.Profile())
-            profile.enable()
-            try:
-                original(batch)
-            finally:
-                profile.disable()
-        stats.seconds += time.perf_counter() - started
-
-    committer._run_batch = run_batch  # type: ignore[method-assign]
-    return stats
-
-
-def uninstrument(committer: GroupCommitter) -> None:
-    committer.__dict__.pop("_run_batch", None)
-
-
-def run_transfers(
-    app: LedgerApplication,
-    asset_id: str,
-    investors: list[str],
-    clients: int,
-    duration: float,
-    label: str,
-    profiles: dict[int, cProfile.Profile] | None = None,
-) -> RunResult:
-    """`clients` threads doing random valid transfers for `duration` seconds."""
-    head_before = app.admin.head_position()
-    run_id = uuid.uuid4().hex[:8]  # fresh keys every run: a repeated key would only replay
-    stats = instrument(app.committer, profiles)
-    barrier = threading.Barrier(clients + 1)
+def clients_for(
+    seconds: float, clients: int, label: str, transfer: Callable[[random.Random, str], None]
+) -> Run:
+    """`clients` threads each calling `transfer(rng, key)` in a loop for `seconds`."""
+    run = Run(clients)
     lock = threading.Lock()
-    latencies: list[float] = []
-    counts = {"committed": 0, "rejected": 0, "failed": 0}
+    barrier = threading.Barrier(clients + 1)
     deadline = [0.0]
 
     def client(number: int) -> None:
         rng = random.Random(f"{label}-{number}")
-        mine: list[float] = []
-        committed = rejected = failed = 0
+        mine = Run(clients)
         barrier.wait()
         sequence = 0
         while time.perf_counter() < deadline[0]:
-            sender, receiver = rng.sample(investors, 2)
-            key = f"{label}-{run_id}-{number}-{sequence}"
             sequence += 1
             started = time.perf_counter()
             try:
-                app.transfer(asset_id, sender, receiver, rng.randint(1, 3), idempotency_key=key)
+                transfer(rng, f"{label}-{number}-{sequence}")
+            except ConcurrencyError:
+                mine.conflicts += 1
+                continue
             except LedgerError:
-                rejected += 1
+                mine.rejected += 1
                 continue
             except Exception as error:  # reported in the JSON, never hidden
-                failed += 1
+                mine.failed += 1
                 log(f"{label}: transfer failed: {error!r}")
                 continue
-            mine.append((time.perf_counter() - started) * 1000)
-            committed += 1
+            mine.latencies_ms.append((time.perf_counter() - started) * 1000)
+            mine.committed += 1
         with lock:
-            latencies.extend(mine)
-            counts["committed"] += committed
-            counts["rejected"] += rejected
-            counts["failed"] += failed
+            run.add(mine)
 
-    threads = [
-        threading.Thread(target=client, args=(n,), name=f"{label}-{n}") for n in range(clients)
-    ]
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
     for thread in threads:
         thread.start()
-    cpu_started = time.process_time()
+    cpu = time.process_time()
     started = time.perf_counter()
-    deadline[0] = started + duration
+    deadline[0] = started + seconds
     barrier.wait()
     for thread in threads:
         thread.join()
-    elapsed = time.perf_counter() - started
-    cpu = time.process_time() - cpu_started
-    uninstrument(app.committer)
-    events = app.admin.head_position() - head_before
-    result = RunResult(
-        clients=clients,
-        committed=counts["committed"],
-        rejected=counts["rejected"],
-        failed=counts["failed"],
-        elapsed=elapsed,
-        cpu=cpu,
-        latencies_ms=latencies,
-        batches=stats,
-        events=events,
-    )
-    log(
-        f"{label}: {result.committed} transfers in {elapsed:.2f}s = {result.rate:.0f}/s "
-        f"({len(stats.sizes)} batches, mean {statistics.fmean(stats.sizes or [0]):.1f}, "
-        f"rejected {result.rejected}, failed {result.failed})"
-    )
-    return result
+    run.seconds = time.perf_counter() - started
+    run.cpu = time.process_time() - cpu
+    log(f"{label}: {run.committed} in {run.seconds:.2f}s = {run.rate:.0f}/s "
+        f"(rejected {run.rejected}, conflicts {run.conflicts}, failed {run.failed})")
+    return run
 
 
-# ----- raw psycopg baselines -----
+def ledger_transfers(app: LedgerApplication, asset_id: str, seconds: float, clients: int, label: str) -> Run:
+    run_id = uuid.uuid4().hex[:8]  # fresh idempotency keys: a repeated key would only replay
 
-
-def template_row(schema: str) -> tuple[uuid.UUID, int, str, bytes]:
-    with psycopg.connect(PG_URL) as conn:
-        row = conn.execute(
-            sql.SQL(
-                "SELECT originator_id, originator_version, topic, state FROM {}.ledger_events "
-                "WHERE topic LIKE %s ORDER BY notification_id DESC LIMIT 1"
-            ).format(sql.Identifier(schema)),
-            ("%TokensTransferred",),
-        ).fetchone()
-    assert row is not None, "no stored transfer event to copy"
-    return row[0], int(row[1]), str(row[2]), bytes(row[3])
-
-
-class RawTable:
-    """A plain scratch table with the stored event row's columns, and a source of distinct rows."""
-
-    def __init__(self, schema: str, template: tuple[uuid.UUID, int, str, bytes]) -> None:
-        self.table = sql.SQL("{}.{}").format(
-            sql.Identifier(schema), sql.Identifier("bench_raw_events")
+    def transfer(rng: random.Random, key: str) -> None:
+        sender, receiver = rng.sample(range(INVESTORS), 2)
+        app.transfer(
+            asset_id, investor_name(sender), investor_name(receiver), rng.randint(1, 3),
+            idempotency_key=f"{run_id}-{key}",
         )
-        self.insert = sql.SQL(
-            "INSERT INTO {} (originator_id, originator_version, topic, state) "
-            "VALUES (%s, %s, %s, %s)"
-        ).format(self.table)
-        self.originator_id, self.version, self.topic, self.state = template
-        self._next = 0
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL(
-                    "CREATE TABLE {} (originator_id uuid NOT NULL, "
-                    "originator_version bigint NOT NULL, topic text, state bytea)"
-                ).format(self.table)
-            )
 
-    def rows(self, count: int) -> list[tuple[uuid.UUID, int, str, bytes]]:
-        start = self._next
-        self._next += count
-        return [(self.originator_id, start + i, self.topic, self.state) for i in range(count)]
+    return clients_for(seconds, clients, label, transfer)
 
 
-def raw_batched(raw: RawTable, seconds: float) -> tuple[int, float]:
-    """executemany of 1000-row batches, one commit per batch: (rows, seconds)."""
-    with psycopg.connect(PG_URL) as conn:
-        with conn.cursor() as cur:  # warm-up batch, not timed
-            cur.executemany(raw.insert, raw.rows(RAW_BATCH))
-        conn.commit()
-        batches = 0
-        started = time.perf_counter()
-        while True:
-            rows = raw.rows(RAW_BATCH)
-            with conn.cursor() as cur:
-                cur.executemany(raw.insert, rows)
-            conn.commit()
-            batches += 1
-            elapsed = time.perf_counter() - started
-            if elapsed >= seconds and batches >= 3:
-                break
-    log(
-        f"raw executemany: {batches} x {RAW_BATCH} rows in {elapsed:.2f}s"
-        f" = {batches * RAW_BATCH / elapsed:.0f} rows/s"
-    )
-    return batches * RAW_BATCH, elapsed
+# ----- several processes on one store -----
 
 
-def raw_single(raw: RawTable, seconds: float) -> list[float]:
-    """One-row INSERT then COMMIT, one after the other: latencies in ms."""
+def _process(url: str, asset_id: str, clients: int, ready: Any, go: Any, out: Any) -> None:
+    app = LedgerApplication(store_env(url))
+    try:
+        app.get_asset(asset_id)  # loaded (from its snapshot) before the clock starts
+        ready.put(True)
+        go.wait()
+        out.put(asdict(ledger_transfers(app, asset_id, SECONDS, clients, f"proc-{uuid.uuid4().hex[:6]}")))
+    finally:
+        app.close()
+
+
+def processes_transfers(url: str, asset_id: str, processes: int) -> Run:
+    context = multiprocessing.get_context("spawn")
+    ready, out, go = context.Queue(), context.Queue(), context.Event()
+    workers = [
+        context.Process(target=_process, args=(url, asset_id, PROCESS_CLIENTS, ready, go, out))
+        for _ in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    for _ in workers:
+        ready.get(timeout=120)
+    go.set()
+    total = Run(PROCESS_CLIENTS * processes)
+    for _ in workers:
+        part = Run(**out.get(timeout=120))
+        total.add(part)
+        total.seconds = max(total.seconds, part.seconds)
+    for worker in workers:
+        worker.join()
+    log(f"{processes} processes: {total.committed} in {total.seconds:.2f}s = {total.rate:.0f}/s "
+        f"(conflicts {total.conflicts}, failed {total.failed})")
+    return total
+
+
+# ----- baselines -----
+
+SQL_LEDGER = """
+CREATE TABLE {s}.accounts (id bigint PRIMARY KEY, balance bigint NOT NULL);
+CREATE TABLE {s}.transfers (id bigserial PRIMARY KEY, from_id bigint NOT NULL, to_id bigint NOT NULL,
+    amount bigint NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE {s}.entries (id bigserial PRIMARY KEY, transfer_id bigint NOT NULL,
+    account_id bigint NOT NULL, amount bigint NOT NULL);
+CREATE FUNCTION {s}.transfer(from_id bigint, to_id bigint, amount bigint) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    available bigint;
+    transfer_id bigint;
+BEGIN
+    PERFORM 1 FROM {s}.accounts WHERE id IN (from_id, to_id) ORDER BY id FOR UPDATE;
+    SELECT balance INTO available FROM {s}.accounts WHERE id = from_id;
+    IF available < amount THEN
+        RAISE EXCEPTION 'insufficient balance';
+    END IF;
+    UPDATE {s}.accounts SET balance = balance - amount WHERE id = from_id;
+    UPDATE {s}.accounts SET balance = balance + amount WHERE id = to_id;
+    INSERT INTO {s}.transfers (from_id, to_id, amount) VALUES (from_id, to_id, amount)
+        RETURNING id INTO transfer_id;
+    INSERT INTO {s}.entries (transfer_id, account_id, amount)
+        VALUES (transfer_id, from_id, -amount), (transfer_id, to_id, amount);
+    RETURN transfer_id;
+END $$;
+INSERT INTO {s}.accounts SELECT g, {holding} FROM generate_series(0, {last}) g;
+"""
+
+
+def create_sql_ledger(schema: str) -> None:
+    statements = SQL_LEDGER.format(s=f'"{schema}"', holding=HOLDING, last=INVESTORS - 1)
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(statements.encode())
+
+
+def sql_ledger_transfers(schema: str, seconds: float, clients: int) -> Run:
+    """The pgledger-style baseline: one connection per client, one transaction per transfer."""
+    call = sql.SQL("SELECT {}.transfer(%s, %s, %s)").format(sql.Identifier(schema)).as_bytes(None)
+    connections = [psycopg.connect(PG_URL, autocommit=True) for _ in range(clients)]
+    pool = iter(connections)
+    local = threading.local()
+
+    def transfer(rng: random.Random, _: str) -> None:
+        if not hasattr(local, "conn"):
+            local.conn = next(pool)
+        sender, receiver = rng.sample(range(INVESTORS), 2)
+        local.conn.execute(call, (sender, receiver, rng.randint(1, 3)), prepare=True)
+
+    try:
+        return clients_for(seconds, clients, f"sql-ledger-{clients}", transfer)
+    finally:
+        for conn in connections:
+            conn.close()
+
+
+def raw_single_commits(schema: str, seconds: float) -> list[float]:
+    """Latencies (ms) of one-row INSERT then COMMIT, one after the other."""
+    table = sql.Identifier(schema, "bench_raw")
+    insert = sql.SQL("INSERT INTO {} (n, state) VALUES (%s, %s)").format(table).as_bytes(None)
     latencies: list[float] = []
     with psycopg.connect(PG_URL) as conn:
-        for row in raw.rows(20):  # warm-up
-            conn.execute(raw.insert, row, prepare=True)
-            conn.commit()
+        conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (n bigint, state bytea)").format(table))
+        conn.commit()
         deadline = time.perf_counter() + seconds
         while time.perf_counter() < deadline or len(latencies) < 100:
-            row = raw.rows(1)[0]
             started = time.perf_counter()
-            conn.execute(raw.insert, row, prepare=True)
+            conn.execute(insert, (len(latencies), b"x" * 200), prepare=True)
             conn.commit()
             latencies.append((time.perf_counter() - started) * 1000)
-    log(
-        f"raw single INSERT+COMMIT: {len(latencies)} in {sum(latencies) / 1000:.2f}s, "
-        f"p50 {statistics.median(latencies):.3f} ms, p99 {percentile(latencies, 99):.3f} ms"
-    )
-    return latencies
+    return latencies[20:]  # the first ones warm the connection up
 
 
-def merge(results: list[RunResult]) -> RunResult:
-    """The rounds of one measure as one run: counts and times added, samples pooled."""
-    return RunResult(
-        clients=results[0].clients,
-        committed=sum(r.committed for r in results),
-        rejected=sum(r.rejected for r in results),
-        failed=sum(r.failed for r in results),
-        elapsed=sum(r.elapsed for r in results),
-        cpu=sum(r.cpu for r in results),
-        latencies_ms=[x for r in results for x in r.latencies_ms],
-        batches=BatchStats(
-            sizes=[x for r in results for x in r.batches.sizes],
-            seconds=sum(r.batches.seconds for r in results),
-        ),
-        events=sum(r.events for r in results),
-    )
-
-
-# ----- profile -----
-
-
-def profile_summary(profiles: dict[int, cProfile.Profile], result: RunResult) -> str:
-    """Merges the per-thread profiles of `_run_batch`, writes them out, returns a short summary."""
-    assert profiles, "no batch was profiled"
-    first, *rest = profiles.values()
-    merged = pstats.Stats(first)
-    for profile in rest:
-        merged.add(profile)
-    merged.dump_stats(str(PROFILE_PATH))
-    sizes = result.batches.sizes
-    header = (
-        f"{result.committed} transfers, {len(sizes)} batches (mean {statistics.fmean(sizes):.2f}),"
-        f" leader wall time in _run_batch {result.batches.seconds:.3f}s of {result.elapsed:.3f}s"
-        f" ({1000 * result.batches.seconds / len(sizes):.2f} ms/batch, profiler on)\n"
-    )
-    texts = []
-    for limit_tottime, limit_cumulative in ((60, 80), (20, 30)):
-        out = io.StringIO()
-        out.write(header)
-        merged.stream = out  # type: ignore[attr-defined]
-        merged.sort_stats("tottime").print_stats(limit_tottime)
-        merged.sort_stats("cumulative").print_stats(limit_cumulative)
-        texts.append(out.getvalue())
-    PROFILE_PATH.with_suffix(".txt").write_text(texts[0])
-    return texts[1]
-
-
-# ----- main -----
-
-
-def checkpoint() -> None:
-    """Starts each measured phase from a clean WAL state, so a checkpoint does not land mid-run."""
-    try:
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute("CHECKPOINT")
-    except psycopg.Error as error:  # not allowed for this role: measure anyway
-        log(f"CHECKPOINT skipped: {error}")
-
-
-def ledger_extra(result: RunResult, rounds: int = ROUNDS) -> dict[str, Any]:
-    sizes = result.batches.sizes or [0]
-    return {
-        "rounds": rounds,
-        "clients": result.clients,
-        "transfers": result.committed,
-        "rejected": result.rejected,
-        "failed": result.failed,
-        "seconds": round(result.elapsed, 3),
-        "events_per_transfer": round(result.events / max(result.committed, 1), 3),
-        "batches": len(result.batches.sizes),
-        "mean_batch": round(statistics.fmean(sizes), 2),
-        "max_batch": max(sizes),
-        "leader_busy_fraction": round(result.batches.seconds / result.elapsed, 3),
-        "cpu_ms_per_transfer": round(1000 * result.cpu / max(result.committed, 1), 3),
-        "latency_p50_ms": round(statistics.median(result.latencies_ms or [0.0]), 3),
-        "latency_p99_ms": round(percentile(result.latencies_ms or [0.0], 99), 3),
-    }
+def line(name: str, value: float, unit: str, baseline: float, baseline_name: str, target: str,
+         passed: bool, explain: dict[str, Any] | None, **extra: Any) -> None:
+    ratio = value / baseline if baseline else 0.0
+    emit({
+        "name": name, "value": round(value, 3), "unit": unit, "baseline": round(baseline, 3),
+        "baseline_name": baseline_name, "ratio": round(ratio, 3), "target": target, "pass": passed,
+        **extra, **(explain or {}),
+    })
 
 
 def main() -> None:
-    overall = time.perf_counter()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--explain", action="store_true", help="latencies, CPU and counts per line")
+    explain = parser.parse_args().explain
     with scratch_schema(log) as schema:
-        app = LedgerApplication(store_env(with_schema(PG_URL, schema)))
+        url = with_schema(PG_URL, schema)
+        app = LedgerApplication(store_env(url))
         try:
-            asset_id, investors = set_up(app)
-            # Warm the aggregate cache, prepared statements and connection pool.
-            run_transfers(app, asset_id, investors, CLIENTS, 1.0, "warmup")
-            raw = RawTable(schema, template_row(schema))
-
-            # Rounds alternate each baseline with the measure it is compared with, so
-            # a slow spell of the machine (fsync, neighbours) weighs on both alike.
-            singles: list[float] = []
-            ones: list[RunResult] = []
-            batched_rows, batched_seconds = 0, 0.0
-            manys: list[RunResult] = []
-            for number in range(1, ROUNDS + 1):
-                log(f"round {number} of {ROUNDS}")
-                checkpoint()
-                singles += raw_single(raw, RAW_SINGLE_SECONDS)
-                checkpoint()
-                ones.append(run_transfers(app, asset_id, investors, 1, DURATION, "one-client"))
-                checkpoint()
-                rows, seconds = raw_batched(raw, RAW_BATCH_SECONDS)
-                batched_rows, batched_seconds = batched_rows + rows, batched_seconds + seconds
-                checkpoint()
-                manys.append(
-                    run_transfers(app, asset_id, investors, CLIENTS, DURATION, "sixteen-clients")
-                )
-            one, many = merge(ones), merge(manys)
-            checkpoint()
-            wide = run_transfers(app, asset_id, investors, WIDE_CLIENTS, DURATION, "wide")
-
-            checkpoint()
-            profiles: dict[int, cProfile.Profile] = {}
-            profiled = run_transfers(
-                app, asset_id, investors, CLIENTS, PROFILE_DURATION, "profiled", profiles
-            )
-            summary = profile_summary(profiles, profiled)
-            log(f"profile: {PROFILE_PATH} (pstats), {PROFILE_PATH.with_suffix('.txt')} (text)")
-            log("leader's batch processing, 16 clients:\n" + summary)
-
-            verified = app.admin.verify()
-            assert verified.ok, f"hash chain does not verify: {verified.reason}"
-            log(f"hash chain verified over {verified.events_checked} events")
+            asset_id = set_up(app)
+            create_sql_ledger(schema)
+            ledger_transfers(app, asset_id, 1.0, CLIENTS, "warm-up")
+            for clients in (CLIENTS, WIDE_CLIENTS):
+                base = sql_ledger_transfers(schema, SECONDS, clients)
+                ours = ledger_transfers(app, asset_id, SECONDS, clients, f"ledger-{clients}")
+                ratio = ours.rate / base.rate
+                line(f"append_{clients}_clients", ours.rate, "transfers/s", base.rate,
+                     f"pgledger-style plpgsql transfer(), {clients} connections", f">= {TARGET_SQL_LEDGER}",
+                     ratio >= TARGET_SQL_LEDGER, ours.explained() if explain else None,
+                     conflicts=ours.conflicts)
+            raw = raw_single_commits(schema, 1.5)
+            single = ledger_transfers(app, asset_id, SECONDS, 1, "one-client")
+            p50, raw_p50 = statistics.median(single.latencies_ms), statistics.median(raw)
+            line("append_p50_latency", p50, "ms", raw_p50, "raw single-row INSERT+COMMIT p50",
+                 f"<= {TARGET_P50}", p50 / raw_p50 <= TARGET_P50, single.explained() if explain else None)
         finally:
             app.close()
-
-    batched_rate = batched_rows / batched_seconds
-    single_p50, single_p99 = statistics.median(singles), percentile(singles, 99)
-    single_rate = len(singles) / (sum(singles) / 1000)
-    ratio16 = many.rate / batched_rate
-    # Each client waits for its transfer to be durable before it sends the next, so at
-    # most CLIENTS transfers are ever in flight: by Little's law no ledger commits more
-    # than CLIENTS / (its latency) per second, and no latency is below one raw commit.
-    ceiling = CLIENTS / (single_p50 / 1000)
-    emit({
-        "name": "append_16_clients",
-        "value": round(many.rate, 1),
-        "unit": "transfers/s",
-        "baseline": round(batched_rate, 1),
-        "baseline_unit": "rows/s",
-        "baseline_name": f"raw psycopg executemany, {RAW_BATCH}-row batches, one commit each",
-        "ratio": round(ratio16, 4),
-        "target": f">= {TARGET_16_CLIENTS}",
-        "pass": ratio16 >= TARGET_16_CLIENTS,
-        "state_bytes": len(raw.state),
-        "closed_loop_ceiling": round(ceiling, 1),
-        "closed_loop_ceiling_ratio": round(ceiling / batched_rate, 4),
-        "closed_loop_ceiling_note": (
-            f"{CLIENTS} clients each waiting for its commit: at most {CLIENTS} transfers in flight, "
-            "so even a ledger whose every transfer took just one raw single-row commit could not "
-            f"pass {CLIENTS} / raw single-commit p50 per second"
-        ),
-        "share_of_ceiling": round(many.rate / ceiling, 4),
-        **ledger_extra(many),
-    })
-    ratio_wide = wide.rate / batched_rate
-    emit({
-        "name": f"append_{WIDE_CLIENTS}_clients",
-        "value": round(wide.rate, 1),
-        "unit": "transfers/s",
-        "baseline": round(batched_rate, 1),
-        "baseline_unit": "rows/s",
-        "baseline_name": f"raw psycopg executemany, {RAW_BATCH}-row batches, one commit each",
-        "ratio": round(ratio_wide, 4),
-        "target": None,
-        "pass": None,
-        "note": "more clients in flight, so larger group commits: how the committer scales",
-        **ledger_extra(wide, rounds=1),
-    })
-    ratio1 = one.rate / single_rate
-    emit({
-        "name": "append_1_client",
-        "value": round(one.rate, 1),
-        "unit": "transfers/s",
-        "baseline": round(single_rate, 1),
-        "baseline_unit": "rows/s",
-        "baseline_name": "raw single-row INSERT+COMMIT, one after the other",
-        "ratio": round(ratio1, 4),
-        "target": None,
-        "pass": None,
-        **ledger_extra(one),
-    })
-    p50 = statistics.median(one.latencies_ms)
-    ratio_p50 = p50 / single_p50
-    emit({
-        "name": "append_p50_latency",
-        "value": round(p50, 3),
-        "unit": "ms",
-        "baseline": round(single_p50, 3),
-        "baseline_name": "raw single-row INSERT+COMMIT p50",
-        "ratio": round(ratio_p50, 3),
-        "target": f"<= {TARGET_P50}",
-        "pass": ratio_p50 <= TARGET_P50,
-        "samples": len(one.latencies_ms),
-        "baseline_samples": len(singles),
-    })
-    p99 = percentile(one.latencies_ms, 99)
-    emit({
-        "name": "append_p99_latency",
-        "value": round(p99, 3),
-        "unit": "ms",
-        "baseline": round(single_p99, 3),
-        "baseline_name": "raw single-row INSERT+COMMIT p99",
-        "ratio": round(p99 / single_p99, 3),
-        "target": None,
-        "pass": None,
-        "samples": len(one.latencies_ms),
-        "baseline_samples": len(singles),
-    })
-    log(f"done in {time.perf_counter() - overall:.1f}s")
+        for processes in (2, 4):
+            base = processes_transfers(url, asset_id, 1)  # spawned too, asset loaded before the clock
+            ours = processes_transfers(url, asset_id, processes)
+            ratio = ours.rate / base.rate
+            line(f"append_{processes}_processes", ours.rate, "transfers/s", base.rate,
+                 f"one process of {PROCESS_CLIENTS} clients", f">= {TARGET_PROCESSES}, conflicts == 0",
+                 ratio >= TARGET_PROCESSES and ours.conflicts == 0, ours.explained() if explain else None,
+                 conflicts=ours.conflicts)
+        verifier = LedgerApplication(store_env(url))
+        try:
+            verified = verifier.admin.verify()
+        finally:
+            verifier.close()
+        assert verified.ok, f"hash chain does not verify: {verified.reason}"
+        log(f"hash chain verified over {verified.events_checked} events")
 
 
 if __name__ == "__main__":

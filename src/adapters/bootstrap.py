@@ -16,7 +16,7 @@ from adapters.chain.service import ChainService
 from adapters.chain.trex import TrexClient
 from ledger.application import LedgerApplication
 from ledger.config import Settings, known_variables, store_env
-from ledger.environment import check_library_environment, unknown_ledger_variables
+from ledger.environment import check_library_environment, ledger_settings, unknown_ledger_variables
 from ledger.errors import ConfigurationError
 from ledger.selfcheck import Check, refusal, store_checks
 from projections.migrate import is_current, upgrade
@@ -33,7 +33,8 @@ def environment_report(config: Settings) -> list[str]:
     setting of the event store the ledger pins; notes what it ignores, and every unknown
     `LEDGER_*` variable (a typo must not leave a default silently in place)."""
     environ = {k: v for k, v in dotenv_values(".env").items() if v is not None} | dict(os.environ)
-    notes = check_library_environment(environ, store_env(config.database_url))
+    ours = ledger_settings(LedgerApplication, store_env(config.database_url))
+    notes = check_library_environment(environ, ours)
     notes += [
         f"{name} is not a ledger setting (a typo?); it is ignored"
         for name in unknown_ledger_variables(environ, known_variables())

@@ -26,6 +26,7 @@ from adapters import bootstrap
 from adapters.api.app import create_app
 from adapters.api.common import Services
 from adapters.api.keys import KeyStore
+from adapters.audit_cli import audit_cli
 from adapters.chain.anvil import DEV_KEYS, Anvil, AnvilError
 from adapters.chain.artifacts import ArtifactNotFoundError
 from adapters.chain.rpc import Rpc
@@ -40,6 +41,7 @@ from ledger.errors import ConfigurationError, LedgerError, ValidationError
 from ledger.privileges import grant_runtime_role
 from ledger.selfcheck import record_digest, refusal, store_checks
 from ledger.store import LedgerPostgresRecorder, Verification
+from ledger.transparency import TreeHead, load_public_key, verify_against
 from projections.holdings import CapTable, current_cap_table
 from projections.investors import investors
 from projections.replay import replay as rebuild
@@ -57,6 +59,7 @@ app.add_typer(investor_cli, name="investor")
 app.add_typer(investment_cli, name="investment")
 app.add_typer(distribution_cli, name="distribution")
 app.add_typer(proposal_cli, name="proposal")
+app.add_typer(audit_cli, name="audit")
 
 out = Console()
 err = Console(stderr=True)
@@ -220,25 +223,55 @@ def _print_verification(result: Verification, as_json: bool) -> None:
 
 
 @app.command()
-def verify(as_json: JsonOption = False) -> None:
+def verify(
+    as_json: JsonOption = False,
+    against: Annotated[
+        Path | None, typer.Option(help="A signed tree head (JSON) the store must still contain.")
+    ] = None,
+    public_key: Annotated[
+        str | None, typer.Option(help="The head signer's public key (hex or PEM file).")
+    ] = None,
+) -> None:
     """Recompute the hash chain and run the store's self-check; exit 1 naming the first
-    altered, removed or inserted position, or the failed check."""
+    altered, removed or inserted position, or the failed check.
+    With --against, also recompute the Merkle tree of the events the signed head covers."""
+    head = _signed_head(against, public_key) if against is not None else None
     config = bootstrap.settings()
     ledger = bootstrap.build_application(config, create_tables=False)  # a dropped table stays missing
     try:
         result = ledger.admin.verify()
         checks = store_checks(ledger.admin.sql.recorder, bootstrap.two_roles(config))
+        headed = verify_against(ledger.admin, head[0], head[1]) if head is not None else None
     finally:
         ledger.close()
     if as_json:
-        out.print_json(json.dumps({**result.as_dict(), "checks": [c.as_dict() for c in checks]}))
+        body = result.as_dict()
+        if headed is not None:
+            body = {"chain": body, "against": headed.as_dict()}
+        out.print_json(json.dumps({**body, "checks": [c.as_dict() for c in checks]}))
     else:
         _print_verification(result, as_json)
+        if headed is not None and headed.ok:
+            out.print(f"[green]ok[/green]: the store contains the signed tree of {headed.tree_size} events")
+        elif headed is not None:
+            out.print(
+                f"[red]FAILED[/red] against the signed head at position "
+                f"{headed.first_invalid_position}: {headed.reason}"
+            )
         for check in checks:
             mark = "green]ok" if check.ok else "red]FAILED" if check.enforced else "yellow]warning"
             out.print(f"[{mark}[/] {check.name}: {check.detail}")
-    if not result.ok or refusal(checks) is not None:
+    if not result.ok or (headed is not None and not headed.ok) or refusal(checks) is not None:
         raise typer.Exit(1)
+
+
+def _signed_head(path: Path, public_key: str | None) -> tuple[TreeHead, Any]:
+    try:
+        head = TreeHead.from_dict(json.loads(path.read_text()))
+        return head, load_public_key(public_key) if public_key else None
+    except (LedgerError, OSError, ValueError) as error:
+        err.print(f"[red]invalid input[/red]: {error}")
+        raise typer.Exit(2) from None
 
 
 @contextmanager

@@ -36,6 +36,7 @@ from ledger.errors import (
     ValidationError,
 )
 from ledger.store import LedgerPostgresRecorder, OutboxStore, StoreAdmin
+from ledger.transparency import TransparencyLog
 
 MAX_AMOUNT = 10**36
 MAX_HOLDERS = 2**31 - 1  # a count of people; stored and shown as a plain integer
@@ -52,6 +53,7 @@ class LedgerApplication(Application[UUID]):
     """The register of record: commands in, immutable events out."""
 
     name = "Ledger"
+    is_snapshotting_enabled = True  # long streams load from a snapshot (`ledger.snapshots`)
 
     def __init__(self, env: dict[str, str] | None = None, clock: Callable[[], datetime] = utc_now) -> None:
         super().__init__(env)
@@ -59,6 +61,9 @@ class LedgerApplication(Application[UUID]):
         self.admin = StoreAdmin(self.recorder)
         self.outbox = OutboxStore(self.admin)
         self.committer = GroupCommitter(self, self.admin, clock)
+        self.transparency = TransparencyLog(self.admin)
+        if self.factory.env.get("CREATE_TABLE", "y").lower() in ("y", "yes", "t", "true", "on", "1"):
+            self.transparency.create_tables()
         self._snapshots: OrderedDict[tuple[str, int], dict[str, int]] = OrderedDict()
 
     def construct_env(self, name: str, env: EnvType | None = None) -> Environment:

@@ -35,6 +35,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, JSONTranscoder, Mapper, StoredEvent
 
+from ledger import snapshots
 from ledger.errors import (
     ConcurrencyError,
     IdempotencyKeyReusedError,
@@ -43,7 +44,7 @@ from ledger.errors import (
 )
 from ledger.outbox import chain_operations
 from ledger.pauses import gc_paused
-from ledger.store import IdempotencyRecord, StoreAdmin
+from ledger.store import IdempotencyRecord, StoreAdmin, WriterTurn
 
 A = TypeVar("A", bound=Aggregate)
 MAX_BATCH = 512
@@ -255,9 +256,10 @@ class GroupCommitter:
             self._stale.discard(aggregate_id)
         if aggregate is None:
             try:
-                aggregate = self.app.repository.get(aggregate_id)
+                aggregate = self.app.repository.get(aggregate_id)  # from its latest snapshot
             except AggregateNotFoundError:
                 raise NotFoundError(f"{aggregate_id} not found") from None
+            snapshots.refresh_if_stale(self.app, aggregate)
         assert aggregate is not None
         self.working[aggregate_id] = aggregate
         return aggregate
@@ -268,6 +270,29 @@ class GroupCommitter:
         if head != self._complete_at:
             self._mark_stale()
             self._complete_at = head
+
+    def _catch_up(self, turn: WriterTurn) -> None:
+        """Brings the cached aggregates forward by the events other writers appended since
+        the cache was complete (the turn read them); when they were too many, or the
+        position was not known, every cached aggregate is marked stale instead and is
+        brought forward from its own stream when it is next used."""
+        if turn.rows is None:
+            self._mark_stale()
+            self._complete_at = turn.head
+            return
+        to_event = self.app.mapper.to_domain_event
+        for _, stream_id, version, topic, state in turn.rows:
+            aggregate_id = UUID(str(stream_id))
+            aggregate = self._cache.get(aggregate_id)
+            if aggregate is None or aggregate_id in self._stale:
+                continue
+            if version != aggregate.version + 1:
+                self._stale.add(aggregate_id)
+                continue
+            event = to_event(StoredEvent(aggregate_id, version, topic, bytes(state)))
+            event.mutate(aggregate)  # type: ignore[attr-defined]
+        if turn.rows:
+            self._complete_at = turn.rows[-1][0]
 
     def _mark_stale(self) -> None:
         self._stale.update(self._cache)
@@ -309,15 +334,20 @@ class GroupCommitter:
         )
 
     def _attempt(self, batch: list[_Pending], *, alone: bool) -> None:
-        """Runs a batch and appends it. Alone, it first brings the cache up to date:
-        a single command retried after a conflict must see every other writer's events."""
+        """Runs a batch and appends it in this process's writer turn, the cache first brought
+        forward by the events other processes appended (PostgreSQL). Without turns (SQLite),
+        a command retried alone after a conflict first brings the cache up to date: it must
+        see every other writer's events."""
         self.working = {}
         try:
-            if alone:
-                self._refresh()
-            ran = self._run_commands(batch, alone=alone)
-            if ran:
-                self._append(ran)
+            with self.admin.writer_turn(self._complete_at) as turn:
+                if turn is not None:
+                    self._catch_up(turn)
+                elif alone:
+                    self._refresh()
+                ran = self._run_commands(batch, alone=alone)
+                if ran:
+                    self._append(ran)
             self._keep(self.working)
         except BaseException:
             for aggregate_id in self.working:
@@ -398,8 +428,9 @@ class GroupCommitter:
         stored = [e if type(e) is StoredEvent else to_stored(e) for e in events]
         ids = self.app.recorder.insert_events(stored, idempotency=records, outbox=outbox, commit_info=info)
         assert ids is not None and len(ids) == len(stored)
+        appended: dict[UUID, int] = {}
         for aggregate in self.working.values():
-            aggregate.collect_events()
+            appended[aggregate.id] = len(aggregate.collect_events())
         positions = list(ids)
         prev_position = info.get("prev_position")  # None: not known (a commit found after a lost connection)
         if prev_position is not None and prev_position == self._complete_at:
@@ -417,6 +448,10 @@ class GroupCommitter:
         for pending, new_events, result in ran:
             end += len(new_events)
             pending.succeed(Outcome(result, positions[end - 1]))
+        for aggregate_id, count in appended.items():
+            aggregate = self.working[aggregate_id]
+            if count and snapshots.due(aggregate.version - count, aggregate.version):
+                snapshots.take(self.app, aggregate)
 
     def _remember(self, key: str, outcome: tuple[str, str, int]) -> None:
         self._recent_keys[key] = outcome

@@ -18,6 +18,8 @@ class Settings(BaseSettings):
     chain_rpc_url: str | None = None
     chain_confirmations: int = 12
     chain_agent_key: str | None = None
+    audit_key_file: str | None = None  # Ed25519 signing key of tree heads (PEM file); never in the database
+    audit_key: str | None = None  # the same key as PEM text
 
     @property
     def read_url(self) -> str:

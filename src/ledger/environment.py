@@ -145,14 +145,20 @@ def unknown_ledger_variables(environ: Iterable[str], known: Iterable[str]) -> li
     )
 
 
+def ledger_settings(app_cls: type[Application[Any]], env: Mapping[str, str] | None) -> dict[str, str]:
+    """The library settings an application class gets from the ledger: its own, then `env`."""
+    settings = dict(app_cls.env)
+    if app_cls.is_snapshotting_enabled or app_cls.snapshotting_intervals:
+        settings["IS_SNAPSHOTTING_ENABLED"] = "y"
+    settings.update(env or {})
+    return settings
+
+
 def library_environment(
     app_cls: type[Application[Any]], name: str, env: Mapping[str, str] | None, environ: Mapping[str, str]
 ) -> Environment:
     """What `Application.construct_env` builds, without the process environment: the class's
     settings and the ledger's, checked against `environ` (see the module's docstring)."""
-    settings = dict(app_cls.env)
-    if app_cls.is_snapshotting_enabled or app_cls.snapshotting_intervals:
-        settings["IS_SNAPSHOTTING_ENABLED"] = "y"
-    settings.update(env or {})
+    settings = ledger_settings(app_cls, env)
     check_library_environment(environ, settings)
     return Environment(name, {**passed_through(environ), **settings})

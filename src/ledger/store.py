@@ -23,7 +23,7 @@ import threading
 import time
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any, Protocol, cast
@@ -68,6 +68,8 @@ UNNEST_FROM = 64  # hash links of batches this large go in one statement
 APPEND_ATTEMPTS = 10  # as the library's recorder retries a lost connection
 APPEND_RETRY_WAIT = 0.2  # seconds
 APPEND_CONNECTION_WAIT = 0.05  # seconds to wait for a connection to set aside, else use the pool
+WRITER_LOCK = 0x57524954  # advisory lock key: one writing process at a time per store ("WRIT")
+CATCH_UP_LIMIT = 1000  # events another writer appended that a turn reads; more: the cache goes stale
 
 
 def canonical_record(position: int, stream_id: UUID | str, version: int, topic: str, state: bytes) -> bytes:
@@ -88,6 +90,22 @@ class IdempotencyRecord:
     request_hash: str
     response: str
     last_event_index: int
+
+
+@dataclass
+class WriterTurn:
+    """A writing process's turn at the store (PostgreSQL): the store-wide writer lock held in an
+    open transaction, and what other writers appended since the caller's cache was complete.
+
+    `rows` are those events as `(position, stream id, version, topic, state)`, in order, when
+    `after` was known and they are at most `CATCH_UP_LIMIT`; else None, and `head` is the
+    store's head (the caller's cache must then be brought forward stream by stream)."""
+
+    conn: psycopg.Connection[DictRow]
+    rows: list[tuple[Any, ...]] | None
+    head: int | None
+    alive: bool = True  # False once its batch was sent, or the turn ended
+    failed: bool = False  # its batch met an error: the connection's state is not known
 
 
 @dataclass(frozen=True)
@@ -232,6 +250,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         self._append_conn: psycopg.Connection[DictRow] | None = None
         self._append_since = 0.0  # when it was taken from the pool (monotonic clock)
         self._append_released = False
+        self._turn: WriterTurn | None = None  # the open writer turn of this process's leader, if any
         schema = Identifier(datastore.schema)
         rows = SQL(
             "SELECT notification_id, originator_id, originator_version, topic, state FROM {}.{} "
@@ -339,6 +358,11 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             .format(self.events, SQL(datastore.originator_id_type))
             .as_bytes(None)
         )
+        self._writer_scope = zlib.crc32(datastore.schema.encode()) - 2**31
+        self._turn_timeout = f"SET LOCAL lock_timeout = '{int(datastore.lock_timeout)}s'".encode()
+        self._select_head = SQL("SELECT COALESCE(MAX(notification_id), 0) AS head FROM {}").format(
+            self.events
+        ).as_bytes(None)
         self._insert_columns = (
             SQL(
                 "INSERT INTO {} (originator_id, originator_version, topic, state) "
@@ -435,6 +459,76 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             "it was: look it up, or send it again with the same Idempotency-Key"
         ) from lost
 
+    @contextmanager
+    def writer_turn(self, after: int | None) -> Iterator[WriterTurn]:
+        """This process's turn at writing: the store-wide writer lock, held until the turn's
+        small batch is committed (`_append_in_one_call`) or the turn ends.
+
+        Processes writing to one store take turns instead of racing: a batch run on state
+        another process has since changed would collide on the unique (stream, version)
+        key and be run again. The lock is a transaction-level advisory lock taken in the
+        same round trip as the read of what the others appended since `after` (the
+        position up to which the caller's cache is complete), so a process brings its
+        cached aggregates forward from those events instead of reloading them. In one
+        process the turn costs one round trip per batch. A turn that cannot start for a lost
+        connection (nothing was sent yet) is tried again, as an append is.
+        """
+        turn_cm, turn = self._open_turn(after)
+        with ExitStack() as stack:
+            stack.push(turn_cm)
+            yield turn
+
+    def _open_turn(self, after: int | None) -> tuple[AbstractContextManager[WriterTurn], WriterTurn]:
+        for attempt in range(1, APPEND_ATTEMPTS + 1):
+            turn_cm = self._turn_on(after)
+            try:
+                return turn_cm, turn_cm.__enter__()
+            except (InterfaceError, OperationalError):
+                if attempt == APPEND_ATTEMPTS:
+                    raise
+                time.sleep(APPEND_RETRY_WAIT)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @contextmanager
+    def _turn_on(self, after: int | None) -> Iterator[WriterTurn]:
+        with self._append_connection() as conn:
+            with conn.pipeline():
+                conn.execute(b"BEGIN")
+                conn.execute(self._turn_timeout)
+                conn.execute(b"SELECT pg_advisory_xact_lock(%s, %s)", (WRITER_LOCK, self._writer_scope))
+                cursor = cast(Any, conn).cursor(row_factory=tuple_row)
+                if after is None:
+                    cursor.execute(self._select_head, prepare=True)
+                else:
+                    cursor.execute(self._select_rows, (after, CATCH_UP_LIMIT + 1), prepare=True, binary=True)
+            rows: list[tuple[Any, ...]] = cursor.fetchall()
+            if after is None:
+                turn = WriterTurn(conn, None, int(rows[0][0]))
+            else:
+                turn = WriterTurn(conn, rows if len(rows) <= CATCH_UP_LIMIT else None, None)
+            self._turn = turn
+            try:
+                yield turn
+            finally:
+                self._turn = None
+                turn.alive = False
+                self._end_turn(turn)
+
+    def _end_turn(self, turn: WriterTurn) -> None:
+        """Rolls back a turn that appended nothing; a connection that failed in the turn goes
+        back to the pool (which rolls it back or replaces it) if it is the set-aside one."""
+        conn = turn.conn
+        if not turn.failed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            return
+        if not turn.failed:
+            try:
+                conn.execute(b"ROLLBACK")
+                return
+            except psycopg.Error:
+                pass
+        if conn is self._append_conn:
+            self._give_back_append_connection()
+
     def _append_in_pipeline(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int]:
         """The library's append (one pipelined transaction), without its own retry."""
         append = PostgresApplicationRecorder.insert_events.__wrapped__
@@ -483,8 +577,25 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             [e.kind for e in entries] or None,
             [json.dumps(e.payload, sort_keys=True) for e in entries] or None,
         )
-        with self._append_connection() as conn:
-            row = conn.execute(self._append_sql, params, prepare=True).fetchone()
+        turn = self._turn
+        if turn is not None and turn.alive:
+            # In a writer turn: the append and the commit that ends the turn, in one round trip.
+            turn.alive = False
+            try:
+                with turn.conn.pipeline():
+                    cursor = turn.conn.execute(self._append_sql, params, prepare=True)
+                    turn.conn.execute(b"COMMIT")
+                row = cursor.fetchone()
+            except psycopg.Error as error:
+                # Its fate is unknown: closed, the server aborts the turn's transaction unless
+                # it committed, so the lookup that follows finds the truth (and no lock is
+                # left held by a transaction nobody will end).
+                turn.failed = True
+                turn.conn.close()
+                raise translated(error) from error
+        else:
+            with self._append_connection() as conn:
+                row = conn.execute(self._append_sql, params, prepare=True).fetchone()
         assert row is not None
         prev_position, *positions = cast(list[int], next(iter(row.values())))
         kwargs["commit_info"]["prev_position"] = prev_position
@@ -676,6 +787,8 @@ class _Sql(Protocol):
 
     def advisory_lock(self, key: int) -> AbstractContextManager[bool]: ...
 
+    def write(self, statements: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None: ...
+
 
 class StoreAdmin:
     """Auditor-facing reads of the store: head, verification, export, import, versions at a position."""
@@ -700,6 +813,23 @@ class StoreAdmin:
         else:
             msg = f"unsupported recorder {type(recorder).__name__}"
             raise TypeError(msg)
+
+    @property
+    def is_postgres(self) -> bool:
+        return isinstance(self.sql, _PostgresSql)
+
+    def table(self, name: str) -> str:
+        """A table of the store's database by its name, qualified by the store's schema."""
+        if isinstance(self.sql, _PostgresSql):
+            return f'"{self.sql.datastore.schema}".{name}'
+        return name
+
+    def writer_turn(self, after: int | None) -> AbstractContextManager[WriterTurn | None]:
+        """The recorder's writer turn on PostgreSQL; None on SQLite, whose own writer lock
+        serialises appends (a process there finds others' appends by the head position)."""
+        if isinstance(self.sql, _PostgresSql):
+            return self.sql.recorder.writer_turn(after)
+        return nullcontext(None)
 
     def head_position(self) -> int:
         rows = self.sql.fetch(f"SELECT MAX({self.position}) AS head FROM {self.events}", ())
@@ -889,6 +1019,13 @@ class _PostgresSql:
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(sql.encode(), params)
 
+    def write(self, statements: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+        """Each statement for each of its rows, all in one transaction."""
+        with self.datastore.transaction(commit=True) as curs:
+            for sql, rows in statements:
+                if rows:
+                    curs.executemany(sql.encode(), rows)
+
     @contextmanager
     def advisory_lock(self, key: int) -> Iterator[bool]:
         # Keyed by the store's schema too: stores in other schemas of the database have their own.
@@ -940,6 +1077,12 @@ class _SQLiteSql:
     def execute(self, sql: str, params: Sequence[Any]) -> None:
         with self.datastore.transaction(commit=True) as c:
             c.execute(sql.replace("%s", "?"), list(params))
+
+    def write(self, statements: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            for sql, rows in statements:
+                if rows:
+                    c.executemany(sql.replace("%s", "?"), rows)
 
     @contextmanager
     def advisory_lock(self, key: int) -> Iterator[bool]:

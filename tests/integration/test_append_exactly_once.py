@@ -40,14 +40,17 @@ def fail_first_call(
     *,
     after_commit: bool,
     before: Callable[[], None] = lambda: None,
+    when: Callable[..., bool] = lambda *_: True,
 ) -> list[int]:
-    """Makes the next call of `owner.name` raise `error` as a dropped connection does: after
-    the call ran (`after_commit`: it committed) or before it reached the server. Returns the
-    call counter."""
+    """Makes the next call of `owner.name` (for which `when` holds) raise `error` as a dropped
+    connection does: after the call ran (`after_commit`: it committed) or before it reached
+    the server. Returns the counter of those calls."""
     original = getattr(owner, name)
     calls = [0]
 
     def flaky(*args: Any, **kwargs: Any) -> Any:
+        if not when(*args):
+            return original(*args, **kwargs)
         calls[0] += 1
         if calls[0] == 1:
             if after_commit:
@@ -72,10 +75,17 @@ def lose_connection_once(
     return fail_first_call(recorder, step, lost, after_commit=after_commit, before=before)
 
 
-def lose_connection_once_on(conn: psycopg.Connection[Any], *, after_commit: bool) -> list[int]:
-    """The same one level down: the connection's next statement fails with psycopg's own error."""
+def lose_connection_once_on(
+    conn: psycopg.Connection[Any], *, after_commit: bool, statement: bytes = b"ledger_append"
+) -> list[int]:
+    """The same one level down: the connection's next statement containing `statement` (by
+    default the append, in the writer turn) fails with psycopg's own error."""
     lost = psycopg.OperationalError("server closed the connection unexpectedly")
-    return fail_first_call(conn, "execute", lost, after_commit=after_commit)
+
+    def matches(query: Any, *_: Any) -> bool:
+        return statement in (query if isinstance(query, bytes) else str(query).encode())
+
+    return fail_first_call(conn, "execute", lost, after_commit=after_commit, when=matches)
 
 
 def transfers_in_store(app: LedgerApplication) -> int:
@@ -83,10 +93,12 @@ def transfers_in_store(app: LedgerApplication) -> int:
     return sum(1 for n in notifications if n.topic.endswith("TokensTransferred"))
 
 
-@pytest.mark.parametrize("after_commit", [True, False], ids=["lost-after-commit", "lost-before-commit"])
+@pytest.mark.parametrize("after_commit", [True, False], ids=["lost-after-append", "lost-before-append"])
 def test_a_transfer_whose_commit_was_not_acknowledged_is_made_once(
     pg_app: LedgerApplication, after_commit: bool
 ) -> None:
+    """The append statement of the writer turn loses its connection (having run, or before):
+    the turn's transaction is aborted, the batch is looked up, found absent, sent again."""
     asset_id = open_asset(pg_app)
     onboard(pg_app, "alice")
     onboard(pg_app, "bob")
@@ -103,6 +115,47 @@ def test_a_transfer_whose_commit_was_not_acknowledged_is_made_once(
     assert recorder._append_conn is not kept
     assert transfers_in_store(pg_app) == before + 1
     assert outcome.position == pg_app.admin.head_position()
+    balances = pg_app.get_asset(asset_id).balances
+    assert (balances["alice"], balances["bob"]) == (70, 30)
+    assert pg_app.admin.verify().ok
+
+
+def test_a_transfer_committed_in_its_turn_without_acknowledgement_is_made_once(
+    pg_app: LedgerApplication,
+) -> None:
+    asset_id = open_asset(pg_app)
+    onboard(pg_app, "alice")
+    onboard(pg_app, "bob")
+    holding(pg_app, asset_id, "alice", 100)
+    calls = lose_connection_once(pg_app.recorder, "_append_in_one_call", after_commit=True)
+
+    outcome = pg_app.transfer(asset_id, "alice", "bob", 30)
+
+    assert calls[0] == 1  # found in the store: not sent again
+    assert transfers_in_store(pg_app) == 1
+    assert outcome.position == pg_app.admin.head_position()
+    balances = pg_app.get_asset(asset_id).balances
+    assert (balances["alice"], balances["bob"]) == (70, 30)
+    assert pg_app.admin.verify().ok
+
+
+def test_a_writer_turn_that_loses_its_connection_before_the_command_is_tried_again(
+    pg_app: LedgerApplication,
+) -> None:
+    """The turn's first statement (BEGIN, the writer lock, the catch-up read) meets a dropped
+    connection: nothing was sent, so the turn starts again on another connection."""
+    asset_id = open_asset(pg_app)
+    onboard(pg_app, "alice")
+    onboard(pg_app, "bob")
+    holding(pg_app, asset_id, "alice", 100)
+    kept = pg_app.recorder._append_conn
+    assert kept is not None
+    calls = lose_connection_once_on(kept, after_commit=False, statement=b"BEGIN")
+
+    pg_app.transfer(asset_id, "alice", "bob", 30)
+
+    assert calls[0] == 1
+    assert transfers_in_store(pg_app) == 1
     balances = pg_app.get_asset(asset_id).balances
     assert (balances["alice"], balances["bob"]) == (70, 30)
     assert pg_app.admin.verify().ok

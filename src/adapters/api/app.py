@@ -21,6 +21,7 @@ from adapters.api.routers import (
     health,
     investments,
     investors,
+    proofs,
     reconciliations,
 )
 from ledger import errors
@@ -61,6 +62,7 @@ def create_app(services: Services) -> FastAPI:
         distributions.router,
         reconciliations.router,
         audit.router,
+        proofs.router,
         health.router,
     ):
         api.include_router(router)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
+from eventsourcing.domain import Snapshot as LibrarySnapshot
 
 from ledger.domain.values import held_stream_id
 from ledger.errors import (
@@ -114,6 +115,15 @@ class Asset(Aggregate):
         self.lots: dict[str, list[tuple[datetime, int]]] = {}
         self.total_supply = 0
         self.total_reserved = 0
+
+    class Snapshot(LibrarySnapshot):
+        """The asset's state stored for a fast load (`ledger.snapshots`); JSON keeps no
+        tuples, so the issuance lots are made tuples again."""
+
+        def mutate(self, _: None) -> Asset:
+            asset = cast(Asset, super().mutate(_))
+            asset.lots = {k: [(issued_at, q) for issued_at, q in v] for k, v in asset.lots.items()}
+            return asset
 
     @staticmethod
     def create_id(asset_id: str) -> UUID:

@@ -13,10 +13,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from adapters.api.common import PROBLEMS, Caller, exact, require, services
+from adapters.api.common import PROBLEMS, ApiError, Caller, exact, require, services
 from ledger.application import LedgerApplication
 from ledger.domain import values
 from ledger.store import StoredRecord
+from ledger.transparency import TreeHead, verify_against
 from projections.schema import snapshot
 from projections.streams import streams_of_asset, streams_of_investor
 
@@ -102,9 +103,22 @@ def audit_events(
 
 
 @router.get("/audit/verify")
-def audit_verify(request: Request, caller: Caller) -> JSONResponse:
+def audit_verify(
+    request: Request,
+    caller: Caller,
+    tree_size: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+    root: Annotated[str | None, Query(pattern="^[0-9a-f]{64}$")] = None,
+) -> JSONResponse:
+    """The hash chain recomputed; with `tree_size` and `root` (a tree head the caller holds),
+    the store's first `tree_size` events recomputed against that root instead."""
     require(caller, "auditor")
-    return JSONResponse(services(request).ledger.admin.verify().as_dict())
+    admin = services(request).ledger.admin
+    if tree_size is None and root is None:
+        return JSONResponse(admin.verify().as_dict())
+    if tree_size is None or root is None:
+        raise ApiError(422, "validation_error", "tree_size and root go together")
+    head = TreeHead(tree_size, root, "", "", "")
+    return JSONResponse(verify_against(admin, head, None).as_dict())
 
 
 @router.get("/stream", response_class=StreamingResponse)
