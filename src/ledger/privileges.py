@@ -9,7 +9,8 @@
   `ledger_append` (SECURITY DEFINER), as LOCK ... IN EXCLUSIVE MODE needs more than INSERT;
 - the chain outbox: SELECT, INSERT and UPDATE (the worker advances a row's state);
 - every other table of the schema: the read models the runner writes, API keys, and
-  derived data such as aggregate snapshots: SELECT, INSERT, UPDATE, DELETE
+  derived data (aggregate snapshots, the Merkle tree and its signed heads, which matter
+  as the copies auditors keep): SELECT, INSERT, UPDATE, DELETE
   (`alembic_version` and the self-check's digest: SELECT);
 - USAGE of the schema and its sequences, EXECUTE of the ledger's functions (`ledger_*`:
   `ledger_append`, `ledger_lock_events`); EXECUTE of every function of the schema is
