@@ -18,7 +18,7 @@ from ledger.application import LedgerApplication
 from ledger.config import Settings, known_variables, store_env
 from ledger.environment import check_library_environment, ledger_settings, unknown_ledger_variables
 from ledger.errors import ConfigurationError
-from ledger.selfcheck import Check, refusal, store_checks
+from ledger.selfcheck import Check, missing_tables, refusal, store_checks, structure_checks
 from projections.migrate import is_current, upgrade
 from projections.runner import ProjectionRunner
 from projections.schema import engine_for
@@ -88,6 +88,20 @@ def startup_check(app: LedgerApplication, config: Settings) -> list[Check]:
     if reason is not None:
         raise ConfigurationError(reason)
     return checks
+
+
+def failing_before_hardening(config: Settings) -> list[Check]:
+    """The self-check's findings on an existing store before `init` hardens it again (which
+    puts the ledger's definitions back and digests them anew): what an operator should know
+    it is about to replace. None for a store not created yet."""
+    app = build_application(config, create_tables=False)
+    try:
+        recorder = app.admin.sql.recorder
+        if missing_tables(recorder):
+            return []  # new (or dropped, which creating refuses with its own message)
+        return [check for check in structure_checks(recorder) if not check.ok]
+    finally:
+        app.close()
 
 
 def read_engine(config: Settings | None = None, migrate: bool = True) -> Engine:

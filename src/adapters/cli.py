@@ -122,6 +122,11 @@ def init() -> None:
     LEDGER_ADMIN_DATABASE_URL, as that owner role, granting the runtime role what it needs."""
     config = bootstrap.settings()
     owner = bootstrap.owner_settings(config)
+    for check in bootstrap.failing_before_hardening(owner):
+        err.print(
+            f"[yellow]warning[/yellow]: before init, {check.name}: {check.detail}. Init puts the "
+            "ledger's definitions back (expected after an upgrade that changes them)"
+        )
     ledger = _guard(lambda: bootstrap.build_application(owner))
     try:
         head = ledger.admin.head_position()

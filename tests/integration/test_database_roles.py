@@ -270,9 +270,13 @@ def test_a_changed_definition_is_found_at_start_up_and_by_verify(roles: Roles, c
     assert code == 1, output
     checks: list[dict[str, Any]] = json.loads(output[: output.rindex("}") + 1])["checks"]
     assert [c["name"] for c in checks if not c["ok"]] == ["digest"]
-    # The owner re-hardens the store (ledger init): the ledger's definitions, digested anew.
-    assert ledger(roles, "init")[0] == 0
+    # The owner re-hardens the store (ledger init), saying what it replaces: the ledger's
+    # definitions, digested anew.
+    code, output = ledger(roles, "init")
+    assert code == 0 and "before init, digest: definitions changed" in " ".join(output.split())
     assert ledger(roles, "verify")[0] == 0
+    code, output = ledger(roles, "init")
+    assert code == 0 and "before init" not in output
 
 
 @pytest.mark.slow
