@@ -42,10 +42,11 @@ class Roles:
     schema: str
     owner: str
     runtime: str
+    password: str  # for a server that asks for one (the test server trusts local connections)
 
     def url(self, role: str, schema: bool = True) -> str:
         parsed = urlparse(PG_URL)
-        netloc = f"{role}@{parsed.hostname}:{parsed.port or 5432}"
+        netloc = f"{role}:{self.password}@{parsed.hostname}:{parsed.port or 5432}"
         query = f"schema={self.schema}" if schema else ""
         return urlunparse(parsed._replace(netloc=netloc, query=query))
 
@@ -66,10 +67,10 @@ def roles() -> Iterator[Roles]:
     """An owner and a runtime role of their own (unique names) and a fresh schema the owner owns."""
     require_postgres()
     tag = uuid.uuid4().hex[:10]
-    made = Roles(f"t_{tag}", f"ledger_owner_{tag}", f"ledger_runtime_{tag}")
+    made = Roles(f"t_{tag}", f"ledger_owner_{tag}", f"ledger_runtime_{tag}", uuid.uuid4().hex)
     with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE ROLE "{made.owner}" LOGIN')
-        conn.execute(f'CREATE ROLE "{made.runtime}" LOGIN')
+        conn.execute(f"CREATE ROLE \"{made.owner}\" LOGIN PASSWORD '{made.password}'")
+        conn.execute(f"CREATE ROLE \"{made.runtime}\" LOGIN PASSWORD '{made.password}'")
         conn.execute(f'CREATE SCHEMA "{made.schema}" AUTHORIZATION "{made.owner}"')
     yield made
     with psycopg.connect(PG_URL, autocommit=True) as conn:
