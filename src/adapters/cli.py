@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, cast
 
 import typer
 import uvicorn
@@ -40,8 +40,10 @@ from ledger.actor import acting_as, operator
 from ledger.application import LedgerApplication
 from ledger.commit import Outcome
 from ledger.config import Settings
-from ledger.errors import LedgerError, ValidationError
-from ledger.store import Verification
+from ledger.errors import ConfigurationError, LedgerError, ValidationError
+from ledger.privileges import grant_runtime_role
+from ledger.selfcheck import record_digest, refusal, store_checks
+from ledger.store import LedgerPostgresRecorder, Verification
 from ledger.transparency import TreeHead, load_public_key, verify_against
 from projections.holdings import CapTable, current_cap_table
 from projections.investors import investors
@@ -71,7 +73,15 @@ KeyOption = Annotated[str | None, typer.Option("--idempotency-key", help="Replay
 
 
 @app.callback()
-def _as_operator(ctx: typer.Context) -> None:
+def _start(ctx: typer.Context) -> None:
+    # Every command starts here. A pinned store setting overridden refuses to start.
+    try:
+        notes = bootstrap.environment_report(bootstrap.settings())
+    except ConfigurationError as error:
+        err.print(f"[red]{error.code}[/red]: {error.detail}")
+        raise typer.Exit(2) from None
+    for note in notes:
+        err.print(f"[yellow]warning[/yellow]: {note}")
     # Every command the CLI issues records `cli:<operator>` as its actor (LEDGER_OPERATOR, else
     # the OS user); an API served from here records each request's key instead.
     ctx.with_resource(acting_as(operator()))
@@ -114,14 +124,43 @@ def _command(action: Callable[[LedgerApplication], Outcome], as_json: bool) -> N
 
 @app.command()
 def init() -> None:
-    """Create the event store (tables, triggers) and migrate the read models."""
+    """Create the event store (tables, triggers) and migrate the read models; with
+    LEDGER_ADMIN_DATABASE_URL, as that owner role, granting the runtime role what it needs."""
     config = bootstrap.settings()
-    ledger = bootstrap.build_application(config)
-    head = ledger.admin.head_position()
-    ledger.close()
-    bootstrap.read_engine(config).dispose()
-    out.print(f"event store ready at {_redacted(config.database_url)} (head position {head})")
-    out.print(f"read models migrated at {_redacted(config.read_url)}")
+    owner = bootstrap.owner_settings(config)
+    for check in bootstrap.failing_before_hardening(owner):
+        err.print(
+            f"[yellow]warning[/yellow]: before init, {check.name}: {check.detail}. Init puts the "
+            "ledger's definitions back (expected after an upgrade that changes them)"
+        )
+    ledger = _guard(lambda: bootstrap.build_application(owner))
+    try:
+        head = ledger.admin.head_position()
+        bootstrap.read_engine(owner).dispose()
+        record_digest(ledger.admin.sql.recorder)  # the definitions as this version creates them
+        _grant_runtime_role(ledger, config)
+    finally:
+        ledger.close()
+    out.print(f"event store ready at {_redacted(owner.database_url)} (head position {head})")
+    out.print(f"read models migrated at {_redacted(owner.read_url)}")
+
+
+def _grant_runtime_role(owner: LedgerApplication, config: Settings) -> None:
+    """Under two roles, grants the runtime role (LEDGER_DATABASE_URL's user) what it needs."""
+    if bootstrap.two_roles(config):
+        role = bootstrap.runtime_role(config)
+        grant_runtime_role(cast(LedgerPostgresRecorder, owner.recorder), role)
+        out.print(f"runtime role {role}: SELECT and INSERT on the history, no DDL")
+
+
+def _checked(ledger: LedgerApplication, config: Settings) -> None:
+    """The store's start-up self-check: a process refuses to start (exit 1) if it fails."""
+    try:
+        bootstrap.startup_check(ledger, config)
+    except ConfigurationError as error:
+        ledger.close()
+        err.print(f"[red]{error.code}[/red]: {error.detail}")
+        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -131,12 +170,14 @@ def replay(
 ) -> None:
     """Rebuild every read model from the event store into fresh tables and swap them in."""
     config = bootstrap.settings()
-    ledger = bootstrap.build_application(config)
-    engine = bootstrap.read_engine(config)
+    owner = bootstrap.owner_settings(config)  # builds and swaps in tables: the owner's work
+    ledger = bootstrap.build_application(owner)
+    engine = bootstrap.read_engine(owner)
     try:
         head = ledger.admin.head_position() if to is None else min(to, ledger.admin.head_position())
         with _progress("replaying", head) as advance:
             reached = rebuild(ledger, engine, to=to, progress=advance)
+        _grant_runtime_role(ledger, config)
     finally:
         ledger.close()
         engine.dispose()
@@ -153,6 +194,7 @@ def project(
     """Run the projection runner: keep every read model at the head of the event store."""
     config = bootstrap.settings()
     ledger = bootstrap.build_application(config)
+    _checked(ledger, config)
     runner = bootstrap.build_runner(ledger, config)
     try:
         if once:
@@ -201,27 +243,36 @@ def verify(
         str | None, typer.Option(help="The head signer's public key (hex or PEM file).")
     ] = None,
 ) -> None:
-    """Recompute the hash chain; exit 1 naming the first altered, removed or inserted position.
+    """Recompute the hash chain and run the store's self-check; exit 1 naming the first
+    altered, removed or inserted position, or the failed check.
     With --against, also recompute the Merkle tree of the events the signed head covers."""
     head = _signed_head(against, public_key) if against is not None else None
-    ledger = _ledger()
+    config = bootstrap.settings()
+    ledger = bootstrap.build_application(config, create_tables=False)  # a dropped table stays missing
     try:
         result = ledger.admin.verify()
+        checks = store_checks(ledger.admin.sql.recorder, bootstrap.two_roles(config))
         headed = verify_against(ledger.admin, head[0], head[1]) if head is not None else None
     finally:
         ledger.close()
-    _print_verification(result, as_json and headed is None)
-    if headed is not None:
-        if as_json:
-            out.print_json(json.dumps({"chain": result.as_dict(), "against": headed.as_dict()}))
-        elif headed.ok:
+    if as_json:
+        body = result.as_dict()
+        if headed is not None:
+            body = {"chain": body, "against": headed.as_dict()}
+        out.print_json(json.dumps({**body, "checks": [c.as_dict() for c in checks]}))
+    else:
+        _print_verification(result, as_json)
+        if headed is not None and headed.ok:
             out.print(f"[green]ok[/green]: the store contains the signed tree of {headed.tree_size} events")
-        else:
+        elif headed is not None:
             out.print(
                 f"[red]FAILED[/red] against the signed head at position "
                 f"{headed.first_invalid_position}: {headed.reason}"
             )
-    if not result.ok or (headed is not None and not headed.ok):
+        for check in checks:
+            mark = "green]ok" if check.ok else "red]FAILED" if check.enforced else "yellow]warning"
+            out.print(f"[{mark}[/] {check.name}: {check.detail}")
+    if not result.ok or (headed is not None and not headed.ok) or refusal(checks) is not None:
         raise typer.Exit(1)
 
 
@@ -304,7 +355,7 @@ def import_(file: Path, as_json: JsonOption = False) -> None:
         err.print(f"no such file: {file}")
         raise typer.Exit(2)
     total = sum(1 for _ in file.open(encoding="utf-8"))
-    ledger = _ledger()
+    ledger = bootstrap.build_application(bootstrap.owner_settings(bootstrap.settings()))  # sets the sequence
     try:
         with file.open(encoding="utf-8") as first, file.open(encoding="utf-8") as second:
             result = _guard(
@@ -400,6 +451,7 @@ app.add_typer(chain_cli, name="chain")
 def _chain() -> Iterator[ChainService]:
     config = bootstrap.settings()
     ledger = bootstrap.build_application(config)
+    _checked(ledger, config)
     runner = bootstrap.build_runner(ledger, config)
     try:
         service = bootstrap.build_chain(ledger, runner, config)
@@ -922,3 +974,6 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except ConfigurationError as error:  # e.g. the store's self-check, wherever the API is built
+        err.print(f"[red]{error.code}[/red]: {error.detail}")
+        sys.exit(1)

@@ -9,6 +9,7 @@ the new ids and the global position of the command's last event.
 from __future__ import annotations
 
 import json
+import os
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -16,7 +17,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import Application
-from eventsourcing.utils import get_topic
+from eventsourcing.utils import Environment, EnvType, get_topic
 
 from ledger.actor import Actor, current_actor
 from ledger.commit import Command, GroupCommitter, Outcome, UnitOfWork
@@ -28,6 +29,7 @@ from ledger.domain.distribution import Distribution
 from ledger.domain.investment import Investment
 from ledger.domain.investor import KYC_STATUSES, Investor, WalletClaim
 from ledger.domain.proposal import Proposal
+from ledger.environment import library_environment
 from ledger.errors import (
     AlreadyExistsError,
     IdempotencyKeyReusedError,
@@ -65,6 +67,11 @@ class LedgerApplication(Application[UUID]):
         if self.factory.env.get("CREATE_TABLE", "y").lower() in ("y", "yes", "t", "true", "on", "1"):
             self.transparency.create_tables()
         self._snapshots: OrderedDict[tuple[str, int], dict[str, int]] = OrderedDict()
+
+    def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
+        """The library's settings come from the ledger alone: a process environment that
+        would change its write or read path refuses to start (`ledger.environment`)."""
+        return library_environment(type(self), name, env, os.environ)
 
     def close(self) -> None:
         if isinstance(self.recorder, LedgerPostgresRecorder):

@@ -12,6 +12,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LEDGER_", env_file=".env", extra="ignore")
 
     database_url: str = "sqlite:///var/ledger.sqlite3"
+    admin_database_url: str | None = None  # the owner role on PostgreSQL: init, migrations, replay
     read_database_url: str | None = None
     redis_url: str | None = None
     chain_rpc_url: str | None = None
@@ -25,10 +26,26 @@ class Settings(BaseSettings):
         return self.read_database_url or self.database_url
 
 
-def store_env(url: str) -> dict[str, str]:
+# LEDGER_ variables read elsewhere than `Settings` (tests, benchmarks, the contracts' path).
+OTHER_VARIABLES = (
+    "LEDGER_CONTRACTS_DIR",
+    "LEDGER_TEST_DATABASE_URL",
+    "LEDGER_TEST_REDIS_URL",
+    "LEDGER_REQUIRE_SERVICES",
+    "LEDGER_BENCH_DATABASE_URL",
+)
+
+
+def known_variables() -> list[str]:
+    """Every `LEDGER_*` variable something of the ledger reads."""
+    return [f"LEDGER_{name.upper()}" for name in Settings.model_fields] + list(OTHER_VARIABLES)
+
+
+def store_env(url: str, *, create_tables: bool = True) -> dict[str, str]:
     """The `eventsourcing` environment for an event store URL (`sqlite:///...` or `postgresql://...`).
 
     A PostgreSQL URL may name a schema with `?schema=NAME` (tests use one schema each).
+    `create_tables=False` for a role that may not create or alter them (the runtime role).
     """
     parsed = urlparse(url)
     if parsed.scheme == "sqlite":
@@ -42,6 +59,7 @@ def store_env(url: str) -> dict[str, str]:
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": name,
             "APPLICATION_RECORDER_TOPIC": "ledger.store:LedgerSQLiteRecorder",
+            "CREATE_TABLE": "y" if create_tables else "n",
         }
     if parsed.scheme in ("postgresql", "postgres", "postgresql+psycopg"):
         query = parse_qs(parsed.query)
@@ -56,6 +74,8 @@ def store_env(url: str) -> dict[str, str]:
             "POSTGRES_POOL_SIZE": query.get("pool_size", ["8"])[0],
             "POSTGRES_LOCK_TIMEOUT": "10",
             "APPLICATION_RECORDER_TOPIC": "ledger.store:LedgerPostgresRecorder",
+            "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
+            "CREATE_TABLE": "y" if create_tables else "n",
         }
         return env
     msg = f"unsupported database URL scheme {parsed.scheme!r}: use sqlite:///PATH or postgresql://..."

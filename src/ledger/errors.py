@@ -119,3 +119,10 @@ class OutcomeUnknownError(LedgerError):
     idempotency key, before sending it once more."""
 
     code = "outcome_unknown"
+
+
+class ConfigurationError(LedgerError):
+    """The process is configured in a way the ledger refuses to run with (a pinned setting
+    of the event store overridden, or a store that fails its start-up self-check)."""
+
+    code = "configuration_error"

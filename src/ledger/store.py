@@ -55,6 +55,7 @@ EVENTS_TABLE = "ledger_events"
 HASHES_TABLE = "ledger_event_hashes"
 IDEMPOTENCY_TABLE = "ledger_idempotency"
 OUTBOX_TABLE = "ledger_outbox"
+LOCK_FUNCTION = "ledger_lock_events"  # takes the table lock of appends for the runtime role (selfcheck)
 OUTBOX_COLUMNS = (
     "position, asset_id, kind, payload, state, attempts, nonce, tx_hash, raw_tx, error, "
     "block_number, targets, done_targets, updated_at"
@@ -240,6 +241,11 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
 
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = EVENTS_TABLE) -> None:
         super().__init__(datastore, events_table_name=events_table_name)
+        # The runtime role may not LOCK the table IN EXCLUSIVE MODE (that takes UPDATE, DELETE
+        # or TRUNCATE privilege): the owner's function takes the very same lock for it.
+        self.lock_table_statements[1:] = [
+            SQL("SELECT {}.{}()").format(Identifier(datastore.schema), Identifier(LOCK_FUNCTION))
+        ]
         self._append_lock = threading.Lock()  # held while the set-aside connection is in use
         self._append_conn: psycopg.Connection[DictRow] | None = None
         self._append_since = 0.0  # when it was taken from the pool (monotonic clock)
@@ -389,7 +395,11 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         with self.datastore.get_connection() as conn:
             conn.execute("SELECT pg_advisory_lock(%s)", (CREATE_LOCK,))
             try:
+                from ledger import selfcheck  # it reads this module's recorders
+
+                selfcheck.before_creating(self)
                 super().create_table()
+                selfcheck.after_creating(self)
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (CREATE_LOCK,))
 
@@ -703,6 +713,13 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
     def __init__(self, datastore: SQLiteDatastore, events_table_name: str = EVENTS_TABLE) -> None:
         super().__init__(datastore, events_table_name)
 
+    def create_table(self) -> None:
+        from ledger import selfcheck  # it reads this module's recorders
+
+        selfcheck.before_creating(self)
+        super().create_table()
+        selfcheck.after_creating(self)
+
     def construct_create_table_statements(self) -> list[str]:
         statements = super().construct_create_table_statements()
         statements += [
@@ -758,6 +775,9 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
 
 class _Sql(Protocol):
     """The few statements `StoreAdmin` needs, in the dialect of one database."""
+
+    @property
+    def recorder(self) -> LedgerPostgresRecorder | LedgerSQLiteRecorder: ...
 
     def fetch(self, sql: str, params: Sequence[Any]) -> list[Any]: ...
 
@@ -863,6 +883,12 @@ class StoreAdmin:
             after = rows[-1]["position"]
 
     def verify(self) -> Verification:
+        from ledger.selfcheck import missing_tables  # it reads this module's recorders
+
+        missing = missing_tables(self.sql.recorder)
+        if missing:  # never "ok, 0 events" for a history that is not there
+            reason = f"history tables missing, dropped outside the ledger: {', '.join(missing)}"
+            return Verification(False, 0, 0, None, 1, reason)
         return verify_records(self.records())
 
     def export(self, out: IO[str]) -> Verification:

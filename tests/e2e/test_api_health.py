@@ -64,3 +64,15 @@ def test_metrics_count_requests_commands_and_lag(lite_api: Api) -> None:
     assert 'ledger_commands_total{outcome="validation_error",route="/v1/investments"} 1.0' in text
     assert 'ledger_projection_lag_events{view="holdings"}' in text
     assert api.key("admin") not in text
+
+
+def test_readyz_is_503_naming_the_check_when_a_guard_trigger_is_dropped(lite_api: Api) -> None:
+    """Least privilege: the store's self-check runs at start and again on each readiness probe."""
+    lite_api.open_asset()
+    recorder = lite_api.services.ledger.admin.sql.recorder
+    with recorder.datastore.transaction(commit=True) as c:
+        c.execute("DROP TRIGGER ledger_events_refuse_delete")
+    response = lite_api.client.get("/readyz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "store_check_failed" and "ledger_events_refuse_delete" in body["detail"]
