@@ -297,8 +297,9 @@ def _demo_chain(
         raise typer.Exit(2) from None
     err.print(f"local anvil chain at {node.url} (stopped when the demo ends)")
     try:
-        yield ChainService(ledger, runner, Rpc(node.url), TrexClient(node.url, DEV_KEYS[0]),
-                           config.chain_confirmations)
+        yield ChainService(
+            ledger, runner, Rpc(node.url), TrexClient(node.url, DEV_KEYS[0]), config.chain_confirmations
+        )
     finally:
         node.stop()
 
@@ -367,9 +368,20 @@ def chain_sync(as_json: JsonOption = False) -> None:
     for column in ("asset_id", "head", "final_block", "next_block", "logs", "unrecognised", "retracted"):
         table.add_column(column)
     for row in rows:
-        table.add_row(*(str(row[c]) for c in (
-            "asset_id", "head", "final_block", "next_block", "logs", "unrecognised", "retracted"
-        )))
+        table.add_row(
+            *(
+                str(row[c])
+                for c in (
+                    "asset_id",
+                    "head",
+                    "final_block",
+                    "next_block",
+                    "logs",
+                    "unrecognised",
+                    "retracted",
+                )
+            )
+        )
     out.print(table)
 
 
@@ -645,6 +657,23 @@ def asset_unfreeze(
 ) -> None:
     """Lift an investor's freeze on an asset."""
     _command(lambda ledger: ledger.unfreeze_investor(asset_id, investor_id, key), as_json)
+
+
+@asset_cli.command("value")
+def asset_value(
+    asset_id: str,
+    price_per_token: Annotated[int, typer.Option(help="Minor units per whole token.")],
+    valued_at: Annotated[str, typer.Option(help="RFC 3339; not in the future, not before registration.")],
+    source: Annotated[str, typer.Option(help="Appraiser, NAV report id.")],
+    method: Annotated[str | None, typer.Option()] = None,
+    key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Record a valuation of an asset (a correction is a new valuation)."""
+    _command(
+        lambda ledger: ledger.record_valuation(asset_id, price_per_token, valued_at, source, method, key),
+        as_json,
+    )
 
 
 @investor_cli.command("register")
