@@ -10,14 +10,17 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
+from operator import itemgetter
 from typing import Any
 
+import psycopg
 from psycopg import AsyncConnection, AsyncRawCursor
-from sqlalchemy import Connection, func, select, text
+from psycopg.types.numeric import IntLoader
+from sqlalchemy import Connection, text
 
-from projections.analytics import DIRECTION, Pricing, flows
+from projections.analytics import DIRECTION, Pricing
 from projections.returns import YEAR_DAYS, capital_days, trailing_yield_bps, xirr_bps
 
 LATEST = 2**62  # "as of the views' position": every row of a consistent snapshot
@@ -95,8 +98,16 @@ def portfolio_view(conn: Connection, investor_id: str, as_of: int | None = None)
     """Every asset the investor holds, has held, or is owed dividends on, as of `as_of` (the
     views' position if None)."""
     position = LATEST if as_of is None else as_of
-    rows = conn.execute(_PORTFOLIO, {"investor_id": investor_id, "position": position})
-    return _portfolio_of(rows, as_of)
+    if conn.dialect.name != "postgresql":
+        rows = conn.execute(_PORTFOLIO, {"investor_id": investor_id, "position": position})
+        # exact integers are zero-padded text on SQLite
+        exact = [(*r[:5], *(None if x is None else int(x) for x in r[5:])) for r in rows]
+        return _portfolio_of(exact, as_of)
+    # On PostgreSQL straight from the driver, NUMERIC read as `int` (as `holdings._fetch` does).
+    cursor = psycopg.RawCursor(conn.connection.driver_connection)  # type: ignore[arg-type]
+    cursor.adapters.register_loader("numeric", IntLoader)
+    with cursor:
+        return _portfolio_of(cursor.execute(_PORTFOLIO_RAW, (investor_id, position)).fetchall(), as_of)
 
 
 async def portfolio_view_async(
@@ -104,105 +115,92 @@ async def portfolio_view_async(
 ) -> Portfolio:
     """`portfolio_view` on a plain psycopg connection (PostgreSQL), for the API's hot read path."""
     cursor = AsyncRawCursor(conn)
+    cursor.adapters.register_loader("numeric", IntLoader)
     await cursor.execute(_PORTFOLIO_RAW, (investor_id, LATEST if as_of is None else as_of))
     return _portfolio_of(await cursor.fetchall(), as_of)
 
 
 @dataclass
-class _Scope:
-    """The flow rows of one asset (or of the whole portfolio), folded as they come."""
+class _Asset:
+    """The flow rows of one asset, in position order, folded as they come."""
 
-    flows: list[tuple[int, int]]
-    steps: list[tuple[int, int]]  # (day, invested from then on)
-    dividends: list[tuple[int, int]]  # (day, amount paid)
+    last: Sequence[Any]  # the latest row: the holding as of the position
+    flows: list[tuple[int, int]] = field(default_factory=list)  # (day, money to the investor)
+    steps: list[tuple[int, int]] = field(default_factory=list)  # (day, invested from then on)
+    dividends: list[tuple[int, int]] = field(default_factory=list)  # (day, amount paid)
 
-    def returns(self, day: int, value: int) -> tuple[int | None, int | None]:
-        """(dividend yield, XIRR) on `day`, with `value` as the final flow."""
-        if day == 0:
-            return None, None
-        income = sum(amount for d, amount in self.dividends if d > day - YEAR_DAYS)
-        yield_bps = trailing_yield_bps(income, capital_days(self.steps, day))
-        return yield_bps, xirr_bps([*self.flows, (day, value)])
+
+def _returns(
+    flows: list[tuple[int, int]], dividends: list[tuple[int, int]], capital: int, day: int, value: int
+) -> tuple[int | None, int | None]:
+    """(dividend yield, XIRR) on `day`, with `value` as the final flow."""
+    if day == 0:
+        return None, None
+    income = sum(amount for d, amount in dividends if d > day - YEAR_DAYS)
+    return trailing_yield_bps(income, capital), xirr_bps([*flows, (day, value)])
 
 
 def _portfolio_of(rows: Iterable[Sequence[Any]], as_of: int | None) -> Portfolio:
-    """Sums are made here, in exact integers, not by the database."""
-    flow_rows: list[Sequence[Any]] = []
+    """Sums are made here, in exact integers, not by the database (rows come with integers)."""
+    held: dict[str, _Asset] = {}
     pricing: dict[str, Pricing] = {}
     known, views_at, day = False, 0, 0
+    flow_rows = []
     for row in rows:
         kind = row[0]
         if kind == "f":
             flow_rows.append(row)
         elif kind == "a":
-            pricing[row[1]] = Pricing(int(row[3]), int(row[5] if row[6] is None else row[6]))
+            pricing[row[1]] = Pricing(row[3], row[5] if row[6] is None else row[6])
         elif kind == "i":
             known = True
         elif kind == "t":
-            views_at = int(row[2] or 0)
+            views_at = row[2] or 0
         else:
-            day = int(row[3] or 0)
-    flow_rows.sort(key=lambda r: int(r[2]))
-    last: dict[str, Sequence[Any]] = {}
-    scopes: dict[str, _Scope] = {}
-    total = _Scope([], [], [])
-    invested: dict[str, int] = {}
+            day = row[3] or 0
+    flow_rows.sort(key=itemgetter(2))  # by position (cheaper here than a sort by the database)
     for row in flow_rows:
-        asset_id, flow_day, flow, cash = row[1], int(row[3]), row[4], int(row[5])
-        last[asset_id] = row
-        scope = scopes.get(asset_id)
-        if scope is None:
-            scope = scopes[asset_id] = _Scope([], [], [])
+        asset = held.get(row[1])
+        if asset is None:
+            asset = held[row[1]] = _Asset(row)
+        asset.last = row
+        flow_day, flow, cash = row[3], row[4], row[5]
         direction = DIRECTION[flow]
         if direction:
-            scope.flows.append((flow_day, direction * cash))
-            total.flows.append((flow_day, direction * cash))
-        if flow == "dividend":
-            scope.dividends.append((flow_day, cash))
-            total.dividends.append((flow_day, cash))
-        invested[asset_id] = int(row[8])
-        scope.steps.append((flow_day, invested[asset_id]))
-        total.steps.append((flow_day, sum(invested.values())))
+            asset.flows.append((flow_day, direction * cash))
+            if flow == "dividend":
+                asset.dividends.append((flow_day, cash))
+        asset.steps.append((flow_day, row[8]))
     positions = []
-    for asset_id in sorted(last):
-        quantity, frozen, cost, paid, pending = map(int, last[asset_id][6:])
+    all_flows: list[tuple[int, int]] = []
+    all_dividends: list[tuple[int, int]] = []
+    all_capital = 0
+    for asset_id in sorted(held):
+        asset = held[asset_id]
+        all_flows += asset.flows
+        all_dividends += asset.dividends
+        capital = capital_days(asset.steps, day)
+        all_capital += capital  # the capital of each day is the sum of the assets'
+        quantity, frozen, cost, paid, pending = asset.last[6:]
         if quantity == 0 and cost == 0 and paid == 0 and pending == 0:
             continue  # an address freeze alone, or a holding sold long ago with nothing owed
         value = pricing[asset_id].worth(quantity)
-        yield_bps, xirr = scopes[asset_id].returns(day, value)
+        yield_bps, xirr = _returns(asset.flows, asset.dividends, capital, day, value)
+        gain = value - cost
         positions.append(
             Position(
-                asset_id,
-                quantity,
-                frozen,
-                cost,
-                paid,
-                pending,
-                value,
-                value - cost,
-                value + paid - cost,
-                yield_bps,
-                xirr,
+                asset_id, quantity, frozen, cost, paid, pending, value, gain, gain + paid, yield_bps, xirr
             )
         )
-    return Portfolio(known, views_at if as_of is None else as_of, positions, _totals(positions, total, day))
-
-
-def _totals(positions: list[Position], total: _Scope, day: int) -> Totals:
     value = sum(p.value for p in positions)
     invested = sum(p.invested_amount for p in positions)
     paid = sum(p.dividends_paid for p in positions)
-    yield_bps, xirr = total.returns(day, value)
-    return Totals(
-        invested,
-        paid,
-        sum(p.dividends_pending for p in positions),
-        value,
-        value - invested,
-        value + paid - invested,
-        yield_bps,
-        xirr,
+    yield_bps, xirr = _returns(all_flows, all_dividends, all_capital, day, value)
+    pending = sum(p.dividends_pending for p in positions)
+    totals = Totals(
+        invested, paid, pending, value, value - invested, value + paid - invested, yield_bps, xirr
     )
+    return Portfolio(known, views_at if as_of is None else as_of, positions, totals)
 
 
 def portfolio(conn: Connection, investor_id: str) -> list[Position]:
@@ -221,17 +219,25 @@ class HistoryPoint:
     dividends_paid: int
 
 
-_HISTORY_ASSETS = text(
-    """SELECT a.asset_id, a.decimals, a.unit_price FROM rm_assets a
-        WHERE a.asset_id IN (SELECT asset_id FROM rm_investor_flows WHERE investor_id = :investor_id)"""
-)
-_HISTORY_VALUATIONS = text(
-    """SELECT asset_id, position, price_per_token, valued_at FROM rm_valuations
-        WHERE position <= :position
-          AND asset_id IN (SELECT asset_id FROM rm_investor_flows WHERE investor_id = :investor_id)
-        ORDER BY position"""
-)
-_DAYS = text("SELECT day, position FROM rm_analytics_days ORDER BY day")
+_HISTORY_FLOWS = """SELECT asset_id, position, quantity, invested, paid FROM rm_investor_flows
+     WHERE investor_id = %s AND position <= %s"""
+_HISTORY_ASSETS = """SELECT asset_id, decimals, unit_price FROM rm_assets
+     WHERE asset_id IN (SELECT asset_id FROM rm_investor_flows WHERE investor_id = %s)"""
+_HISTORY_VALUATIONS = """SELECT asset_id, position, price_per_token, valued_at FROM rm_valuations
+     WHERE position <= %s AND asset_id IN (SELECT asset_id FROM rm_investor_flows WHERE investor_id = %s)
+     ORDER BY position"""
+_DAYS = "SELECT day, position FROM rm_analytics_days ORDER BY day"
+_FIRST_FLOW = "SELECT MIN(position) FROM rm_investor_flows WHERE investor_id = %s"
+
+
+def _driver_rows(conn: Connection, statement: str, *params: Any) -> list[Sequence[Any]]:
+    """The rows of a plain statement (`%s` placeholders) as tuples; on PostgreSQL NUMERIC is read
+    as `int` by the driver, on SQLite the caller's `int()` reads the zero-padded digits."""
+    if conn.dialect.name == "postgresql":
+        with conn.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
+            cursor.adapters.register_loader("numeric", IntLoader)
+            return cursor.execute(statement, params).fetchall()  # type: ignore[no-any-return]
+    return list(conn.exec_driver_sql(statement.replace("%s", "?"), params))
 
 
 @dataclass(frozen=True)
@@ -243,7 +249,7 @@ class Calendar:
 
     @classmethod
     def load(cls, conn: Connection) -> Calendar:
-        rows = conn.execute(_DAYS).all()
+        rows = _driver_rows(conn, _DAYS)
         return cls([int(r[0]) for r in rows], [int(r[1]) for r in rows])
 
     def day_of(self, position: int) -> int | None:
@@ -263,79 +269,76 @@ def evenly(start: int, end: int, points: int) -> list[int]:
     return [start + (end - start) * k // (points - 1) for k in range(points)]
 
 
-def portfolio_history(
-    conn: Connection, investor_id: str, asset_id: str | None, positions: list[int]
-) -> list[HistoryPoint]:
-    """Value, invested amount and dividends paid (of one asset, or all) at each of the ascending
-    `positions`: one sweep over the investor's flow rows and the assets' valuations."""
-    head = positions[-1] if positions else 0
-    params = {"investor_id": investor_id, "position": head}
-    f_ = flows.c
-    query = select(f_.asset_id, f_.position, f_.quantity, f_.invested, f_.paid).where(
-        f_.investor_id == investor_id, f_.position <= head
-    )
-    if asset_id is not None:
-        query = query.where(f_.asset_id == asset_id)
-    flow_rows = conn.execute(query.order_by(f_.position)).all()
-    pricing = {r[0]: Pricing(int(r[1]), int(r[2])) for r in conn.execute(_HISTORY_ASSETS, params)}
-    valued = conn.execute(_HISTORY_VALUATIONS, params).all()
-    calendar = Calendar.load(conn)
-    held: dict[str, tuple[int, int, int]] = {}
-    points = []
-    f = v = 0
-    for position in positions:
-        while f < len(flow_rows) and int(flow_rows[f][1]) <= position:
-            row = flow_rows[f]
-            held[row[0]] = (int(row[2]), int(row[3]), int(row[4]))
-            f += 1
-        while v < len(valued) and int(valued[v][1]) <= position:
-            row = valued[v]
-            pricing[row[0]].consider(row[3], int(row[1]), int(row[2]))
-            v += 1
-        day = calendar.day_of(position)
-        points.append(
-            HistoryPoint(
-                position,
-                None if day is None else date.fromordinal(day).isoformat(),
-                sum(pricing[a].worth(q) for a, (q, _, _) in held.items()),
-                sum(i for _, i, _ in held.values()),
-                sum(p for _, _, p in held.values()),
-            )
-        )
-    return points
-
-
 def history_positions(
-    conn: Connection,
-    investor_id: str,
-    start: int | date | None,
-    end: int | date | None,
-    points: int,
-    head: int,
+    calendar: Calendar, first: int, start: int | date | None, end: int | date | None, points: int, head: int
 ) -> list[int]:
     """The positions of a chart's points: evenly spaced positions from `start` to `end`, or,
     when either is a date, the last position of each of evenly spaced days. Defaults: the
-    investor's first flow, and the views' position `head`."""
-    first = conn.execute(
-        select(func.min(flows.c.position)).where(flows.c.investor_id == investor_id)
-    ).scalar()
-    first = int(first or head)
+    investor's first flow `first`, and the views' position `head`."""
     if not isinstance(start, date) and not isinstance(end, date):
         low = first if start is None else start
         high = head if end is None else min(end, head)
         return evenly(low, max(low, high), points)
-    calendar = Calendar.load(conn)
     low_day = (
-        start.toordinal()
-        if isinstance(start, date)
-        else calendar.day_of(start if start is not None else first)
+        start.toordinal() if isinstance(start, date) else calendar.day_of(first if start is None else start)
     )
-    high_day = end.toordinal() if isinstance(end, date) else calendar.day_of(end if end is not None else head)
+    high_day = end.toordinal() if isinstance(end, date) else calendar.day_of(head if end is None else end)
     if low_day is None or high_day is None:
         return [head]
-    return sorted(
-        {
-            min(head, calendar.last_position_on(d, head))
-            for d in evenly(low_day, max(low_day, high_day), points)
-        }
+    days = evenly(low_day, max(low_day, high_day), points)
+    return sorted({min(head, calendar.last_position_on(d, head)) for d in days})
+
+
+def portfolio_history(
+    conn: Connection,
+    investor_id: str,
+    asset_id: str | None,
+    start: int | date | None,
+    end: int | date | None,
+    points: int,
+    head: int,
+) -> list[HistoryPoint]:
+    """Value, invested amount and dividends paid (of one asset, or all) at evenly spaced positions
+    or dates (see `history_positions`): one sweep over the investor's flow rows and the valuations
+    of their assets, keeping running totals."""
+    calendar = Calendar.load(conn)
+    first = _driver_rows(conn, _FIRST_FLOW, investor_id)[0][0]
+    positions = history_positions(calendar, head if first is None else int(first), start, end, points, head)
+    last = positions[-1]
+    statement, params = _HISTORY_FLOWS, [investor_id, last]
+    if asset_id is not None:
+        statement, params = statement + " AND asset_id = %s", [*params, asset_id]
+    flow_rows = sorted(
+        (int(r[1]), r[0], int(r[2]), int(r[3]), int(r[4])) for r in _driver_rows(conn, statement, *params)
     )
+    pricing = {r[0]: Pricing(int(r[1]), int(r[2])) for r in _driver_rows(conn, _HISTORY_ASSETS, investor_id)}
+    valued = _driver_rows(conn, _HISTORY_VALUATIONS, last, investor_id)
+    held: dict[str, tuple[int, int, int, int]] = {}  # asset -> quantity, worth, invested, paid
+    value = invested = paid = 0
+    result = []
+    f = v = 0
+    for position in positions:
+        while f < len(flow_rows) and flow_rows[f][0] <= position:
+            _, asset, quantity, cost, dividends = flow_rows[f]
+            _, old_worth, old_cost, old_paid = held.get(asset, (0, 0, 0, 0))
+            worth = pricing[asset].worth(quantity)
+            held[asset] = (quantity, worth, cost, dividends)
+            value, invested, paid = (
+                value + worth - old_worth,
+                invested + cost - old_cost,
+                paid + dividends - old_paid,
+            )
+            f += 1
+        while v < len(valued) and int(valued[v][1]) <= position:
+            asset, at, price, valued_at = valued[v][0], int(valued[v][1]), int(valued[v][2]), valued[v][3]
+            pricing[asset].consider(valued_at, at, price)
+            if asset in held:
+                quantity, old_worth, cost, dividends = held[asset]
+                worth = pricing[asset].worth(quantity)
+                held[asset] = (quantity, worth, cost, dividends)
+                value += worth - old_worth
+            v += 1
+        day = calendar.day_of(position)
+        when = None if day is None else date.fromordinal(day).isoformat()
+        result.append(HistoryPoint(position, when, value, invested, paid))
+    return result

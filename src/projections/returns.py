@@ -4,6 +4,7 @@ and a yield over a trailing window. Money is exact; only the XIRR solver works i
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 from datetime import date
@@ -15,6 +16,9 @@ import pyxirr
 BPS = 10_000
 YEAR_DAYS = 365
 MAX_BPS = 2**53 - 1  # served as a plain JSON number; a rate beyond it is no answer
+
+
+_date = functools.lru_cache(maxsize=8192)(date.fromordinal)
 
 
 def half_even_bps(numerator: int, denominator: int) -> int:
@@ -34,7 +38,7 @@ def xirr_bps(flows: Iterable[tuple[int, int]]) -> int | None:
     if len(days) < 2 or all(a > 0 for a in amounts) or all(a < 0 for a in amounts):
         return None
     try:
-        rate = pyxirr.xirr([date.fromordinal(d) for d in days], [float(a) for a in amounts])
+        rate = pyxirr.xirr([_date(d) for d in days], [float(a) for a in amounts])
     except (pyxirr.InvalidPaymentsError, ValueError, OverflowError, ArithmeticError):
         return None
     if rate is None or not math.isfinite(rate):

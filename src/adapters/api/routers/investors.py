@@ -30,7 +30,6 @@ from projections.compliance import investor_compliance
 from projections.investors import investor_record
 from projections.portfolio import (
     Portfolio,
-    history_positions,
     portfolio_history,
     portfolio_view,
     portfolio_view_async,
@@ -196,8 +195,7 @@ def get_portfolio_history(
     with consistent_read(services(request), min_position) as (conn, as_of):
         if investor_record(conn, _investor(investor_id)) is None:
             raise ApiError(404, "not_found", f"investor {investor_id} not found")
-        positions = history_positions(conn, investor_id, low, high, points, as_of)
-        history = portfolio_history(conn, investor_id, asset_id, positions)
+        history = portfolio_history(conn, investor_id, asset_id, low, high, points, as_of)
     return read_response({"investor_id": investor_id, "asset_id": asset_id, "points": history}, as_of)
 
 
