@@ -8,6 +8,7 @@ replayed. Money is exact; rates are integer basis points.
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -219,25 +220,33 @@ class HistoryPoint:
     dividends_paid: int
 
 
-_HISTORY_FLOWS = """SELECT asset_id, position, quantity, invested, paid FROM rm_investor_flows
-     WHERE investor_id = %s AND position <= %s"""
-_HISTORY_ASSETS = """SELECT asset_id, decimals, unit_price FROM rm_assets
-     WHERE asset_id IN (SELECT asset_id FROM rm_investor_flows WHERE investor_id = %s)"""
-_HISTORY_VALUATIONS = """SELECT asset_id, position, price_per_token, valued_at FROM rm_valuations
-     WHERE position <= %s AND asset_id IN (SELECT asset_id FROM rm_investor_flows WHERE investor_id = %s)
-     ORDER BY position"""
-_DAYS = "SELECT day, position FROM rm_analytics_days ORDER BY day"
-_FIRST_FLOW = "SELECT MIN(position) FROM rm_investor_flows WHERE investor_id = %s"
-
-
-def _driver_rows(conn: Connection, statement: str, *params: Any) -> list[Sequence[Any]]:
-    """The rows of a plain statement (`%s` placeholders) as tuples; on PostgreSQL NUMERIC is read
-    as `int` by the driver, on SQLite the caller's `int()` reads the zero-padded digits."""
-    if conn.dialect.name == "postgresql":
-        with conn.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
-            cursor.adapters.register_loader("numeric", IntLoader)
-            return cursor.execute(statement, params).fetchall()  # type: ignore[no-any-return]
-    return list(conn.exec_driver_sql(statement.replace("%s", "?"), params))
+# One statement (one round trip, one consistent snapshot): the investor's flow rows (of one asset
+# or all), their assets' terms and valuations, the calendar of days, whether the investor exists
+# and the views' position. Columns: kind, asset_id, position, day, n1, n2, n3, valued_at.
+_HISTORY = """
+    SELECT 'f' AS row_kind, asset_id, position, CAST(NULL AS INTEGER) AS day, quantity AS n1, invested AS n2,
+           paid AS n3, CAST(NULL AS TIMESTAMP WITH TIME ZONE) AS valued_at
+      FROM rm_investor_flows WHERE investor_id = :investor_id {asset}
+    UNION ALL
+    SELECT 'a', asset_id, NULL, decimals, unit_price, NULL, NULL, NULL FROM rm_assets
+     WHERE asset_id IN (SELECT asset_id FROM rm_investor_flows WHERE investor_id = :investor_id {asset})
+    UNION ALL
+    SELECT 'v', asset_id, position, NULL, price_per_token, NULL, NULL, valued_at FROM rm_valuations
+     WHERE asset_id IN (SELECT asset_id FROM rm_investor_flows WHERE investor_id = :investor_id {asset})
+    UNION ALL
+    SELECT 'c', NULL, position, day, NULL, NULL, NULL, NULL FROM rm_analytics_days
+    UNION ALL
+    SELECT 'i', NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM rm_investors WHERE investor_id = :investor_id
+    UNION ALL
+    SELECT 't', NULL, MIN(position), NULL, NULL, NULL, NULL, NULL FROM rm_tracking
+"""
+_HISTORY_TEXT = {
+    one: text(_HISTORY.format(asset="AND asset_id = :asset_id" if one else "")) for one in (False, True)
+}
+_HISTORY_RAW = {
+    one: re.sub(r":(\w+)", r"%(\1)s", _HISTORY.format(asset="AND asset_id = :asset_id" if one else ""))
+    for one in (False, True)
+}
 
 
 @dataclass(frozen=True)
@@ -246,11 +255,6 @@ class Calendar:
 
     days: list[int]
     positions: list[int]
-
-    @classmethod
-    def load(cls, conn: Connection) -> Calendar:
-        rows = _driver_rows(conn, _DAYS)
-        return cls([int(r[0]) for r in rows], [int(r[1]) for r in rows])
 
     def day_of(self, position: int) -> int | None:
         index = bisect_right(self.positions, position)
@@ -289,6 +293,13 @@ def history_positions(
     return sorted({min(head, calendar.last_position_on(d, head)) for d in days})
 
 
+@dataclass(frozen=True)
+class History:
+    investor_known: bool
+    as_of_position: int
+    points: list[HistoryPoint]
+
+
 def portfolio_history(
     conn: Connection,
     investor_id: str,
@@ -296,23 +307,51 @@ def portfolio_history(
     start: int | date | None,
     end: int | date | None,
     points: int,
-    head: int,
-) -> list[HistoryPoint]:
+) -> History:
     """Value, invested amount and dividends paid (of one asset, or all) at evenly spaced positions
-    or dates (see `history_positions`): one sweep over the investor's flow rows and the valuations
-    of their assets, keeping running totals."""
-    calendar = Calendar.load(conn)
-    first = _driver_rows(conn, _FIRST_FLOW, investor_id)[0][0]
-    positions = history_positions(calendar, head if first is None else int(first), start, end, points, head)
-    last = positions[-1]
-    statement, params = _HISTORY_FLOWS, [investor_id, last]
-    if asset_id is not None:
-        statement, params = statement + " AND asset_id = %s", [*params, asset_id]
-    flow_rows = sorted(
-        (int(r[1]), r[0], int(r[2]), int(r[3]), int(r[4])) for r in _driver_rows(conn, statement, *params)
-    )
-    pricing = {r[0]: Pricing(int(r[1]), int(r[2])) for r in _driver_rows(conn, _HISTORY_ASSETS, investor_id)}
-    valued = _driver_rows(conn, _HISTORY_VALUATIONS, last, investor_id)
+    or dates (see `history_positions`) up to the views' position: one statement, then one sweep
+    over the investor's flow rows and their assets' valuations, keeping running totals."""
+    params = {"investor_id": investor_id, "asset_id": asset_id}
+    if conn.dialect.name == "postgresql":
+        with conn.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
+            cursor.adapters.register_loader("numeric", IntLoader)
+            rows = cursor.execute(_HISTORY_RAW[asset_id is not None], params).fetchall()
+    else:  # exact integers are zero-padded text on SQLite
+        raw = conn.execute(_HISTORY_TEXT[asset_id is not None], params)
+        rows = [(*r[:4], *(None if x is None else int(x) for x in r[4:7]), r[7]) for r in raw]
+    flow_rows, valued, days = [], [], []
+    pricing: dict[str, Pricing] = {}
+    known, head = False, 0
+    for row in rows:
+        kind = row[0]
+        if kind == "f":
+            flow_rows.append((row[2], row[1], row[4], row[5], row[6]))
+        elif kind == "v":
+            valued.append((row[2], row[1], row[4], row[7]))
+        elif kind == "c":
+            days.append((row[3], row[2]))
+        elif kind == "a":
+            pricing[row[1]] = Pricing(row[3], row[4])
+        elif kind == "i":
+            known = True
+        else:
+            head = row[2] or 0
+    flow_rows.sort()
+    valued.sort()
+    days.sort()
+    calendar = Calendar([d for d, _ in days], [p for _, p in days])
+    first = flow_rows[0][0] if flow_rows else head
+    positions = history_positions(calendar, first, start, end, points, head)
+    return History(known, head, _sweep(positions, flow_rows, valued, pricing, calendar))
+
+
+def _sweep(
+    positions: list[int],
+    flow_rows: list[tuple[int, str, int, int, int]],
+    valued: list[tuple[int, str, int, Any]],
+    pricing: dict[str, Pricing],
+    calendar: Calendar,
+) -> list[HistoryPoint]:
     held: dict[str, tuple[int, int, int, int]] = {}  # asset -> quantity, worth, invested, paid
     value = invested = paid = 0
     result = []
@@ -329,8 +368,8 @@ def portfolio_history(
                 paid + dividends - old_paid,
             )
             f += 1
-        while v < len(valued) and int(valued[v][1]) <= position:
-            asset, at, price, valued_at = valued[v][0], int(valued[v][1]), int(valued[v][2]), valued[v][3]
+        while v < len(valued) and valued[v][0] <= position:
+            at, asset, price, valued_at = valued[v]
             pricing[asset].consider(valued_at, at, price)
             if asset in held:
                 quantity, old_worth, cost, dividends = held[asset]

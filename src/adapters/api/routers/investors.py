@@ -192,11 +192,14 @@ def get_portfolio_history(
     if asset_id is not None:
         values.asset_id(asset_id)
     low, high = _bound(start, "from"), _bound(end, "to")
-    with consistent_read(services(request), min_position) as (conn, as_of):
-        if investor_record(conn, _investor(investor_id)) is None:
-            raise ApiError(404, "not_found", f"investor {investor_id} not found")
-        history = portfolio_history(conn, investor_id, asset_id, low, high, points, as_of)
-    return read_response({"investor_id": investor_id, "asset_id": asset_id, "points": history}, as_of)
+    svc = services(request)
+    wait_for(svc, min_position)
+    with svc.runner.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        history = portfolio_history(conn, _investor(investor_id), asset_id, low, high, points)
+    if not history.investor_known:
+        raise ApiError(404, "not_found", f"investor {investor_id} not found")
+    body = {"investor_id": investor_id, "asset_id": asset_id, "points": history.points}
+    return read_response(body, history.as_of_position)
 
 
 @router.get("/{investor_id}/compliance")
