@@ -11,7 +11,8 @@ Three tables:
 - `rm_analytics_days`: the first position of each day (by event time) this view saw, so that a
   position has a date (the day of the last event at or before it) and a date a position.
 
-Average cost: a settled investment adds its accepted amount; tokens leaving by transfer or
+Average cost: a settled investment adds its accepted amount (`ceil(quantity * unit_price /
+10**decimals)`, SPEC 4.3, from the issued quantity); tokens leaving by transfer or
 redemption take `invested * quantity // balance` with them; tokens received by transfer enter
 at the valuation in force (unit price if none). For returns, money out of the investor is an
 investment or tokens received (at that valuation); money in is a dividend paid, tokens redeemed
@@ -29,7 +30,6 @@ from sqlalchemy import BigInteger, Column, Connection, Integer, String, Table, T
 
 from ledger.domain.asset import Asset
 from ledger.domain.distribution import Distribution
-from ledger.domain.investment import Investment
 from projections.batch import Batch
 from projections.distributions import distributions
 from projections.returns import YEAR_DAYS, half_even_bps
@@ -110,6 +110,7 @@ class Pricing:
 
     decimals: int
     price: int
+    unit_price: int = 0  # the offering's (known to the view; a query needs only `price`)
     valued: tuple[datetime, int] | None = None  # valued_at and position of the valuation in force
 
     def worth(self, quantity: int) -> int:
@@ -133,12 +134,10 @@ class AnalyticsView:
         self.flows = tables["rm_investor_flows"]
         self.days = tables["rm_analytics_days"]
         self.assets_table = tables["rm_assets"]
-        self.investments = tables["rm_investments"]
         self.entitlements = tables["rm_entitlements"]
         self.asset_ids: dict[Any, str] = {}
         self.pricing: dict[str, Pricing] = {}
         self.holdings: dict[tuple[str, str], Holding] = {}
-        self.placed: dict[str, int] = {}  # pending investment id -> accepted amount
         self.unpaid: dict[str, tuple[str, dict[str, int]]] = {}  # distribution -> asset, investor -> amount
         self.day = 0
         self._rows: list[tuple[Any, ...]] = []
@@ -146,7 +145,7 @@ class AnalyticsView:
     def load(self, conn: Connection) -> None:
         a = self.assets_table.c
         self.pricing = {
-            r.asset_id: Pricing(r.decimals, r.unit_price)
+            r.asset_id: Pricing(r.decimals, r.unit_price, r.unit_price)
             for r in conn.execute(select(a.asset_id, a.decimals, a.unit_price))
         }
         self.asset_ids = {Asset.create_id(asset_id): asset_id for asset_id in self.pricing}
@@ -170,9 +169,6 @@ class AnalyticsView:
             )
         )
         self.holdings = {(r[0], r[1]): Holding(*r[2:]) for r in rows}
-        i = self.investments.c
-        pending = select(i.investment_id, i.accepted_amount).where(i.status == "pending_payment")
-        self.placed = {r[0]: r[1] for r in conn.execute(pending)}
         e = self.entitlements.c
         self.unpaid = {}
         unpaid = select(e.distribution_id, e.asset_id, e.investor_id, e.amount).where(e.paid.is_(False))
@@ -234,7 +230,7 @@ class AnalyticsView:
 
     @process_event.register
     def _(self, event: Asset.Registered, batch: Batch) -> None:
-        self.pricing[event.asset_id] = Pricing(event.decimals, event.unit_price)
+        self.pricing[event.asset_id] = Pricing(event.decimals, event.unit_price, event.unit_price)
         self.asset_ids[event.originator_id] = event.asset_id
 
     @process_event.register
@@ -256,17 +252,13 @@ class AnalyticsView:
         self.pricing[asset_id].consider(event.valued_at, batch.position, event.price_per_token)
 
     @process_event.register
-    def _(self, event: Investment.Placed, batch: Batch) -> None:
-        self.placed[str(event.originator_id)] = event.accepted_amount
-
-    @process_event.register
-    def _(self, event: Investment.Cancelled, batch: Batch) -> None:
-        self.placed.pop(str(event.originator_id), None)
-
-    @process_event.register
     def _(self, event: Asset.TokensIssued, batch: Batch) -> None:
         asset_id = self.asset_ids[event.originator_id]
-        accepted = self.placed.pop(str(event.investment_id), 0)
+        # What the investment's tokens cost (SPEC 4.3): the unit price never changes, so the
+        # accepted amount follows from the quantity, whatever events came between.
+        terms = self.pricing[asset_id]
+        scale: int = 10**terms.decimals
+        accepted = -(-event.quantity * terms.unit_price // scale)
         h = self._holding(event.investor_id, asset_id)
         h.quantity += event.quantity
         h.invested += accepted
