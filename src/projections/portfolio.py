@@ -319,6 +319,29 @@ def portfolio_history(
     else:  # exact integers are zero-padded text on SQLite
         raw = conn.execute(_HISTORY_TEXT[asset_id is not None], params)
         rows = [(*r[:4], *(None if x is None else int(x) for x in r[4:7]), r[7]) for r in raw]
+    return _history_of(rows, start, end, points)
+
+
+async def portfolio_history_async(
+    conn: AsyncConnection[Any],
+    investor_id: str,
+    asset_id: str | None,
+    start: int | date | None,
+    end: int | date | None,
+    points: int,
+) -> History:
+    """`portfolio_history` on a plain psycopg connection (PostgreSQL), as the portfolio is read."""
+    cursor = conn.cursor()
+    cursor.adapters.register_loader("numeric", IntLoader)
+    await cursor.execute(
+        _HISTORY_RAW[asset_id is not None], {"investor_id": investor_id, "asset_id": asset_id}
+    )
+    return _history_of(await cursor.fetchall(), start, end, points)
+
+
+def _history_of(
+    rows: Iterable[Sequence[Any]], start: int | date | None, end: int | date | None, points: int
+) -> History:
     flow_rows, valued, days = [], [], []
     pricing: dict[str, Pricing] = {}
     known, head = False, 0

@@ -29,8 +29,10 @@ from ledger.domain import values
 from projections.compliance import investor_compliance
 from projections.investors import investor_record
 from projections.portfolio import (
+    History,
     Portfolio,
     portfolio_history,
+    portfolio_history_async,
     portfolio_view,
     portfolio_view_async,
 )
@@ -164,7 +166,17 @@ def _portfolio_in_thread(svc: Services, investor_id: str, as_of: int | None) -> 
         return portfolio_view(conn, investor_id, as_of)
 
 
-def _bound(value: str | None, name: str) -> int | date | None:
+Bound = int | date | None
+
+
+def _history_in_thread(
+    svc: Services, investor_id: str, asset_id: str | None, low: Bound, high: Bound, points: int
+) -> History:
+    with svc.runner.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        return portfolio_history(conn, investor_id, asset_id, low, high, points)
+
+
+def _bound(value: str | None, name: str) -> Bound:
     """A chart's bound: a position (digits) or a date (YYYY-MM-DD)."""
     if value is None:
         return None
@@ -177,7 +189,7 @@ def _bound(value: str | None, name: str) -> int | date | None:
 
 
 @router.get("/{investor_id}/portfolio/history")
-def get_portfolio_history(
+async def get_portfolio_history(
     request: Request,
     investor_id: str,
     caller: Caller,
@@ -193,9 +205,15 @@ def get_portfolio_history(
         values.asset_id(asset_id)
     low, high = _bound(start, "from"), _bound(end, "to")
     svc = services(request)
-    wait_for(svc, min_position)
-    with svc.runner.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        history = portfolio_history(conn, _investor(investor_id), asset_id, low, high, points)
+    if min_position is not None:
+        await run_in_threadpool(wait_for, svc, min_position)
+    _investor(investor_id)
+    pool = read_pool(request)
+    if pool is not None:  # as the portfolio: on the event loop through plain psycopg
+        async with pool.connection() as conn:
+            history = await portfolio_history_async(conn, investor_id, asset_id, low, high, points)
+    else:
+        history = await run_in_threadpool(_history_in_thread, svc, investor_id, asset_id, low, high, points)
     if not history.investor_known:
         raise ApiError(404, "not_found", f"investor {investor_id} not found")
     chart = [
