@@ -7,7 +7,11 @@ Then, at every position a portfolio was read:
   invested_amount`, exactly, per position and in total; the totals' money is the sum of the
   positions'; rates are integers or None;
 - each position's quantity and frozen are the asset's balance and frozen at that point;
-- `as_of` that position, read at the end, equals the portfolio read then.
+- `as_of` that position, read at the end, equals the portfolio read then;
+- a full replay ends with the same portfolios (a fresh runner, which reloads the view's memory
+  from its tables, also takes over now and then).
+
+On SQLite and, with fewer examples, on PostgreSQL (a fresh schema per example).
 
 Event timestamps follow the test's clock here (the library's clock is patched), so that flows
 fall on many days and the XIRR and yields are computed, not only None.
@@ -15,16 +19,16 @@ fall on many days and the XIRR and yields are computed, not only None.
 
 from __future__ import annotations
 
-import tempfile
+import contextlib
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import timedelta
 from typing import Any
 
 import eventsourcing.domain
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from ledger.application import LedgerApplication
@@ -32,9 +36,16 @@ from ledger.config import store_env
 from ledger.errors import LedgerError
 from projections.migrate import upgrade
 from projections.portfolio import Portfolio, Totals, portfolio_view
+from projections.replay import replay
 from projections.runner import ProjectionRunner
 from projections.schema import engine_for
 from tests.conftest import FakeClock
+from tests.integration.test_projection_properties import (
+    BACKENDS,
+    STORES,
+    hypothesis_settings,
+    prepare_backend,
+)
 from tests.support import ASSET_TERMS, onboard
 
 pytestmark = pytest.mark.integration
@@ -55,6 +66,7 @@ operation = st.one_of(
     st.tuples(st.just("value"), asset, st.integers(1, 400_000), st.integers(0, 48)),
     st.tuples(st.just("days"), st.integers(1, 200)),
     st.tuples(st.just("days"), st.integers(1, 30)),
+    st.tuples(st.just("reload")),  # a fresh runner, which loads the views' memory from their tables
 )
 
 
@@ -67,11 +79,10 @@ class World:
 
 
 @contextmanager
-def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    with tempfile.TemporaryDirectory() as tmp, monkeypatch.context() as patch:
+def world(backend: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    with STORES[backend]() as url, monkeypatch.context() as patch:
         clock = FakeClock()
         patch.setattr(eventsourcing.domain, "datetime_now_with_tzinfo", clock)
-        url = f"sqlite:///{tmp}/ledger.sqlite3"
         app = LedgerApplication(store_env(url), clock=clock)
         engine = engine_for(url)
         try:
@@ -111,6 +122,8 @@ def run(w: World, op: tuple[Any, ...]) -> None:
         app.record_valuation(op[1], op[2], max(when, created), "appraisal")
     elif kind == "days":
         w.clock.advance(op[1] * 86_400)
+    elif kind == "reload":
+        w.runner = ProjectionRunner(w.app, w.runner.engine, batch_size=3)
 
 
 def check_identities(view: Portfolio) -> None:
@@ -127,31 +140,37 @@ def check_identities(view: Portfolio) -> None:
     assert all(type(getattr(totals, f.name)) is int for f in fields(totals) if f.name in MONEY)
 
 
-@settings(
-    max_examples=25,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
-@given(ops=st.lists(operation, min_size=1, max_size=30))
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_portfolio_identities_hold_and_as_of_equals_the_portfolio_read_then(
-    ops: list[tuple[Any, ...]], monkeypatch: pytest.MonkeyPatch
+    backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with world(monkeypatch) as w:
-        seen: list[tuple[str, Portfolio]] = []
-        for op in ops:
-            with suppress(LedgerError):
-                run(w, op)
-            w.runner.catch_up()
+    prepare_backend(backend)
+
+    @hypothesis_settings(backend, sqlite_examples=25, postgres_examples=5)
+    @given(ops=st.lists(operation, min_size=1, max_size=30))
+    def check(ops: list[tuple[Any, ...]]) -> None:
+        with world(backend, monkeypatch) as w:
+            seen: list[tuple[str, Portfolio]] = []
+            for op in ops:
+                with contextlib.suppress(LedgerError):
+                    run(w, op)
+                w.runner.catch_up()
+                with w.runner.engine.connect() as conn:
+                    for investor_id in INVESTORS:
+                        view = portfolio_view(conn, investor_id)
+                        check_identities(view)
+                        shown = {p.asset_id: (p.quantity, p.frozen) for p in view.positions}
+                        for asset_id in ASSETS:
+                            held = w.app.get_asset(asset_id)
+                            expected = (held.balance_of(investor_id), held.frozen_of(investor_id))
+                            assert shown.get(asset_id, (0, 0)) == expected
+                        seen.append((investor_id, view))
             with w.runner.engine.connect() as conn:
-                for investor_id in INVESTORS:
-                    view = portfolio_view(conn, investor_id)
-                    check_identities(view)
-                    shown = {p.asset_id: (p.quantity, p.frozen) for p in view.positions}
-                    for asset_id in ASSETS:
-                        held = w.app.get_asset(asset_id)
-                        expected = (held.balance_of(investor_id), held.frozen_of(investor_id))
-                        assert shown.get(asset_id, (0, 0)) == expected
-                    seen.append((investor_id, view))
-        with w.runner.engine.connect() as conn:
-            for investor_id, then in seen:
-                assert portfolio_view(conn, investor_id, as_of=then.as_of_position) == then
+                for investor_id, then in seen:
+                    assert portfolio_view(conn, investor_id, as_of=then.as_of_position) == then
+            assert replay(w.app, w.runner.engine) == w.app.admin.head_position()
+            with w.runner.engine.connect() as conn:
+                for investor_id, then in seen[-len(INVESTORS) :]:
+                    assert portfolio_view(conn, investor_id) == then, "a replay gives the same portfolios"
+
+    check()
