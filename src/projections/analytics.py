@@ -140,6 +140,7 @@ class AnalyticsView:
         self.holdings: dict[tuple[str, str], Holding] = {}
         self.unpaid: dict[str, tuple[str, dict[str, int]]] = {}  # distribution -> asset, investor -> amount
         self.day = 0
+        self._dated = -1  # the position whose day `day` is
         self._rows: list[tuple[Any, ...]] = []
 
     def load(self, conn: Connection) -> None:
@@ -175,6 +176,7 @@ class AnalyticsView:
         for r in conn.execute(unpaid):
             self.unpaid.setdefault(r[0], (r[1], {}))[1][r[2]] = r[3]
         self.day = int(conn.execute(select(func.coalesce(func.max(self.days.c.day), 0))).scalar() or 0)
+        self._dated = -1
         self._rows = []
 
     def flush(self, batch: Batch) -> None:
@@ -184,11 +186,14 @@ class AnalyticsView:
     # ----- events -----
 
     def _today(self, event: Any, batch: Batch) -> int:
-        """The day of the event, never before a day already seen (days follow positions)."""
-        day = event.timestamp.astimezone(UTC).date().toordinal()
-        if day > self.day:
-            self.day = day
-            batch.insert(self.days, {"day": day, "position": batch.position})
+        """The day of the event, never before a day already seen (days follow positions);
+        worked out once per event (a transfer or a payment makes several rows)."""
+        if batch.position != self._dated:
+            self._dated = batch.position
+            day = event.timestamp.astimezone(UTC).toordinal()
+            if day > self.day:
+                self.day = day
+                batch.insert(self.days, {"day": day, "position": batch.position})
         return self.day
 
     def _flow(self, event: Any, batch: Batch, investor_id: str, asset_id: str, kind: str, cash: int) -> None:
