@@ -297,9 +297,8 @@ def _demo_chain(
         raise typer.Exit(2) from None
     err.print(f"local anvil chain at {node.url} (stopped when the demo ends)")
     try:
-        yield ChainService(
-            ledger, runner, Rpc(node.url), TrexClient(node.url, DEV_KEYS[0]), config.chain_confirmations
-        )
+        yield ChainService(ledger, runner, Rpc(node.url), TrexClient(node.url, DEV_KEYS[0]),
+                           config.chain_confirmations)
     finally:
         node.stop()
 
@@ -368,20 +367,9 @@ def chain_sync(as_json: JsonOption = False) -> None:
     for column in ("asset_id", "head", "final_block", "next_block", "logs", "unrecognised", "retracted"):
         table.add_column(column)
     for row in rows:
-        table.add_row(
-            *(
-                str(row[c])
-                for c in (
-                    "asset_id",
-                    "head",
-                    "final_block",
-                    "next_block",
-                    "logs",
-                    "unrecognised",
-                    "retracted",
-                )
-            )
-        )
+        table.add_row(*(str(row[c]) for c in (
+            "asset_id", "head", "final_block", "next_block", "logs", "unrecognised", "retracted"
+        )))
     out.print(table)
 
 

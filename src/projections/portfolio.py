@@ -280,7 +280,7 @@ def history_positions(
     when either is a date, the last position of each of evenly spaced days. Defaults: the
     investor's first flow `first`, and the views' position `head`."""
     if not isinstance(start, date) and not isinstance(end, date):
-        low = first if start is None else start
+        low = min(head, first if start is None else start)
         high = head if end is None else min(end, head)
         return evenly(low, max(low, high), points)
     low_day = (
