@@ -38,6 +38,7 @@ bench: $(STAMP) $(CONTRACTS)
 	$(BIN)/python bench/coldstart.py
 	$(BIN)/python bench/project.py
 	$(BIN)/python bench/api.py
+	$(BIN)/python bench/api.py --analytics
 	$(BIN)/python bench/mirror.py
 	$(BIN)/python bench/reconcile.py
 

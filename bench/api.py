@@ -84,7 +84,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +131,16 @@ TARGET_P99_MS = 10.0  # portfolio GET p99 <= 10 ms
 TARGET_THROUGHPUT = 0.5  # portfolio requests/s >= 0.5 x /healthz requests/s
 
 PORTFOLIO_ROUTE = "/v1/investors/{investor_id}/portfolio"
+# The fields of a position the generator computes (not the returns and rates).
+ANALYTICS_FREE = (
+    "asset_id",
+    "quantity",
+    "frozen",
+    "invested_amount",
+    "dividends_paid",
+    "dividends_pending",
+    "value",
+)
 HEALTH_ROUTE = "/healthz"
 
 
@@ -354,13 +364,20 @@ class History:
         receiver = self.rng.choice(plan.pool)
         quantity = self.rng.randint(1, max(1, asset.balances[sender] // 20))
         eligible = self.investors[receiver].eligible_for(asset, self.now)
+        held = asset.balances[sender]
 
         def command() -> tuple[Aggregate, ...]:
             asset.transfer(sender, receiver, quantity, eligible, self.now)
             return (asset,)
 
-        if self.attempt("transfer", command) and asset.balances.get(receiver, 0) == quantity:
-            plan.holders.append(receiver)  # a new holder
+        if self.attempt("transfer", command):
+            # average cost: the tokens take their share of the sender's cost and enter the
+            # receiver's at the unit price (this history has no valuations)
+            cost = self.invested[(asset.asset_id, sender)] * quantity // held
+            self.invested[(asset.asset_id, sender)] -= cost
+            self.invested[(asset.asset_id, receiver)] += quantity * asset.unit_price // 10**asset.decimals
+            if asset.balances.get(receiver, 0) == quantity:
+                plan.holders.append(receiver)  # a new holder
 
     def freeze(self) -> None:
         plan = self.rng.choices(self.plans, self.weights)[0]
@@ -652,9 +669,10 @@ def check_portfolios(port: int, key: str, prepared: Prepared) -> int:
             assert response.status == 200, (investor_id, response.status, body)
             assert body["investor_id"] == investor_id, body
             assert body["as_of_position"] == prepared.head, (body["as_of_position"], prepared.head)
-            assert body["positions"] == prepared.expected[investor_id], (
+            shown = [{k: p[k] for k in ANALYTICS_FREE} for p in body["positions"]]
+            assert shown == prepared.expected[investor_id], (
                 investor_id,
-                body["positions"],
+                shown,
                 prepared.expected[investor_id],
             )
     finally:
@@ -1287,10 +1305,10 @@ def raw_connection(schema: str) -> psycopg.Connection[Any]:
 
 def raw_portfolio(conn: psycopg.Connection[Any]) -> Callable[[str], None]:
     """The handler's one statement through plain psycopg, autocommit (the floor of its database work)."""
-    from projections.portfolio import _PORTFOLIO_RAW
+    from projections.portfolio import _PORTFOLIO_RAW, LATEST
 
     def run(investor_id: str) -> None:
-        psycopg.RawCursor(conn).execute(_PORTFOLIO_RAW, (investor_id,)).fetchall()
+        psycopg.RawCursor(conn).execute(_PORTFOLIO_RAW, (investor_id, LATEST)).fetchall()
 
     return run
 
@@ -1592,6 +1610,147 @@ def main() -> None:
         raise SystemExit(msg)
 
 
+# ----- analytics (SPEC 8: a portfolio of 20 positions and 2,000 dated flows; a 365-point history) -----
+
+ANALYTICS_REQUESTS = int(os.environ.get("BENCH_ANALYTICS_REQUESTS", "400"))  # of each endpoint
+TARGET_ANALYTICS_P99_MS = 15.0
+TARGET_HISTORY_P99_MS = 50.0
+ANALYTICS_INVESTOR = "bench-main"
+
+
+class SimulatedClock:
+    """Three years of history in seconds: every command moves the clock on by eight hours."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2023, 1, 2, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def analytics_history(url: str) -> int:
+    """Through the application's commands: 20 assets; one investor with 100 dated flow rows in each
+    (45 investments, 20 transfers out, 10 in, 10 dividends declared and paid, 5 redemptions),
+    interleaved with valuations, over three years (event time follows the simulated clock).
+    Returns the head position."""
+    import eventsourcing.domain
+
+    clock = SimulatedClock()
+    eventsourcing.domain.datetime_now_with_tzinfo = clock  # type: ignore[assignment]
+    app = LedgerApplication(store_env(url), clock=clock)
+    main, other = ANALYTICS_INVESTOR, "bench-other"
+    rng = random.Random(SEED + 7)
+    try:
+        for investor_id in (main, other):
+            app.register_investor(
+                investor_id, "ID", "0x" + investor_id.encode().hex()[:40].ljust(40, "0"), False
+            )
+            app.update_kyc(investor_id, "approved")
+        assets = [f"A{n:02d}-BENCH" for n in range(20)]
+        for asset_id in assets:
+            terms = {"asset_id": asset_id, "name": asset_id, "symbol": asset_id[:3], "decimals": 0}
+            terms |= {"currency": "IDR", "unit_price": 100_000, "authorized_supply": 10**9}
+            app.register_asset(terms | {"min_investment": 1, "max_investment": 10**12})
+            app.approve_asset(asset_id)
+            app.set_offering(asset_id, True)
+        plans = {}
+        for asset_id in assets:
+            steps = ["invest"] * 40 + ["out"] * 20 + ["in"] * 10 + ["dividend"] * 10 + ["redeem"] * 5
+            rng.shuffle(steps)
+            plans[asset_id] = ["other", "invest", "invest", "invest", "invest", "invest", *steps]
+
+        def settle(investor_id: str, asset_id: str, tokens: int) -> None:
+            placed = app.place_investment(investor_id, asset_id, tokens * 100_000)
+            app.confirm_payment(placed.result["investment_id"], "bench")
+
+        for step in range(len(plans[assets[0]])):
+            for asset_id in assets:
+                clock.now += timedelta(hours=8)
+                kind = plans[asset_id][step]
+                if kind == "other":
+                    settle(other, asset_id, 100)
+                elif kind == "invest":
+                    settle(main, asset_id, rng.randint(5, 20))
+                elif kind in ("out", "in"):
+                    sender, receiver = (main, other) if kind == "out" else (other, main)
+                    app.transfer(asset_id, sender, receiver, 1)
+                elif kind == "redeem":
+                    app.redeem(asset_id, main, 1)
+                else:
+                    declared = app.declare_distribution(asset_id, rng.randint(10_000, 200_000))
+                    app.pay_distribution(declared.result["distribution_id"])
+                if step % 15 == 7:
+                    app.record_valuation(asset_id, rng.randint(80_000, 130_000), clock.now, "bench NAV")
+        return app.admin.head_position()
+    finally:
+        app.close()
+
+
+def analytics_main() -> None:
+    """Only the analytics measures: p99 of the analytic portfolio and of a 365-point history,
+    each against GET /healthz p99, interleaved on one persistent connection to the same server."""
+    with scratch_schema(log, prefix="bench_analytics_", digits=10, keep=KEEP_SCHEMA) as schema:
+        started = time.perf_counter()
+        head = analytics_history(with_schema(PG_URL, schema))
+        log(f"history: {head} events in {time.perf_counter() - started:.1f}s")
+        key, _ = project(schema, head)
+        with psycopg.connect(PG_URL, options=f"-csearch_path={schema}") as conn:
+            flows, first, last = conn.execute(
+                "SELECT COUNT(*), MIN(day), MAX(day) FROM rm_investor_flows WHERE investor_id = %s",
+                (ANALYTICS_INVESTOR,),
+            ).fetchone() or (0, 0, 0)
+        start, end = (datetime.fromordinal(d).date().isoformat() for d in (first, last))
+        base = f"/v1/investors/{ANALYTICS_INVESTOR}/portfolio"
+        paths = {
+            "healthz": HEALTH_ROUTE,
+            "portfolio": base,
+            "history": f"{base}/history?from={start}&to={end}&points=365",
+        }
+        samples: dict[str, list[float]] = {name: [] for name in paths}
+        with server(schema) as (_, port):
+            conn_http = http.client.HTTPConnection(HOST, port, timeout=10)
+            headers = {"Authorization": f"Bearer {key}"}
+            bodies = {}
+            for round_ in range(ANALYTICS_REQUESTS + 20):  # the first 20 rounds warm up
+                for name in random.Random(round_).sample(sorted(paths), len(paths)):
+                    began = time.perf_counter_ns()
+                    conn_http.request("GET", paths[name], headers=headers)
+                    response = conn_http.getresponse()
+                    body = response.read()
+                    elapsed = (time.perf_counter_ns() - began) / 1e6
+                    assert response.status == 200, (name, response.status, body[:300])
+                    if round_ >= 20:
+                        samples[name].append(elapsed)
+                    bodies[name] = body
+            conn_http.close()
+        folio, history = json.loads(bodies["portfolio"]), json.loads(bodies["history"])
+        assert len(folio["positions"]) == 20 and folio["totals"]["xirr_bps"] is not None, folio["totals"]
+        assert len(history["points"]) == 365, len(history["points"])
+    p99 = {name: percentile(values, 99) for name, values in samples.items()}
+    shared = {"flows": flows, "positions": len(folio["positions"]), "samples": ANALYTICS_REQUESTS}
+    shared |= {"baseline_name": "GET /healthz p99, same server, one connection, interleaved"}
+    shared |= {"store": "postgresql", "events": head}
+    for name, target, extra in (
+        ("api_analytics_portfolio_p99", TARGET_ANALYTICS_P99_MS, {"xirr_bps": folio["totals"]["xirr_bps"]}),
+        ("api_analytics_history_p99", TARGET_HISTORY_P99_MS, {"points": len(history["points"])}),
+    ):
+        kind = "portfolio" if "portfolio" in name else "history"
+        emit(
+            {
+                "name": name,
+                "value": round(p99[kind], 3),
+                "unit": "ms",
+                "baseline": round(p99["healthz"], 3),
+                "ratio": round(p99[kind] / p99["healthz"], 3),
+                "target": f"<= {target:.0f}",
+                "pass": p99[kind] <= target,
+                "p50_ms": round(statistics.median(samples[kind]), 3),
+                **extra,
+                **shared,
+            }
+        )
+
+
 def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
@@ -1599,5 +1758,7 @@ def _round(value: float | None, digits: int = 3) -> float | None:
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "--client":
         client_main(sys.argv[2], sys.argv[3])
+    elif sys.argv[1:] == ["--analytics"]:
+        analytics_main()
     else:
         main()

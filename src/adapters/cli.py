@@ -827,6 +827,23 @@ def asset_unfreeze(
     _command(lambda ledger: ledger.unfreeze_investor(asset_id, investor_id, key), as_json)
 
 
+@asset_cli.command("value")
+def asset_value(
+    asset_id: str,
+    price_per_token: Annotated[int, typer.Option(help="Minor units per whole token.")],
+    valued_at: Annotated[str, typer.Option(help="RFC 3339; not in the future, not before registration.")],
+    source: Annotated[str, typer.Option(help="Appraiser, NAV report id.")],
+    method: Annotated[str | None, typer.Option()] = None,
+    key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Record a valuation of an asset (a correction is a new valuation)."""
+    _command(
+        lambda ledger: ledger.record_valuation(asset_id, price_per_token, valued_at, source, method, key),
+        as_json,
+    )
+
+
 @investor_cli.command("register")
 def investor_register(
     investor_id: str,

@@ -134,6 +134,7 @@ def _load(
             elif roll < 0.95:
                 _attempt(outcomes, ledger.cancel_investment, investment_id)
 
+    _revalue(ledger, outcomes, 92, "appraisal Q3 (KJPP)", "market comparables")  # down
     for _ in range(150):
         terms = rng.choice(ASSETS)
         holders = sorted(ledger.get_asset(terms["asset_id"]).balances.items())
@@ -157,6 +158,8 @@ def _load(
     if declared is not None:
         _attempt(outcomes, ledger.pay_distribution, declared.result["distribution_id"])
 
+    _revalue(ledger, outcomes, 115, "NAV report Q4 (independent valuer)", "discounted cash flow")  # up
+
     water = ledger.get_asset("WATER-SBY-01")
     proposal = _attempt(
         outcomes,
@@ -173,6 +176,23 @@ def _load(
                 option = rng.choices(["approve", "reject", "abstain"], weights=[6, 3, 1])[0]
                 _attempt(outcomes, ledger.cast_vote, proposal_id, investor_id, option)
         _attempt(outcomes, ledger.close_proposal, proposal_id)
+
+
+def _revalue(
+    ledger: LedgerApplication, outcomes: Counter[str], percent: int, source: str, method: str
+) -> None:
+    """A valuation of every asset at `percent` of its unit price, dated now."""
+    for terms in ASSETS:
+        price = terms["unit_price"] * percent // 100
+        _attempt(
+            outcomes,
+            ledger.record_valuation,
+            terms["asset_id"],
+            price,
+            ledger.clock(),
+            source,
+            method,
+        )
 
 
 def run_chain_demo(chain: ChainService, console: Console) -> list[dict[str, Any]]:

@@ -248,6 +248,30 @@ class LedgerApplication(Application[UUID]):
             idempotency_key,
         )
 
+    def record_valuation(
+        self,
+        asset_id: str,
+        price_per_token: Any,
+        valued_at: Any,
+        source: Any,
+        method: Any = None,
+        idempotency_key: str | None = None,
+    ) -> Outcome:
+        """Records a valuation of an asset (appraisal, NAV report); a correction is a new one."""
+        payload: dict[str, Any] = {
+            "price_per_token": v.integer(price_per_token, "price_per_token", maximum=MAX_AMOUNT),
+            "valued_at": v.timestamp(valued_at, "valued_at"),
+            "source": v.text(source, "source"),
+            "method": None if method is None else v.text(method, "method"),
+        }
+        return self._on_asset(
+            "record_valuation",
+            asset_id,
+            lambda a, uow: a.value(**payload, now=uow.now),
+            payload,
+            idempotency_key,
+        )
+
     # ----- investors -----
 
     def register_investor(

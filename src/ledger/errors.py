@@ -91,6 +91,12 @@ class InsufficientBalanceError(LedgerError):
     code = "insufficient_balance"
 
 
+class InvalidValuationError(LedgerError):
+    """A valuation with no positive price, dated in the future or before the asset existed."""
+
+    code = "invalid_valuation"
+
+
 class NoVotingPowerError(LedgerError):
     code = "no_voting_power"
 

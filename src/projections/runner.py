@@ -25,6 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from ledger.application import LedgerApplication
 from ledger.pauses import gc_paused
 from ledger.store import LedgerPostgresRecorder
+from projections.analytics import AnalyticsView
 from projections.batch import Batch
 from projections.chain import ChainView
 from projections.decoding import EventDecoder
@@ -58,6 +59,7 @@ VIEWS: tuple[Callable[[dict[str, Table]], View], ...] = (
     DistributionsView,
     ProposalsView,
     ChainView,
+    AnalyticsView,
 )
 
 

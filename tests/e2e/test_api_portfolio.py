@@ -16,7 +16,8 @@ def _generic_body(api: Api, investor_id: str) -> bytes:
     """The body the generic `read_response` makes of the view read through SQLAlchemy."""
     with api.services.runner.engine.connect() as conn:
         view = portfolio_view(conn, investor_id)
-    return read_response({"investor_id": investor_id, "positions": view.positions}, view.as_of_position).body
+    body = {"investor_id": investor_id, "positions": view.positions, "totals": view.totals}
+    return read_response(body, view.as_of_position).body
 
 
 def test_the_event_loop_read_pool_is_open_on_postgresql_only(api: Api) -> None:

@@ -177,10 +177,14 @@ def test_portfolio(api: Api) -> None:
             "asset_id": ASSET_ID,
             "quantity": "60",
             "frozen": "0",
-            "invested_amount": "7000000",
+            "invested_amount": "6000000",  # 70 bought, 10 sent away at their average cost
             "dividends_paid": "600",
             "dividends_pending": "0",
             "value": "6000000",
+            "unrealized_gain": "0",
+            "total_return": "600",
+            "dividend_yield_bps": 365,  # 600 over a year's average of 6,000,000 for one day
+            "xirr_bps": None,  # every flow on one day
         }
     ]
     carol = api.read("/v1/investors/carol/portfolio", ids["head"])["positions"][0]

@@ -132,6 +132,15 @@ ROUTES: dict[str, Route] = {
         frozenset({ADMIN, SELF}),
     ),
     "close-proposal": post("/v1/proposals/{proposal_id}/close", "/v1/proposals/{open_proposal}/close"),
+    "record-valuation": post(
+        "/v1/assets/{asset_id}/valuations",
+        f"/v1/assets/{M}/valuations",
+        {"price_per_token": 1, "valued_at": "2026-01-01T00:00:00Z", "source": "s"},
+    ),
+    "get-valuations": get("/v1/assets/{asset_id}/valuations", f"/v1/assets/{M}/valuations", EVERYONE),
+    "get-portfolio-history": get(
+        "/v1/investors/{investor_id}/portfolio/history", "/v1/investors/alice/portfolio/history", OWNERS
+    ),
     "get-asset": get("/v1/assets/{asset_id}", f"/v1/assets/{M}", EVERYONE),
     "get-cap-table": get("/v1/assets/{asset_id}/cap-table", f"/v1/assets/{M}/cap-table"),
     "get-asset-compliance": get("/v1/assets/{asset_id}/compliance", f"/v1/assets/{M}/compliance"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,43 @@ def test_a_rejected_command_exits_1_with_its_code_and_bad_input_exits_2(env: dic
     assert code == 2
     assert "validation_error" in output
     assert ledger(env, "transfer")[0] == 2
+
+
+def test_asset_value_records_a_valuation_and_refuses_one_dated_in_the_future(env: dict[str, str]) -> None:
+    ledger(env, "init")
+    terms = ["--name", "Water", "--symbol", "W1", "--currency", "IDR", "--unit-price", "1000"]
+    terms += ["--authorized-supply", "1000", "--min-investment", "1", "--max-investment", "1000"]
+    assert ledger(env, "asset", "register", "WATER-01", *terms)[0] == 0
+    head = json.loads(ledger(env, "verify", "--json")[1])["head_position"]
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    code, output = ledger(
+        env,
+        "asset",
+        "value",
+        "WATER-01",
+        "--price-per-token",
+        "900",
+        "--valued-at",
+        tomorrow,
+        "--source",
+        "NAV-7",
+    )
+    assert code == 1
+    assert "invalid_valuation" in output
+    assert json.loads(ledger(env, "verify", "--json")[1])["head_position"] == head
+    now = datetime.now(UTC).isoformat()
+    code, output = ledger(
+        env,
+        "asset",
+        "value",
+        "WATER-01",
+        "--price-per-token",
+        "900",
+        "--valued-at",
+        now,
+        "--source",
+        "NAV-7",
+        "--json",
+    )
+    assert code == 0, output
+    assert json.loads(output)["position"] == head + 1

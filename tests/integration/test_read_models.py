@@ -110,9 +110,13 @@ def test_portfolio_shows_investment_dividends_and_value(
         alice = portfolio(conn, "alice")
         bob = portfolio(conn, "bob")
     # 1,000 split 250:250:100 leaves two units over; equal remainders go to alice and bob by id.
-    # alice paid 400 tokens at 100,000 per whole token of 2 decimals (4.00 tokens): 400,000 IDR.
-    assert alice == [Position(facts["asset_id"], 250, 0, 400_000, 417, 0, 250_000)]
-    assert bob == [Position(facts["asset_id"], 250, 50, 100_000, 0, 417, 250_000)]
+    # alice paid 400 tokens at 100,000 per whole token of 2 decimals (4.00 tokens): 400,000 IDR;
+    # the 150 she sent bob took their average cost (150,000) with them, and entered bob's cost at
+    # the unit price (no valuation). Everything happened on one day: the 417 paid over a year's
+    # average capital (250,000 for one day of 365) is 60.88%; no XIRR within one day.
+    asset_id = facts["asset_id"]
+    assert alice == [Position(asset_id, 250, 0, 250_000, 417, 0, 250_000, 0, 417, 6088, None)]
+    assert bob == [Position(asset_id, 250, 50, 250_000, 0, 417, 250_000, 0, 0, 0, None)]
 
 
 def test_compliance_views_name_freezes_countries_and_breaches(

@@ -54,6 +54,9 @@ PLAIN_INTEGERS = frozenset(
         "placed_position",
         "updated_position",
         "count",
+        "dividend_yield_bps",
+        "distribution_yield_bps",
+        "xirr_bps",
     }
 )
 # Maps keyed by data (option names, countries): their values are named by what they hold.

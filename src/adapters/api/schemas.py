@@ -32,6 +32,13 @@ class AssetIn(Body):
     lockup_seconds: StrictInt = 0
 
 
+class ValuationIn(Body):
+    price_per_token: Integer
+    valued_at: StrictStr
+    source: StrictStr
+    method: StrictStr | None = None
+
+
 class OfferingIn(Body):
     open: StrictBool
 

@@ -27,6 +27,7 @@ from ledger.errors import (
     InsufficientBalanceError,
     InvalidQuantityError,
     InvalidStateError,
+    InvalidValuationError,
     InvestorFrozenError,
     InvestorNotEligibleError,
     MaxBalanceExceededError,
@@ -482,6 +483,33 @@ class Asset(Aggregate):
         def apply(self, asset: Asset) -> None:
             asset.address_frozen.pop(self.investor_id, None)
 
+    # ----- valuations -----
+
+    def check_valuation(self, price_per_token: int, valued_at: datetime, now: datetime) -> None:
+        if price_per_token <= 0:
+            raise InvalidValuationError("price_per_token must be positive")
+        if valued_at > now:
+            raise InvalidValuationError("valued_at is in the future")
+        if valued_at < self.created_on:
+            raise InvalidValuationError(f"valued_at is before asset {self.asset_id} was registered")
+
+    def value(
+        self, price_per_token: int, valued_at: datetime, source: str, method: str | None, now: datetime
+    ) -> None:
+        """Records what one whole token was worth on `valued_at` (an appraisal, a NAV report).
+        A valuation is never edited: a correction is a newer valuation."""
+        self.check_valuation(price_per_token, valued_at, now)
+        self.trigger_event(
+            self.Valued, price_per_token=price_per_token, valued_at=valued_at, source=source, method=method
+        )
+
+    class Valued(Aggregate.Event):
+        """A valuation of the asset: minor units per whole token as of `valued_at`."""
+
+        price_per_token: int
+        valued_at: datetime
+        source: str
+        method: str | None
 
 
 def _unreserve(asset: Asset, investor_id: str, quantity: int) -> None:

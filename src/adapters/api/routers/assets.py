@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -19,8 +20,9 @@ from adapters.api.common import (
     run_command,
     services,
 )
-from adapters.api.schemas import AssetIn, OfferingIn, QuantityIn, TokenIn
+from adapters.api.schemas import AssetIn, OfferingIn, QuantityIn, TokenIn, ValuationIn
 from ledger.domain import values
+from projections.analytics import asset_analytics, valuations_page
 from projections.compliance import asset_compliance
 from projections.holdings import asset_record, cap_table_as_of, current_cap_table
 
@@ -124,6 +126,42 @@ def unfreeze_investor(
     )
 
 
+@router.post("/{asset_id}/valuations", status_code=201)
+def record_valuation(
+    request: Request, asset_id: str, body: ValuationIn, caller: Caller, key: IdempotencyKey = None
+) -> JSONResponse:
+    require(caller)
+    ledger = services(request).ledger
+    return run_command(
+        request,
+        lambda: ledger.record_valuation(
+            asset_id, body.price_per_token, body.valued_at, body.source, body.method, key
+        ),
+        201,
+    )
+
+
+@router.get("/{asset_id}/valuations")
+def list_valuations(
+    request: Request,
+    asset_id: str,
+    caller: Caller,
+    min_position: MinPosition = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> JSONResponse:
+    """Every valuation of the asset in the order they were recorded (corrections included)."""
+    require(caller, "auditor", "investor")
+    values.asset_id(asset_id)
+    after = decode_cursor(cursor)
+    with consistent_read(services(request), min_position) as (conn, as_of):
+        if asset_record(conn, asset_id) is None:
+            raise ApiError(404, "not_found", f"asset {asset_id} not found")
+        page, more = valuations_page(conn, asset_id, after, limit)
+    next_cursor = encode_cursor(page[-1].position) if more else None
+    return read_response({"asset_id": asset_id, "valuations": page, "next_cursor": next_cursor}, as_of)
+
+
 @router.get("/{asset_id}")
 def get_asset(
     request: Request, asset_id: str, caller: Caller, min_position: MinPosition = None
@@ -132,9 +170,12 @@ def get_asset(
     values.asset_id(asset_id)
     with consistent_read(services(request), min_position) as (conn, as_of):
         record = asset_record(conn, asset_id)
-    if record is None:
-        raise ApiError(404, "not_found", f"asset {asset_id} not found")
-    return read_response(record, as_of)
+        if record is None:
+            raise ApiError(404, "not_found", f"asset {asset_id} not found")
+        analytics = asset_analytics(
+            conn, asset_id, record["total_supply"], record["decimals"], record["unit_price"]
+        )
+    return read_response(record | vars(analytics), as_of)
 
 
 @router.get("/{asset_id}/cap-table")
@@ -176,3 +217,22 @@ def get_asset_compliance(
     if view is None:
         raise ApiError(404, "not_found", f"asset {asset_id} not found")
     return read_response(view, as_of)
+
+
+def encode_cursor(position: int) -> str:
+    """An opaque cursor: the position of the last valuation of a page."""
+    return base64.urlsafe_b64encode(f"valuations:{position}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int:
+    if cursor is None:
+        return 0
+    try:
+        kind, _, position = (
+            base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().partition(":")
+        )
+        if kind == "valuations" and position.isascii() and position.isdigit() and len(position) < 20:
+            return int(position)
+    except (ValueError, UnicodeDecodeError):
+        pass
+    raise ApiError(422, "validation_error", "cursor is not one this list gave")
