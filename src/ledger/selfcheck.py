@@ -207,7 +207,9 @@ def after_creating(recorder: Recorder) -> None:
     (`ledger init` stores it anew: `record_digest`)."""
     if isinstance(recorder, LedgerPostgresRecorder):
         _pg_harden(recorder)
-    else:
+    elif not (_existed(recorder) and _sqlite_present(recorder, DIGEST_TABLE)):
+        # Written once, by the first process: a write at every start would make processes
+        # opening one SQLite file at once fail with "database is locked".
         with recorder.datastore.transaction(commit=True) as c:
             c.execute(f"CREATE TABLE IF NOT EXISTS {DIGEST_TABLE} (name TEXT PRIMARY KEY, digest TEXT)")
             c.execute(f"PRAGMA user_version = {SQLITE_MARK}")
