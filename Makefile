@@ -35,7 +35,9 @@ test: $(STAMP) $(CONTRACTS) lint
 
 bench: $(STAMP) $(CONTRACTS)
 	$(BIN)/python bench/append.py
+	$(BIN)/python bench/append.py --http
 	$(BIN)/python bench/coldstart.py
+	$(BIN)/python bench/proofs.py
 	$(BIN)/python bench/project.py
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/api.py --analytics

@@ -20,6 +20,10 @@ rules, the hash chain and an Idempotency-Key. Measures and targets:
   (adding processes must not slow the register down), and no valid transfer rejected
   (`conflicts` == 0).
 
+- `append_http_workers_2` (with `--http`): POST /v1/transfers (an Idempotency-Key each) from
+  16 keep-alive connections against `ledger serve --workers 2` (projection runner on, as
+  deployed), against GET /healthz of the same server the same way. Target >= 0.6 x.
+
 Every baseline runs right before the measure it is compared with. `--explain` adds
 latency percentiles, CPU per transfer and counts to each line; stdout carries one JSON
 object per measure and nothing else; progress goes to stderr.
@@ -60,6 +64,7 @@ PROCESS_CLIENTS = 8
 TARGET_SQL_LEDGER = 1.0
 TARGET_P50 = 2.0
 TARGET_PROCESSES = 0.9
+TARGET_HTTP = 0.6
 log = logger("append")
 
 
@@ -288,6 +293,120 @@ def raw_single_commits(schema: str, seconds: float) -> list[float]:
     return latencies[20:]  # the first ones warm the connection up
 
 
+# ----- over HTTP -----
+
+
+async def _http_load(port: int, requests: Callable[[int, int], bytes], seconds: float, clients: int) -> Run:
+    """`clients` keep-alive connections each sending `requests(client, n)` one after another."""
+    import asyncio
+
+    run = Run(clients)
+    deadline = time.perf_counter() + seconds
+
+    async def client(number: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        sequence = 0
+        try:
+            while time.perf_counter() < deadline:
+                sequence += 1
+                started = time.perf_counter()
+                writer.write(requests(number, sequence))
+                status = int((await reader.readline()).split()[1])
+                length = 0
+                while (header := await reader.readline()) not in (b"\r\n", b""):
+                    if header.lower().startswith(b"content-length:"):
+                        length = int(header.split(b":")[1])
+                await reader.readexactly(length)
+                if status < 300:
+                    run.committed += 1
+                    run.latencies_ms.append((time.perf_counter() - started) * 1000)
+                elif status == 409:
+                    run.conflicts += 1
+                elif status == 422:
+                    run.rejected += 1
+                else:
+                    run.failed += 1
+        finally:
+            writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(n) for n in range(clients)))
+    run.seconds = time.perf_counter() - started
+    return run
+
+
+def http_measure(url: str, schema: str, asset_id: str, explain: bool) -> None:
+    import asyncio
+    import json as json_module
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from adapters import bootstrap
+    from adapters.api.keys import KeyStore
+    from ledger.config import Settings
+
+    key = KeyStore(bootstrap.read_engine(Settings(database_url=url))).create("admin")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ledger = Path(sys.executable).parent / "ledger"
+    env = {**os.environ, "LEDGER_DATABASE_URL": url}
+    server = subprocess.Popen(
+        [str(ledger), "serve", "--workers", "2", "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                    if b" 200 " in sock.recv(100):
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError("ledger serve --workers 2 did not come up")
+            time.sleep(0.2)
+        time.sleep(2.0)  # both workers up
+        health = b"GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n"
+        run_id = uuid.uuid4().hex[:8]
+        rngs = [random.Random(f"http-{n}") for n in range(CLIENTS)]
+
+        def transfer(number: int, sequence: int) -> bytes:
+            sender, receiver = rngs[number].sample(range(INVESTORS), 2)
+            body = json_module.dumps({
+                "asset_id": asset_id, "from_investor_id": investor_name(sender),
+                "to_investor_id": investor_name(receiver), "quantity": "1", "forced": True,
+            }).encode()
+            return (
+                f"POST /v1/transfers HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {key}\r\n"
+                f"Idempotency-Key: {run_id}-{number}-{sequence}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode() + body
+
+        asyncio.run(_http_load(port, lambda *_: health, 1.0, CLIENTS))  # warm-up
+        base = asyncio.run(_http_load(port, lambda *_: health, SECONDS, CLIENTS))
+        ours = asyncio.run(_http_load(port, transfer, SECONDS, CLIENTS))
+        log(f"http: healthz {base.rate:.0f}/s, transfers {ours.rate:.0f}/s "
+            f"(failed {ours.failed}, conflicts {ours.conflicts}, rejected {ours.rejected})")
+        ratio = ours.rate / base.rate
+        line("append_http_workers_2", ours.rate, "transfers/s", base.rate,
+             "GET /healthz, same server and connections", f">= {TARGET_HTTP}",
+             ratio >= TARGET_HTTP and ours.failed == 0, ours.explained() if explain else None,
+             failed=ours.failed, conflicts=ours.conflicts)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
 def line(name: str, value: float, unit: str, baseline: float, baseline_name: str, target: str,
          passed: bool, explain: dict[str, Any] | None, **extra: Any) -> None:
     ratio = value / baseline if baseline else 0.0
@@ -301,10 +420,19 @@ def line(name: str, value: float, unit: str, baseline: float, baseline_name: str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--explain", action="store_true", help="latencies, CPU and counts per line")
-    explain = parser.parse_args().explain
+    parser.add_argument("--http", action="store_true", help="only the HTTP measure")
+    args = parser.parse_args()
+    explain = args.explain
     with scratch_schema(log) as schema:
         url = with_schema(PG_URL, schema)
         app = LedgerApplication(store_env(url))
+        if args.http:
+            try:
+                asset_id = set_up(app)
+            finally:
+                app.close()
+            http_measure(url, schema, asset_id, explain)
+            return
         try:
             asset_id = set_up(app)
             create_sql_ledger(schema)
