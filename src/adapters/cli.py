@@ -26,6 +26,7 @@ from adapters import bootstrap
 from adapters.api.app import create_app
 from adapters.api.common import Services
 from adapters.api.keys import KeyStore
+from adapters.api.limits import restore_recursion_limit
 from adapters.chain.anvil import DEV_KEYS, Anvil, AnvilError
 from adapters.chain.artifacts import ArtifactNotFoundError
 from adapters.chain.rpc import Rpc
@@ -790,6 +791,7 @@ def proposal_close(proposal_id: str, key: KeyOption = None, as_json: JsonOption 
 
 
 def main() -> None:
+    restore_recursion_limit()  # the chain libraries' imports raised it (see adapters.api.limits)
     try:
         app()
     except KeyboardInterrupt:

@@ -17,6 +17,8 @@ class Settings(BaseSettings):
     chain_rpc_url: str | None = None
     chain_confirmations: int = 12
     chain_agent_key: str | None = None
+    max_body_bytes: int = 1_048_576  # a larger request body gets 413 payload_too_large
+    max_json_depth: int = 32  # JSON nested deeper gets 422 validation_error
 
     @property
     def read_url(self) -> str:

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from adapters.api.common import ApiError, Services, problem
+from adapters.api.limits import BodyLimits, restore_recursion_limit
 from adapters.api.metrics import LatencyMiddleware
 from adapters.api.readpool import ReadPool
 from adapters.api.routers import (
@@ -24,6 +25,7 @@ from adapters.api.routers import (
     reconciliations,
 )
 from ledger import errors
+from ledger.config import Settings
 
 STATUS_OF: dict[type[errors.LedgerError], int] = {
     errors.NotFoundError: 404,
@@ -35,7 +37,10 @@ STATUS_OF: dict[type[errors.LedgerError], int] = {
 }
 
 
-def create_app(services: Services) -> FastAPI:
+def create_app(services: Services, config: Settings | None = None) -> FastAPI:
+    restore_recursion_limit()
+    config = config or Settings()
+
     @asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
         api.state.read_pool = pool = await ReadPool.open(services.runner.engine)
@@ -65,6 +70,7 @@ def create_app(services: Services) -> FastAPI:
     ):
         api.include_router(router)
     api.add_middleware(LatencyMiddleware, metrics=services.metrics)
+    api.add_middleware(BodyLimits, max_bytes=config.max_body_bytes, max_depth=config.max_json_depth)
 
     @api.exception_handler(errors.LedgerError)
     def ledger_error(request: Request, error: errors.LedgerError) -> JSONResponse:
