@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from adapters.api import outages
 from adapters.api.common import ApiError, Services, problem
 from adapters.api.limits import BodyLimits, restore_recursion_limit
 from adapters.api.metrics import LatencyMiddleware
@@ -93,6 +94,8 @@ def create_app(services: Services, config: Settings | None = None) -> FastAPI:
             return problem(422, "validation_error", "Invalid input", str(error.detail))
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
         return problem(error.status_code, code, code.replace("_", " "), str(error.detail))
+
+    outages.install(api)
 
     @api.exception_handler(Exception)
     def unexpected(request: Request, error: Exception) -> JSONResponse:

@@ -100,8 +100,7 @@ async def get_portfolio(
     _investor(investor_id)
     pool = read_pool(request)
     if pool is not None:
-        async with pool.connection() as conn:
-            view = await portfolio_view_async(conn, investor_id)
+        view = await pool.read(lambda conn: portfolio_view_async(conn, investor_id))
     else:
         view = await run_in_threadpool(_portfolio_in_thread, svc, investor_id)
     if not view.investor_known:
