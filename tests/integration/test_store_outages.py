@@ -31,7 +31,7 @@ async def backend_pid(conn: AsyncConnection[Any]) -> int:
 
 async def pids_of(pool: ReadPool) -> set[int]:
     """The backends of every connection the pool holds (all taken at once)."""
-    raw = pool._pool  # noqa: SLF001 (the test needs each connection, not one read)
+    raw = pool._pool  # the test needs every connection at once, not one read
     await raw.wait()
     conns = [await raw.getconn() for _ in range(MIN_CONNECTIONS)]
     try:
