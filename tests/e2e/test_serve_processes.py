@@ -1,0 +1,56 @@
+"""The deployment shape of SPEC 9 with real processes: `ledger serve --workers N` (the API in N
+worker processes, the projections in the supervising one), `ledger serve --no-projector` with a
+separate `ledger project`, and SIGTERM: stop taking work, finish what is in flight, exit 0."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.served import LEDGER, STOP_TIMEOUT, create_key, ledger_env, ledger_serve
+from tests.support import ASSET_TERMS
+
+pytestmark = pytest.mark.slow
+
+
+def register_and_read(base: str, key: str) -> None:
+    """A command, then a read that waits for the read models to reach it."""
+    auth = {"Authorization": f"Bearer {key}"}
+    created = httpx.post(f"{base}/v1/assets", json=ASSET_TERMS, headers=auth, timeout=30)
+    assert created.status_code == 201, created.text
+    position = created.json()["position"]
+    url = f"{base}/v1/assets/{ASSET_TERMS['asset_id']}"
+    read = httpx.get(url, params={"min_position": position}, headers=auth, timeout=30)
+    assert read.status_code == 200, read.text
+    assert read.json()["as_of_position"] >= position
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_answers_projects_and_exits_0_on_sigterm(tmp_path: Path, workers: str) -> None:
+    env = ledger_env(f"sqlite:///{tmp_path}/ledger.sqlite3")
+    key = create_key(env, "admin", tmp_path)
+    with ledger_serve(env, tmp_path, "--workers", workers) as served:
+        register_and_read(served.base, key)
+        assert httpx.get(f"{served.base}/readyz").status_code == 200
+        assert served.stop() == 0, served.output()
+
+
+def test_serve_without_projector_and_a_separate_project_process(tmp_path: Path) -> None:
+    env = ledger_env(f"sqlite:///{tmp_path}/ledger.sqlite3")
+    key = create_key(env, "admin", tmp_path)
+    with (tmp_path / "project.log").open("wb") as log:
+        project = subprocess.Popen([LEDGER, "project"], env=env, cwd=tmp_path, stdout=log, stderr=log)  # noqa: S603
+    try:
+        with ledger_serve(env, tmp_path, "--no-projector", "--workers", "2") as served:
+            register_and_read(served.base, key)
+            assert served.stop() == 0, served.output()
+        project.send_signal(signal.SIGTERM)
+        assert project.wait(timeout=STOP_TIMEOUT) == 0, (tmp_path / "project.log").read_text()
+    finally:
+        if project.poll() is None:
+            project.kill()
+            project.wait()
