@@ -43,7 +43,7 @@ def test_serve_without_projector_and_a_separate_project_process(tmp_path: Path) 
     env = ledger_env(f"sqlite:///{tmp_path}/ledger.sqlite3")
     key = create_key(env, "admin", tmp_path)
     with (tmp_path / "project.log").open("wb") as log:
-        project = subprocess.Popen([LEDGER, "project"], env=env, cwd=tmp_path, stdout=log, stderr=log)  # noqa: S603
+        project = subprocess.Popen([LEDGER, "project"], env=env, cwd=tmp_path, stdout=log, stderr=log)
     try:
         with ledger_serve(env, tmp_path, "--no-projector", "--workers", "2") as served:
             register_and_read(served.base, key)
