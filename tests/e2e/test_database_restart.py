@@ -17,6 +17,7 @@ restarted under load (`pg_ctl -m immediate restart`). Afterwards:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -117,6 +118,7 @@ class Traffic:
     statuses: Counter[str] = field(default_factory=Counter)
     succeeded: dict[str, str] = field(default_factory=dict)  # idempotency key -> investment_id
     readyz: list[tuple[str, int, str]] = field(default_factory=list)  # phase, status, reason
+    streamed: list[int] = field(default_factory=list)  # positions of /v1/stream, one connection
     phase: str = "up"
     stop: threading.Event = field(default_factory=threading.Event)
     errors: list[str] = field(default_factory=list)
@@ -155,6 +157,21 @@ def write_load(base: str, key: str, traffic: Traffic) -> None:
                     return
                 time.sleep(0.2)
             n += 1
+
+
+def stream_events(base: str, key: str, traffic: Traffic) -> None:
+    """One /v1/stream connection for the whole test: it must outlive the outages (the thread
+    ends when the stream does)."""
+    auth = {"Authorization": f"Bearer {key}"}
+    timeout = httpx.Timeout(TIMEOUT, read=None)
+    with (
+        contextlib.suppress(httpx.TransportError),
+        httpx.stream("GET", f"{base}/v1/stream", headers=auth, timeout=timeout) as events,
+    ):
+        assert events.status_code == 200
+        for line in events.iter_lines():
+            if line.startswith("id: "):
+                traffic.streamed.append(int(line[4:]))
 
 
 def read_load(base: str, key: str, traffic: Traffic) -> None:
@@ -198,7 +215,8 @@ def test_serve_rides_out_a_database_restart_exactly_once_and_catches_up(
             threading.Thread(target=load, args=(served.base, key, traffic), daemon=True)
             for load in (write_load, read_load)
         ]
-        for thread in threads:
+        stream = threading.Thread(target=stream_events, args=(served.base, key, traffic), daemon=True)
+        for thread in (*threads, stream):
             thread.start()
         try:
             wait_for("a first wave of commands", lambda: len(traffic.succeeded) >= WAVE, served)
@@ -225,10 +243,14 @@ def test_serve_rides_out_a_database_restart_exactly_once_and_catches_up(
 
         head = int(client.get("/v1/audit/verify").json()["head_position"])
         wait_for("the read models at the head", lambda: caught_up(client, head), served)
+        wait_for("the event stream at the head", lambda: traffic.streamed[-1:] == [head], served)
+        assert traffic.streamed == sorted(set(traffic.streamed))  # in order, none twice
+        assert stream.is_alive()  # the same connection all along
         for investment_id in traffic.succeeded.values():
             found = client.get(f"/v1/investments/{investment_id}", params={"min_position": head})
             assert found.status_code == 200, found.text
         assert served.stop() == 0, served.output()
+    stream.join(timeout=PATIENCE)
 
     assert not any(status.startswith("500") for status in traffic.statuses), traffic.statuses
     assert ("down", 503, "store_unavailable") in traffic.readyz, traffic.readyz[-20:]

@@ -154,6 +154,7 @@ async def _events(ledger: LedgerApplication, after: int) -> AsyncIterator[str]:
             lines = await run_in_threadpool(_next_events, ledger, after)
         except Exception:  # the store is away: keep the stream open, go on from `after` later
             logger.exception("event stream: reading after %d failed; retrying in %.1f s", after, backoff)
+            yield ": keep-alive\n\n"  # the client (and any proxy) sees the stream is alive
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, RETRY_SECONDS[1])
             continue

@@ -46,8 +46,8 @@ def readyz(request: Request) -> JSONResponse:
     to the log, never into the answer)."""
     svc = services(request)
     try:
-        head = svc.ledger.admin.head_position()
-        positions = svc.runner.positions()
+        positions = svc.runner.positions()  # first: a store that is down refuses it at once
+        head = svc.ledger.admin.head_position()  # (the event store's pool waits and retries)
     except Exception as error:  # readiness reports any failure of the store rather than raising it
         logger.warning("readyz: the store is unreachable: %s: %s", type(error).__name__, error)
         return JSONResponse({"status": "store_unavailable"}, status_code=503)
