@@ -6,12 +6,21 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.e2e.served import LEDGER, STOP_TIMEOUT, create_key, ledger_env, ledger_serve
+from tests.e2e.served import (
+    LEDGER,
+    START_TIMEOUT,
+    STOP_TIMEOUT,
+    create_key,
+    free_port,
+    ledger_env,
+    ledger_serve,
+)
 from tests.support import ASSET_TERMS
 
 pytestmark = pytest.mark.slow
@@ -54,3 +63,28 @@ def test_serve_without_projector_and_a_separate_project_process(tmp_path: Path) 
         if project.poll() is None:
             project.kill()
             project.wait()
+
+
+def test_worker_rides_out_an_unreachable_chain_and_exits_0_on_sigterm(tmp_path: Path) -> None:
+    """`ledger worker` with nothing answering at the chain's RPC URL keeps running (its jobs
+    fail and are retried), and SIGTERM stops it cleanly."""
+    env = ledger_env(
+        f"sqlite:///{tmp_path}/ledger.sqlite3", LEDGER_CHAIN_RPC_URL=f"http://127.0.0.1:{free_port()}"
+    )
+    log = tmp_path / "worker.log"
+    with log.open("wb") as sink:
+        worker = subprocess.Popen([LEDGER, "worker"], env=env, cwd=tmp_path, stdout=sink, stderr=sink)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while "chain worker running" not in log.read_text(errors="replace"):
+            assert worker.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        time.sleep(3)  # a few periods of failing jobs
+        assert worker.poll() is None, log.read_text()
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=STOP_TIMEOUT) == 0, log.read_text()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
