@@ -4,8 +4,10 @@ separate `ledger project`, and SIGTERM: stop taking work, finish what is in flig
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -45,7 +47,25 @@ def test_serve_answers_projects_and_exits_0_on_sigterm(tmp_path: Path, workers: 
     with ledger_serve(env, tmp_path, "--workers", workers) as served:
         register_and_read(served.base, key)
         assert httpx.get(f"{served.base}/readyz").status_code == 200
+        opened = threading.Event()
+        stream = threading.Thread(target=listen, args=(served.base, key, opened), daemon=True)
+        stream.start()  # an open event stream must not hold the shutdown up
+        assert opened.wait(timeout=START_TIMEOUT)
         assert served.stop() == 0, served.output()
+        stream.join(timeout=STOP_TIMEOUT)
+
+
+def listen(base: str, key: str, opened: threading.Event) -> None:
+    """Holds /v1/stream open until the server closes it."""
+    auth = {"Authorization": f"Bearer {key}"}
+    timeout = httpx.Timeout(30, read=None)
+    with (
+        contextlib.suppress(httpx.TransportError),
+        httpx.stream("GET", f"{base}/v1/stream", headers=auth, timeout=timeout) as events,
+    ):
+        opened.set()
+        for _ in events.iter_lines():
+            pass
 
 
 def test_serve_without_projector_and_a_separate_project_process(tmp_path: Path) -> None:
