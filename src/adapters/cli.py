@@ -58,6 +58,10 @@ app.add_typer(distribution_cli, name="distribution")
 app.add_typer(proposal_cli, name="proposal")
 
 GRACE_SECONDS = 4  # SIGTERM: requests in flight (and open event streams) get this long
+# A worker process answers the supervisor's health pings only once it has imported this module
+# again (spawned, it re-imports the `ledger` script: web3 and all); uvicorn's 5 s killed and
+# restarted slow starters on a busy machine, for ever.
+WORKER_START_SECONDS = 60
 out = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
@@ -538,6 +542,7 @@ def serve(
             factory=workers > 1,
             log_level="warning",
             timeout_graceful_shutdown=GRACE_SECONDS,
+            timeout_worker_healthcheck=WORKER_START_SECONDS,
         )
     finally:
         if jobs is not None:
