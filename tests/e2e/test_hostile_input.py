@@ -37,9 +37,18 @@ def still_serving(served: Served, key: str) -> None:
     assert listed.status_code == 200, listed.text
 
 
-def no_events(served: Served, key: str) -> None:
+def unharmed(served: Served, key: str) -> None:
+    """Still serving, and nothing was written."""
+    still_serving(served, key)
     verified = httpx.get(f"{served.base}/v1/audit/verify", headers={"Authorization": f"Bearer {key}"})
     assert verified.json()["events_checked"] == 0
+
+
+def post_asset(served: Served, body: bytes, key: str | None) -> httpx.Response:
+    headers = {"Content-Type": "application/json"}
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
+    return httpx.post(f"{served.base}/v1/assets", content=body, headers=headers, timeout=30)
 
 
 @pytest.mark.parametrize("authenticated", [False, True])
@@ -47,14 +56,9 @@ def test_json_nested_100000_deep_is_rejected_as_validation_error(
     served: tuple[Served, str], authenticated: bool
 ) -> None:
     server, key = served
-    headers = {"Content-Type": "application/json"}
-    if authenticated:
-        headers["Authorization"] = f"Bearer {key}"
     body = b"[" * 100_000 + b"]" * 100_000
-    response = httpx.post(f"{server.base}/v1/assets", content=body, headers=headers, timeout=30)
-    assert_problem(response, 422, "validation_error")
-    still_serving(server, key)
-    no_events(server, key)
+    assert_problem(post_asset(server, body, key if authenticated else None), 422, "validation_error")
+    unharmed(server, key)
 
 
 def test_a_body_over_the_limit_is_refused_as_payload_too_large_before_it_is_read(
@@ -79,8 +83,7 @@ def test_a_body_over_the_limit_is_refused_as_payload_too_large_before_it_is_read
     assert head.startswith(b"HTTP/1.1 413"), answer[:300]
     assert b"application/problem+json" in head
     assert b'"code":"payload_too_large"' in body
-    still_serving(server, key)
-    no_events(server, key)
+    unharmed(server, key)
 
 
 def test_a_number_of_a_million_digits_within_the_size_limit_is_a_validation_error(
@@ -88,15 +91,8 @@ def test_a_number_of_a_million_digits_within_the_size_limit_is_a_validation_erro
 ) -> None:
     server, key = served
     body = b'{"asset_id": "X", "unit_price": ' + b"7" * 1_000_000 + b"}"
-    response = httpx.post(
-        f"{server.base}/v1/assets",
-        content=body,
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
-        timeout=30,
-    )
-    assert_problem(response, 422, "validation_error")
-    still_serving(server, key)
-    no_events(server, key)
+    assert_problem(post_asset(server, body, key), 422, "validation_error")
+    unharmed(server, key)
 
 
 @pytest.mark.parametrize(
