@@ -6,10 +6,13 @@ import os
 from urllib.parse import parse_qs, unquote, urlencode, urlparse
 
 from dotenv import dotenv_values
+from fastapi import FastAPI
 from sqlalchemy import Engine
 
+from adapters.api.app import create_app
 from adapters.api.common import Services
 from adapters.api.keys import KeyStore
+from adapters.api.limits import restore_recursion_limit
 from adapters.api.metrics import Metrics
 from adapters.chain.rpc import Rpc
 from adapters.chain.service import ChainService
@@ -146,3 +149,18 @@ def build_chain(
         return None
     client = TrexClient(config.chain_rpc_url, config.chain_agent_key) if config.chain_agent_key else None
     return ChainService(app, runner, Rpc(config.chain_rpc_url), client, config.chain_confirmations)
+
+
+def build_api(config: Settings | None = None) -> FastAPI:
+    """The HTTP API of one `ledger serve --workers N` worker process (uvicorn's app factory).
+    The projection runner and the in-process chain jobs run in the supervising process."""
+    restore_recursion_limit()
+    config = config or settings()
+    return api_for(build_services(config), config)
+
+
+def api_for(services: Services, config: Settings) -> FastAPI:
+    """The HTTP API on `services`, with a chain adapter of its own (a runner serves one thread)."""
+    api = create_app(services, config)
+    api.state.chain = build_chain(services.ledger, build_runner(services.ledger, config), config)
+    return api

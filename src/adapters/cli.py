@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -24,9 +25,9 @@ from rich.table import Table
 from sqlalchemy import select
 
 from adapters import bootstrap
-from adapters.api.app import create_app
 from adapters.api.common import Services, exact
 from adapters.api.keys import KeyAdmin, KeyInfo, KeyStore, duration
+from adapters.api.limits import restore_recursion_limit
 from adapters.api.routers.audit import event_json
 from adapters.audit_cli import audit_cli
 from adapters.chain.anvil import DEV_KEYS, Anvil, AnvilError
@@ -64,6 +65,11 @@ app.add_typer(distribution_cli, name="distribution")
 app.add_typer(proposal_cli, name="proposal")
 app.add_typer(audit_cli, name="audit")
 
+GRACE_SECONDS = 4  # SIGTERM: requests in flight (and open event streams) get this long
+# A worker process answers the supervisor's health pings only once it has imported this module
+# again (spawned, it re-imports the `ledger` script: web3 and all); uvicorn's 5 s killed and
+# restarted slow starters on a busy machine, for ever.
+WORKER_START_SECONDS = 60
 out = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
@@ -202,7 +208,9 @@ def project(
                 runner.catch_up(progress=advance)
             out.print(f"read models at position {min(runner.positions().values())}")
         else:
-            out.print("projecting; Ctrl-C to stop")
+            out.print("projecting; Ctrl-C or SIGTERM to stop")
+            # SIGTERM: the batch in flight is committed, then the loop ends and the process exits 0.
+            signal.signal(signal.SIGTERM, lambda signum, frame: runner.stop())
             runner.run_forever(config.database_url)
     except KeyboardInterrupt:
         runner.stop()
@@ -538,9 +546,11 @@ def worker(threads: Annotated[int, typer.Option(help="dramatiq worker threads")]
         process = WorkerProcess(jobs, threads=threads)
         process.start()
         where = "Redis" if config.redis_url else "in-process broker"
-        out.print(f"chain worker running on {where}; Ctrl-C to stop")
+        out.print(f"chain worker running on {where}; Ctrl-C or SIGTERM to stop")
+        stopped = threading.Event()
+        signal.signal(signal.SIGTERM, lambda signum, frame: stopped.set())
         try:
-            threading.Event().wait()
+            stopped.wait()
         except KeyboardInterrupt:
             pass
         finally:
@@ -666,8 +676,15 @@ def serve(
         bool, typer.Option(help="Create and print an admin, auditor and investor key.")
     ] = False,
     projector: Annotated[bool, typer.Option(help="Run the projection runner in this process.")] = True,
+    workers: Annotated[int, typer.Option(min=1, help="API worker processes (uvicorn).")] = 1,
 ) -> None:
-    """Serve the HTTP API (with the projection runner in-process unless --no-projector)."""
+    """Serve the HTTP API (with the projection runner in-process unless --no-projector).
+
+    With --workers N, N worker processes serve the API (each builds it through
+    `bootstrap.build_api`) while this process supervises them and runs the one projection
+    runner and the in-process chain jobs. SIGTERM: stop taking requests, let those in flight
+    finish (at most GRACE_SECONDS), finish the projection batch in flight, exit 0."""
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     config = bootstrap.settings()
     services = bootstrap.build_services(config)
     if demo_keys:
@@ -685,25 +702,41 @@ def serve(
             target=services.runner.run_forever, args=(config.database_url,), daemon=True
         )
         worker.start()
-    api = create_app(services)
-    # The chain adapter gets runners of its own: a runner instance serves one thread.
-    api.state.chain = bootstrap.build_chain(services.ledger, bootstrap.build_runner(services.ledger, config))
     jobs = None
-    if api.state.chain is not None and not config.redis_url:
+    if config.chain_rpc_url and not config.redis_url:
+        # The chain adapter gets runners of its own: a runner instance serves one thread.
         own = bootstrap.build_chain(services.ledger, bootstrap.build_runner(services.ledger, config))
         assert own is not None
         jobs = WorkerProcess(Jobs(own, build_broker(None)))
         jobs.start()
         out.print("chain jobs run in this process (LEDGER_REDIS_URL unset)")
+    target: Any = "adapters.bootstrap:build_api"  # each worker process builds its own
+    if workers == 1:
+        target = bootstrap.api_for(services, config)
     try:
-        uvicorn.run(api, host=host, port=port, log_level="warning")
+        uvicorn.run(
+            target,
+            host=host,
+            port=port,
+            workers=workers,
+            factory=workers > 1,
+            log_level="warning",
+            timeout_graceful_shutdown=GRACE_SECONDS,
+            timeout_worker_healthcheck=WORKER_START_SECONDS,
+        )
     finally:
         if jobs is not None:
             jobs.stop()
-        services.runner.stop()
+        services.runner.stop()  # the batch in flight is committed, then the loop ends
         if worker is not None:
-            worker.join(timeout=5)
+            worker.join(timeout=GRACE_SECONDS)
         services.ledger.close()
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM outside uvicorn's own handling (while starting, and the signal uvicorn raises
+    again once it has shut down): a clean exit through every `finally`, status 0."""
+    raise SystemExit(0)
 
 
 def _demo_investor(services: Services) -> list[str]:
@@ -987,6 +1020,7 @@ def proposal_close(proposal_id: str, key: KeyOption = None, as_json: JsonOption 
 
 
 def main() -> None:
+    restore_recursion_limit()  # the chain libraries' imports raised it (see adapters.api.limits)
     try:
         app()
     except KeyboardInterrupt:

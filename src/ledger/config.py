@@ -20,6 +20,8 @@ class Settings(BaseSettings):
     chain_agent_key: str | None = None
     audit_key_file: str | None = None  # Ed25519 signing key of tree heads (PEM file); never in the database
     audit_key: str | None = None  # the same key as PEM text
+    max_body_bytes: int = 1_048_576  # a larger request body gets 413 payload_too_large
+    max_json_depth: int = 32  # JSON nested deeper gets 422 validation_error
 
     @property
     def read_url(self) -> str:
@@ -73,6 +75,9 @@ def store_env(url: str, *, create_tables: bool = True) -> dict[str, str]:
             "POSTGRES_SCHEMA": query.get("schema", ["public"])[0],
             "POSTGRES_POOL_SIZE": query.get("pool_size", ["8"])[0],
             "POSTGRES_LOCK_TIMEOUT": "10",
+            # Seconds to wait for a pooled connection (the library's default is 30, and it tries
+            # 10 times): while the store is away a command answers 503 in about 20 s, not 5 min.
+            "POSTGRES_CONNECT_TIMEOUT": "2",
             "APPLICATION_RECORDER_TOPIC": "ledger.store:LedgerPostgresRecorder",
             "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
             "CREATE_TABLE": "y" if create_tables else "n",

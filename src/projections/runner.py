@@ -10,6 +10,7 @@ twice or skipped; a crash rolls the whole batch back.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -40,6 +41,7 @@ BATCH_SIZE = 5000
 # each holder a transaction changed is written once, however many of its events it saw, and
 # there are fewer commits and scratch tables.
 TRANSACTION_EVENTS = 50_000
+MAX_BACKOFF = 5.0  # seconds between attempts while the store is away, at most
 logger = logging.getLogger(__name__)
 
 
@@ -85,6 +87,8 @@ class ProjectionRunner:
         self.pipelined = pipelined
         self.position: int | None = None
         self.last_error: str | None = None
+        # None: `run_forever` never ran here (another process projects); False: it has ended.
+        self.running: bool | None = None
         self._dispatch: dict[str, list[tuple[View, Callable[[View, Any, Batch], None]]]] = {}
         self._decoder = EventDecoder(app.mapper)
         self._stop = threading.Event()
@@ -193,13 +197,14 @@ class ProjectionRunner:
         total = 0
         if self.pipelined and self.engine.dialect.name == "postgresql":
             total = self._catch_up_pipelined(stop, progress)
-        while True:
+        while not self._stop.is_set():  # stopping (SIGTERM) ends the work after the batch in flight
             done = self.process_batch(stop)
             if done == 0:
                 return total
             total += done
             if progress is not None:
                 progress(done)
+        return total
 
     def _catch_up_pipelined(self, stop: int | None, progress: Callable[[int], None] | None) -> int:
         """Catches up while the previous transaction's writes run: a writer thread commits
@@ -216,7 +221,7 @@ class ProjectionRunner:
             progress(done)
         writer = _Writer(self, progress)
         try:
-            while not writer.failed:
+            while not writer.failed and not self._stop.is_set():
                 start = self.position
                 assert start is not None
                 rows = self._read_transaction(start, stop)
@@ -275,26 +280,37 @@ class ProjectionRunner:
             time.sleep(0.01)
 
     def run_forever(self, store_url: str | None = None, idle: float = 0.2) -> None:
-        """Keeps the views at the head: woken by PostgreSQL NOTIFY, or polling on SQLite."""
-        listener = _Listener(store_url, self.app) if store_url and store_url.startswith("postgres") else None
+        """Keeps the views at the head: woken by PostgreSQL NOTIFY, or polling on SQLite.
+
+        Any failure (the store restarted, a batch that cannot be applied) is logged and kept in
+        `last_error`; the loop backs off (up to MAX_BACKOFF seconds), opens a fresh listener and
+        carries on from the committed position, until `stop`."""
+        listens = store_url is not None and store_url.startswith("postgres")
+        listener: _Listener | None = None
         backoff = idle
+        self.running = True
         try:
             while not self._stop.is_set():
                 try:
+                    if listens and listener is None:  # listening before catching up misses no NOTIFY
+                        listener = _Listener(str(store_url), self.app)
                     caught_up = self.catch_up() == 0
-                except Exception as error:  # keep serving: report, back off, try the batch again
+                    self.last_error, backoff = None, idle
+                    if caught_up:
+                        if listener is not None:
+                            listener.wait(idle)
+                        else:
+                            self._stop.wait(idle)
+                except Exception as error:  # keep serving: report, back off, try again
                     self.last_error = f"{type(error).__name__} at position {self.position}: {error}"[:500]
-                    logger.exception("projection batch failed; retrying in %.1f s", backoff)
-                    self._stop.wait(backoff)
-                    backoff = min(backoff * 2, 30.0)
-                    continue
-                self.last_error, backoff = None, idle
-                if caught_up:
+                    logger.exception("projection runner failed; retrying in %.1f s", backoff)
                     if listener is not None:
-                        listener.wait(idle)
-                    else:
-                        self._stop.wait(idle)
+                        listener.close()
+                        listener = None
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, MAX_BACKOFF)
         finally:
+            self.running = False
             if listener is not None:
                 listener.close()
 
@@ -355,4 +371,5 @@ class _Listener:
             break
 
     def close(self) -> None:
-        self.conn.close()
+        with contextlib.suppress(psycopg.Error):  # a connection the server dropped
+            self.conn.close()

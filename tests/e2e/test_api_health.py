@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
+from adapters.api.app import create_app
+from adapters.api.common import Services
+from adapters.api.keys import KeyStore
+from adapters.api.metrics import Metrics
 from adapters.api.routers import health
+from ledger.application import LedgerApplication
+from ledger.config import store_env
+from projections.migrate import upgrade
+from projections.runner import ProjectionRunner
+from projections.schema import engine_for
+from tests.conftest import FakeClock
 from tests.e2e.conftest import ASSET_ID, Api, wait_until
+from tests.support import onboard
 
 
 def test_healthz(lite_api: Api) -> None:
@@ -42,7 +55,58 @@ def test_readyz_is_503_when_the_store_is_unreachable(lite_api: Api, monkeypatch:
     monkeypatch.setattr(lite_api.services.ledger.admin, "head_position", unreachable)
     response = lite_api.client.get("/readyz")
     assert response.status_code == 503
-    assert response.json() == {"status": "unavailable", "detail": "ConnectionError"}
+    assert response.json() == {"status": "store_unavailable"}  # a stable reason, no exception text
+
+
+def test_readyz_is_503_once_the_in_process_runner_has_stopped(lite_api: Api) -> None:
+    lite_api.open_asset()
+    lite_api.services.runner.stop()
+    assert wait_until(lambda: lite_api.services.runner.running is False)
+    response = lite_api.client.get("/readyz")
+    assert (response.status_code, response.json()["status"]) == (503, "projector_not_running")
+
+
+def test_readyz_is_503_while_a_batch_keeps_failing_and_says_so_without_the_error_text(
+    lite_api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = lite_api
+    api.open_asset()
+    assert wait_until(lambda: api.client.get("/readyz").status_code == 200)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(api.services.runner, "_project", broken)
+    api.onboard("alice")
+    assert wait_until(lambda: api.services.runner.last_error is not None)
+    response = api.client.get("/readyz")
+    assert (response.status_code, response.json()["status"]) == (503, "projection_failing")
+    assert "secret" not in response.text
+    monkeypatch.undo()  # the runner retries the batch and recovers by itself
+    assert wait_until(lambda: api.client.get("/readyz").status_code == 200)
+
+
+def test_readyz_is_503_while_the_read_models_stand_behind_the_head(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No runner in this process (`serve --no-projector`) and none elsewhere: the lag stays."""
+    url = f"sqlite:///{tmp_path}/ledger.sqlite3"
+    ledger = LedgerApplication(store_env(url), clock=clock)
+    engine = engine_for(url)
+    upgrade(engine)
+    services = Services(ledger, ProjectionRunner(ledger, engine), KeyStore(engine), Metrics())
+    try:
+        with TestClient(create_app(services)) as client:
+            assert client.get("/readyz").status_code == 200
+            onboard(ledger, "alice")
+            monkeypatch.setattr(health, "STALL_SECONDS", 0.0)
+            response = client.get("/readyz")
+            assert (response.status_code, response.json()["status"]) == (503, "projection_stalled")
+            services.runner.catch_up()
+            assert client.get("/readyz").status_code == 200
+    finally:
+        ledger.close()
+        engine.dispose()
 
 
 def test_metrics_count_requests_commands_and_lag(lite_api: Api) -> None:

@@ -11,7 +11,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from adapters.api import outages
 from adapters.api.common import ApiError, Services, problem
+from adapters.api.limits import BodyLimits, restore_recursion_limit
 from adapters.api.metrics import LatencyMiddleware
 from adapters.api.readpool import ReadPool
 from adapters.api.requestlog import RequestLogMiddleware
@@ -27,6 +29,7 @@ from adapters.api.routers import (
     reconciliations,
 )
 from ledger import errors
+from ledger.config import Settings
 
 STATUS_OF: dict[type[errors.LedgerError], int] = {
     errors.NotFoundError: 404,
@@ -38,7 +41,10 @@ STATUS_OF: dict[type[errors.LedgerError], int] = {
 }
 
 
-def create_app(services: Services) -> FastAPI:
+def create_app(services: Services, config: Settings | None = None) -> FastAPI:
+    restore_recursion_limit()
+    config = config or Settings()
+
     @asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
         api.state.read_pool = pool = await ReadPool.open(services.runner.engine)
@@ -70,7 +76,8 @@ def create_app(services: Services) -> FastAPI:
     ):
         api.include_router(router)
     api.add_middleware(LatencyMiddleware, metrics=services.metrics)
-    api.add_middleware(RequestLogMiddleware)  # outermost: logs every request, with its id
+    api.add_middleware(BodyLimits, max_bytes=config.max_body_bytes, max_depth=config.max_json_depth)
+    api.add_middleware(RequestLogMiddleware)  # outermost: logs every request (refusals too), with its id
 
     @api.exception_handler(errors.LedgerError)
     def ledger_error(request: Request, error: errors.LedgerError) -> JSONResponse:
@@ -93,6 +100,8 @@ def create_app(services: Services) -> FastAPI:
             return problem(422, "validation_error", "Invalid input", str(error.detail))
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
         return problem(error.status_code, code, code.replace("_", " "), str(error.detail))
+
+    outages.install(api)
 
     @api.exception_handler(Exception)
     def unexpected(request: Request, error: Exception) -> JSONResponse:

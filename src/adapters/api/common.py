@@ -88,7 +88,11 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
         (404, "not_found"),
         (409, "already_exists or idempotency_key_reused"),
         (422, "validation_error or a rule's code"),
-        (503, "projection_lag, or outcome_unknown (the store did not say whether a command was recorded)"),
+        (
+            503,
+            "projection_lag, store_unavailable (with Retry-After), or outcome_unknown (the store"
+            " did not say whether a command was recorded)",
+        ),
     )
 }
 

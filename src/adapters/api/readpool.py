@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import AbstractAsyncContextManager
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
+import psycopg
 from fastapi.concurrency import run_in_threadpool
 from psycopg import AsyncConnection
 from psycopg.conninfo import make_conninfo
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -19,7 +20,10 @@ from sqlalchemy.exc import SQLAlchemyError
 # rarely queue for one (a queued request costs the event loop more than an idle connection).
 MIN_CONNECTIONS = 4
 MAX_CONNECTIONS = 16
+# While the database is away a read waits this long for a connection, then answers 503.
+WAIT_SECONDS = 3.0
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class ReadPool:
@@ -45,6 +49,7 @@ class ReadPool:
             min_size=MIN_CONNECTIONS,
             max_size=MAX_CONNECTIONS,
             kwargs={"autocommit": True},
+            timeout=WAIT_SECONDS,
             open=False,
         )
         await pool.open()
@@ -54,8 +59,20 @@ class ReadPool:
         """Only on its own loop (a test client may call the app from other loops)."""
         return asyncio.get_running_loop() is self._loop
 
-    def connection(self) -> AbstractAsyncContextManager[AsyncConnection[Any]]:
-        return self._pool.connection()
+    async def read(self, query: Callable[[AsyncConnection[Any]], Awaitable[T]]) -> T:
+        """Runs `query` on a pooled connection. One found broken (the server restarted since it
+        was opened) is discarded, with every idle one the restart broke too, and the query runs
+        once more on a fresh connection; a second failure is the caller's (503)."""
+        try:
+            async with self._pool.connection() as conn:
+                return await query(conn)
+        except PoolTimeout:
+            raise  # no connection to be had: retrying would only wait again
+        except psycopg.OperationalError as error:
+            logger.warning("read pool: dropping broken connections (%s)", type(error).__name__)
+            await self._pool.check()
+        async with self._pool.connection() as conn:
+            return await query(conn)
 
     async def close(self) -> None:
         await self._pool.close()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -27,6 +29,9 @@ router = APIRouter(prefix="/v1", tags=["audit"], responses=PROBLEMS)
 SCAN_LIMIT = 20_000
 HEARTBEAT_SECONDS = 15.0
 INVESTOR_FIELDS = ("investor_id", "from_investor_id", "to_investor_id")
+MAX_POSITION = 2**62
+RETRY_SECONDS = (0.1, 5.0)  # the stream's back-off while the store is unreachable: first, most
+logger = logging.getLogger(__name__)
 
 
 def event_json(ledger: LedgerApplication, record: StoredRecord) -> dict[str, Any]:
@@ -136,8 +141,8 @@ async def stream(
     in order; a client that reconnects with its last position misses nothing. An idle client
     holds no worker thread: it waits on the event loop."""
     require(caller, "auditor")
-    header = request.headers.get("last-event-id")
-    start = after if after is not None else int(header) if header and header.isdigit() else 0
+    resumed = _last_event_id(request.headers.get("last-event-id"))
+    start = after if after is not None else resumed
     ledger = services(request).ledger
     return StreamingResponse(_events(ledger, start), media_type="text/event-stream")
 
@@ -150,10 +155,29 @@ def _next_events(ledger: LedgerApplication, after: int) -> list[str]:
     return lines
 
 
+def _last_event_id(header: str | None) -> int:
+    """The position a reconnecting client last received (0 without one); anything but ASCII
+    digits up to the largest position is refused before the stream starts."""
+    if not header:
+        return 0
+    if re.fullmatch("[0-9]{1,19}", header) is None or int(header) > MAX_POSITION:
+        raise ApiError(422, "validation_error", f"Last-Event-ID: a position from 0 to {MAX_POSITION}")
+    return int(header)
+
+
 async def _events(ledger: LedgerApplication, after: int) -> AsyncIterator[str]:
     quiet_since = time.monotonic()
+    backoff = RETRY_SECONDS[0]
     while True:
-        lines = await run_in_threadpool(_next_events, ledger, after)
+        try:
+            lines = await run_in_threadpool(_next_events, ledger, after)
+        except Exception:  # the store is away: keep the stream open, go on from `after` later
+            logger.exception("event stream: reading after %d failed; retrying in %.1f s", after, backoff)
+            yield ": keep-alive\n\n"  # the client (and any proxy) sees the stream is alive
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, RETRY_SECONDS[1])
+            continue
+        backoff = RETRY_SECONDS[0]
         for line in lines:
             yield line
             after = int(line[4 : line.index("\n")])

@@ -114,8 +114,7 @@ async def get_portfolio(
     _investor(investor_id)
     pool = read_pool(request)
     if pool is not None:
-        async with pool.connection() as conn:
-            view = await portfolio_view_async(conn, investor_id, as_of)
+        view = await pool.read(lambda conn: portfolio_view_async(conn, investor_id, as_of))
     else:
         view = await run_in_threadpool(_portfolio_in_thread, svc, investor_id, as_of)
     if not view.investor_known:
@@ -210,8 +209,9 @@ async def get_portfolio_history(
     _investor(investor_id)
     pool = read_pool(request)
     if pool is not None:  # as the portfolio: on the event loop through plain psycopg
-        async with pool.connection() as conn:
-            history = await portfolio_history_async(conn, investor_id, asset_id, low, high, points)
+        history = await pool.read(
+            lambda conn: portfolio_history_async(conn, investor_id, asset_id, low, high, points)
+        )
     else:
         history = await run_in_threadpool(_history_in_thread, svc, investor_id, asset_id, low, high, points)
     if not history.investor_known:
