@@ -12,6 +12,9 @@ import typer
 from rich.console import Console
 
 from adapters import bootstrap
+from adapters.chain import anchor
+from adapters.chain.rpc import Rpc
+from adapters.chain.trex import ChainError, TrexClient
 from ledger.errors import LedgerError
 from ledger.transparency import (
     TreeHead,
@@ -28,7 +31,9 @@ audit_cli = typer.Typer(help="Verifiable history: signed tree heads and proofs."
 key_cli = typer.Typer(help="The Ed25519 key that signs tree heads.", no_args_is_help=True)
 proof_cli = typer.Typer(help="Inclusion and consistency proofs, as JSON.", no_args_is_help=True)
 audit_cli.add_typer(key_cli, name="key")
+anchor_cli = typer.Typer(help="Signed heads anchored on the chain.", no_args_is_help=True)
 audit_cli.add_typer(proof_cli, name="proof")
+audit_cli.add_typer(anchor_cli, name="anchor")
 out = Console()
 err = Console(stderr=True)
 OutOption = Annotated[Path | None, typer.Option("--out", help="Write the JSON to this file.")]
@@ -142,3 +147,48 @@ def check_(
     out.print_json(json.dumps({**result.as_dict(), "tree_size": signed.tree_size, "root": signed.root}))
     if not result.ok:
         raise typer.Exit(1)
+
+
+def _agent() -> tuple[TrexClient, Rpc]:
+    config = bootstrap.settings()
+    if not config.chain_rpc_url or not config.chain_agent_key:
+        raise _fail("anchoring needs LEDGER_CHAIN_RPC_URL and LEDGER_CHAIN_AGENT_KEY", 2)
+    return TrexClient(config.chain_rpc_url, config.chain_agent_key), Rpc(config.chain_rpc_url)
+
+
+@anchor_cli.command("deploy")
+def anchor_deploy() -> None:
+    """Deploy the anchor contract as the agent; set LEDGER_ANCHOR_ADDRESS and
+    LEDGER_ANCHOR_FROM_BLOCK to what it prints."""
+    client, _ = _agent()
+    try:
+        address, block = anchor.deploy(client)
+    except ChainError as error:
+        raise _fail(f"deployment failed: {error}") from None
+    out.print_json(json.dumps({"address": address, "block": block, "topic": anchor.TOPIC}))
+
+
+@anchor_cli.command("publish")
+def anchor_publish() -> None:
+    """Anchor the newest head signed by the configured key now (what the worker does after
+    each signing), unless a head at least as large is anchored already."""
+    key = _signing_key()
+    config = bootstrap.settings()
+    address = config.anchor_address
+    if not address:
+        raise _fail("LEDGER_ANCHOR_ADDRESS is not set: run `ledger audit anchor deploy` first", 2)
+    client, rpc = _agent()
+    ledger = bootstrap.build_application()
+    try:
+        publisher = anchor.AnchorPublisher(
+            client, rpc, address, ledger.transparency, key.public_key(), config.anchor_from_block
+        )
+        published = publisher.publish_latest()
+    except ChainError as error:
+        raise _fail(f"anchoring failed: {error}") from None
+    finally:
+        ledger.close()
+    if published is None:
+        out.print_json(json.dumps({"anchored": None}))
+    else:
+        out.print_json(json.dumps({"anchored": published[0].as_dict(), "tx_hash": published[1]}))

@@ -148,7 +148,10 @@ def build_chain(
     if not config.chain_rpc_url:
         return None
     client = TrexClient(config.chain_rpc_url, config.chain_agent_key) if config.chain_agent_key else None
-    return ChainService(app, runner, Rpc(config.chain_rpc_url), client, config.chain_confirmations)
+    return ChainService(
+        app, runner, Rpc(config.chain_rpc_url), client, config.chain_confirmations,
+        config.anchor_address, config.anchor_from_block,
+    )
 
 
 def build_api(config: Settings | None = None) -> FastAPI:

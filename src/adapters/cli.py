@@ -19,6 +19,7 @@ from typing import Annotated, Any, TypeVar, cast
 
 import typer
 import uvicorn
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -30,13 +31,14 @@ from adapters.api.keys import KeyAdmin, KeyInfo, KeyStore, duration
 from adapters.api.limits import restore_recursion_limit
 from adapters.api.routers.audit import event_json
 from adapters.audit_cli import audit_cli
+from adapters.chain.anchor import Anchor, AnchorPublisher, verify_anchored
 from adapters.chain.anvil import DEV_KEYS, Anvil, AnvilError
 from adapters.chain.artifacts import ArtifactNotFoundError
 from adapters.chain.rpc import Rpc
 from adapters.chain.service import ChainService
 from adapters.chain.trex import TrexClient
-from adapters.demo import load_demo, run_chain_demo
-from adapters.worker import Jobs, WorkerProcess, build_broker
+from adapters.demo import load_demo, run_anchor_demo, run_chain_demo
+from adapters.worker import PERIODS, Jobs, WorkerProcess, build_broker
 from ledger.actor import acting_as, operator
 from ledger.application import LedgerApplication
 from ledger.commit import Outcome
@@ -45,7 +47,18 @@ from ledger.errors import ConfigurationError, LedgerError, ValidationError
 from ledger.privileges import grant_runtime_role
 from ledger.selfcheck import record_digest, refusal, store_checks
 from ledger.store import LedgerPostgresRecorder, Verification
-from ledger.transparency import TreeHead, load_public_key, verify_against
+from ledger.transparency import (
+    HeadSigner,
+    HeadVerification,
+    TreeHead,
+    check_heads,
+    head_line,
+    heads_of_export,
+    is_head_line,
+    load_public_key,
+    load_signing_key,
+    verify_against,
+)
 from projections.holdings import CapTable, current_cap_table
 from projections.investors import investors
 from projections.replay import replay as rebuild
@@ -250,26 +263,43 @@ def verify(
     public_key: Annotated[
         str | None, typer.Option(help="The head signer's public key (hex or PEM file).")
     ] = None,
+    anchored: Annotated[
+        bool, typer.Option("--anchored", help="Against the latest signed head anchored on the chain.")
+    ] = False,
 ) -> None:
     """Recompute the hash chain and run the store's self-check; exit 1 naming the first
     altered, removed or inserted position, or the failed check.
-    With --against, also recompute the Merkle tree of the events the signed head covers."""
+    With --against, also recompute the Merkle tree of the events the signed head covers;
+    with --anchored, the same against the latest head anchored on the chain (read from the
+    chain itself, its signature checked with --public-key or the configured signing key's)."""
+    if anchored and against is not None:
+        err.print("[red]usage[/red]: --against or --anchored, not both")
+        raise typer.Exit(2)
     head = _signed_head(against, public_key) if against is not None else None
     config = bootstrap.settings()
+    anchor_check = _anchor_check(config, public_key) if anchored else None
     ledger = bootstrap.build_application(config, create_tables=False)  # a dropped table stays missing
+    anchor = None
     try:
         result = ledger.admin.verify()
         checks = store_checks(ledger.admin.sql.recorder, bootstrap.two_roles(config))
         headed = verify_against(ledger.admin, head[0], head[1]) if head is not None else None
+        if anchor_check is not None:
+            anchor, headed = _guard(lambda: anchor_check(ledger))
     finally:
         ledger.close()
     if as_json:
         body = result.as_dict()
         if headed is not None:
             body = {"chain": body, "against": headed.as_dict()}
+        if anchor_check is not None:
+            body["anchor"] = anchor.as_dict() if anchor is not None else None
         out.print_json(json.dumps({**body, "checks": [c.as_dict() for c in checks]}))
     else:
         _print_verification(result, as_json)
+        if anchor is not None:
+            out.print(f"anchored head: {anchor.head.tree_size} events, block {anchor.block_number}, "
+                      f"transaction {anchor.tx_hash}")
         if headed is not None and headed.ok:
             out.print(f"[green]ok[/green]: the store contains the signed tree of {headed.tree_size} events")
         elif headed is not None:
@@ -282,6 +312,34 @@ def verify(
             out.print(f"[{mark}[/] {check.name}: {check.detail}")
     if not result.ok or (headed is not None and not headed.ok) or refusal(checks) is not None:
         raise typer.Exit(1)
+
+
+def _anchor_check(
+    config: Settings, public_key: str | None
+) -> Callable[[LedgerApplication], tuple[Anchor | None, HeadVerification]]:
+    """What `verify --anchored` runs: needs the chain, the anchor's address and a public key."""
+    if not config.chain_rpc_url or not config.anchor_address:
+        err.print("[red]usage[/red]: --anchored needs LEDGER_CHAIN_RPC_URL and LEDGER_ANCHOR_ADDRESS")
+        raise typer.Exit(2)
+    if public_key:
+        public = _signed_head_key(public_key)
+    else:
+        key = _configured_audit_key(config)
+        if key is None:
+            err.print("[red]usage[/red]: --anchored needs --public-key (or the signing key configured)")
+            raise typer.Exit(2)
+        public = key.public_key()
+    rpc, address = Rpc(config.chain_rpc_url), config.anchor_address
+    confirmations, start = config.chain_confirmations, config.anchor_from_block
+    return lambda ledger: verify_anchored(ledger.admin, rpc, address, public, start, confirmations)
+
+
+def _signed_head_key(public_key: str) -> Ed25519PublicKey:
+    try:
+        return load_public_key(public_key)
+    except (LedgerError, OSError, ValueError) as error:
+        err.print(f"[red]invalid input[/red]: {error}")
+        raise typer.Exit(2) from None
 
 
 def _signed_head(path: Path, public_key: str | None) -> tuple[TreeHead, Any]:
@@ -317,11 +375,13 @@ def _with_progress(label: str, total: int, lines: Iterator[T]) -> Iterator[T]:
 
 @app.command("export")
 def export_(file: Path, as_json: JsonOption = False) -> None:
-    """Write the full history as JSON Lines with positions and hashes."""
+    """Write the full history as JSON Lines with positions and hashes, then the signed tree
+    heads, one `{"kind":"tree_head", ...}` line each."""
     ledger = _ledger()
     try:
         with file.open("w", encoding="utf-8") as handle:
             result = ledger.admin.export(handle)
+            handle.writelines(head_line(head) for head in ledger.transparency.all_heads())
     finally:
         ledger.close()
     _print_verification(result, as_json)
@@ -358,19 +418,29 @@ def history(
 
 @app.command("import")
 def import_(file: Path, as_json: JsonOption = False) -> None:
-    """Load an export into an empty store; refuse it if its hash chain does not verify."""
+    """Load an export into an empty store; refuse it if its hash chain does not verify, or if
+    a signed tree head it carries does not match its history (the heads are kept too)."""
     if not file.is_file():
         err.print(f"no such file: {file}")
         raise typer.Exit(2)
-    total = sum(1 for _ in file.open(encoding="utf-8"))
+    with file.open(encoding="utf-8") as lines:
+        heads = _guard(lambda: heads_of_export(lines))
+    total = sum(1 for _ in file.open(encoding="utf-8")) - len(heads)
+    if heads:
+        with file.open(encoding="utf-8") as lines:
+            _guard(lambda: check_heads(_with_progress("checking signed heads", total, lines), heads))
     ledger = bootstrap.build_application(bootstrap.owner_settings(bootstrap.settings()))  # sets the sequence
     try:
         with file.open(encoding="utf-8") as first, file.open(encoding="utf-8") as second:
+            events = (line for line in first if not is_head_line(line))
+            again = (line for line in second if not is_head_line(line))
             result = _guard(
                 lambda: ledger.admin.import_(
-                    _with_progress("verifying", total, first), _with_progress("loading", total, second)
+                    _with_progress("verifying", total, events), _with_progress("loading", total, again)
                 )
             )
+            for head in heads:
+                ledger.transparency.store_head(head)
     finally:
         ledger.close()
     _print_verification(result, as_json)
@@ -391,18 +461,24 @@ def demo(
         with _demo_chain(ledger, runner, config) if chain else nullcontext() as service:
             summary = load_demo(ledger, err, service)
             reports = run_chain_demo(service, err) if service is not None and summary["fresh"] else []
+            anchoring = run_anchor_demo(service, err) if service is not None and summary["fresh"] else None
         runner.catch_up()
         with snapshot(runner.engine) as conn:
             position = view_position(conn)
             tables = [current_cap_table(conn, asset_id, position) for asset_id in summary["assets"]]
         summary["read_models_position"] = position
         if as_json:
-            out.print_json(json.dumps({**summary, "reconciliations": reports}, default=str))
+            body = {**summary, "reconciliations": reports}
+            if anchoring is not None:
+                body["anchoring"] = anchoring
+            out.print_json(json.dumps(body, default=str))
         else:
             _print_demo(tables, summary)
             for report in reports:
                 out.print(f"[bold]reconciliation {report['when']}[/bold]")
                 _print_reconciliation(report)
+            if anchoring is not None:
+                _print_anchoring(anchoring)
     finally:
         ledger.close()
         runner.engine.dispose()
@@ -429,6 +505,27 @@ def _demo_chain(
                            config.chain_confirmations)
     finally:
         node.stop()
+
+
+def _print_anchoring(anchoring: dict[str, Any]) -> None:
+    passed, copy = anchoring["verify_anchored"], anchoring["truncated_copy"]
+    caught = copy["verify_anchored"]
+    out.print("[bold]verifiable history on chain[/bold]")
+    out.print(
+        f"signed tree head of {anchoring['anchored_tree_size']} events (root {anchoring['anchored_root']}, "
+        f"key {anchoring['key_id']}) anchored at {anchoring['anchor_address']} in block "
+        f"{anchoring['anchor_block']}, transaction {anchoring['anchor_tx']}; "
+        f"mirrored: {anchoring['mirrored_anchor_logs']} anchor log"
+    )
+    mark = "[green]ok[/green]" if passed["ok"] else "[red]FAILED[/red]"
+    out.print(f"verify --anchored on the demo store: {mark} ({passed['events_checked']} events checked)")
+    out.print(
+        f"a scratch copy without its last {copy['events_removed']} events (it keeps "
+        f"{copy['events_kept']} of the {anchoring['anchored_tree_size']} anchored): hash chain "
+        f"{'ok' if copy['hash_chain_ok'] else 'FAILED'} (a truncated tail still chains), "
+        f"verify --anchored: {'ok' if caught['ok'] else '[red]caught[/red]'} at position "
+        f"{caught['first_invalid_position']}: {caught['reason']}"
+    )
 
 
 def _print_demo(tables: list[CapTable], summary: dict[str, Any]) -> None:
@@ -539,14 +636,33 @@ def _print_reconciliation(report: dict[str, Any]) -> None:
 
 @app.command()
 def worker(threads: Annotated[int, typer.Option(help="dramatiq worker threads")] = 1) -> None:
-    """Run the chain jobs (outbox, mirror, periodic reconciliation) on dramatiq until Ctrl-C."""
+    """Run the background jobs on dramatiq until Ctrl-C: the chain jobs (outbox, mirror,
+    periodic reconciliation) when the chain adapter is on, and the periodic signing of tree
+    heads when a signing key is configured."""
     config = bootstrap.settings()
-    with _chain() as chain:
-        jobs = Jobs(chain, build_broker(config.redis_url))
+    key = _configured_audit_key(config)
+    if key is None and not config.chain_rpc_url:
+        err.print(
+            "[red]usage[/red]: nothing to run: set LEDGER_CHAIN_RPC_URL (chain jobs) "
+            "or LEDGER_AUDIT_KEY_FILE (signed tree heads)"
+        )
+        raise typer.Exit(2)
+    with _chain() if config.chain_rpc_url else _ledger_only(config) as services:
+        chain = services if isinstance(services, ChainService) else None
+        ledger = chain.app if chain is not None else cast(LedgerApplication, services)
+        signer = HeadSigner(ledger.transparency, key) if key is not None else None
+        periods = {**PERIODS, "sign_tree_head": config.audit_sign_seconds}
+        anchor = None
+        if chain is not None and chain.client is not None and key is not None and config.anchor_address:
+            anchor = AnchorPublisher(
+                chain.client, chain.rpc, config.anchor_address, ledger.transparency, key.public_key(),
+                config.anchor_from_block,
+            )
+        jobs = Jobs(chain, build_broker(config.redis_url), periods, signer, anchor)
         process = WorkerProcess(jobs, threads=threads)
         process.start()
         where = "Redis" if config.redis_url else "in-process broker"
-        out.print(f"chain worker running on {where}; Ctrl-C or SIGTERM to stop")
+        out.print(f"worker running {', '.join(jobs.actors)} on {where}; Ctrl-C or SIGTERM to stop")
         stopped = threading.Event()
         signal.signal(signal.SIGTERM, lambda signum, frame: stopped.set())
         try:
@@ -555,6 +671,27 @@ def worker(threads: Annotated[int, typer.Option(help="dramatiq worker threads")]
             pass
         finally:
             process.stop()
+
+
+def _configured_audit_key(config: Settings) -> Ed25519PrivateKey | None:
+    """The tree-head signing key if one is configured (None if not); exit 2 if it is unusable."""
+    if not (config.audit_key_file or config.audit_key):
+        return None
+    try:
+        return load_signing_key(config.audit_key_file, config.audit_key)
+    except (LedgerError, OSError, ValueError) as error:
+        err.print(f"[red]usage[/red]: the configured signing key is unusable: {error}")
+        raise typer.Exit(2) from None
+
+
+@contextmanager
+def _ledger_only(config: Settings) -> Iterator[LedgerApplication]:
+    ledger = bootstrap.build_application(config)
+    _checked(ledger, config)
+    try:
+        yield ledger
+    finally:
+        ledger.close()
 
 
 @contextmanager

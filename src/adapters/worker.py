@@ -1,4 +1,5 @@
-"""Background jobs on dramatiq: carry out the chain outbox, mirror the chain, reconcile.
+"""Background jobs on dramatiq: carry out the chain outbox, mirror the chain, reconcile,
+and sign tree heads (and anchor them on the chain) every `LEDGER_AUDIT_SIGN_SECONDS`.
 
 With `LEDGER_REDIS_URL` set the jobs go through Redis, so any number of `ledger
 worker` processes on any machines share them (the outbox's lock keeps sending to
@@ -25,13 +26,21 @@ import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 
+from adapters.chain.anchor import AnchorPublisher
 from adapters.chain.service import ChainService
 from ledger.actor import acting_as, system
 from ledger.errors import LedgerError
+from ledger.transparency import HeadSigner
 
 QUEUE = "ledger-chain"
 MAX_RETRIES = 5
-PERIODS = {"carry_out_chain_operations": 1.0, "mirror_chain": 2.0, "reconcile_assets": 60.0}  # seconds
+PERIODS = {  # seconds
+    "carry_out_chain_operations": 1.0,
+    "mirror_chain": 2.0,
+    "reconcile_assets": 60.0,
+    "sign_tree_head": 60.0,
+}
+CHAIN_JOBS = ("carry_out_chain_operations", "mirror_chain", "reconcile_assets")
 logger = logging.getLogger(__name__)
 
 
@@ -43,11 +52,15 @@ def build_broker(redis_url: str | None) -> dramatiq.Broker:
 
 @dataclass
 class Jobs:
-    """The chain jobs as dramatiq actors on one broker, and a schedule that enqueues them."""
+    """The jobs as dramatiq actors on one broker, and a schedule that enqueues them: the chain
+    jobs when the chain adapter is on (`service`), the signing of tree heads when a signing
+    key is configured (`signer`), and the anchoring of each new head when both are on."""
 
-    service: ChainService
+    service: ChainService | None
     broker: dramatiq.Broker
     periods: dict[str, float] = field(default_factory=lambda: dict(PERIODS))
+    signer: HeadSigner | None = None
+    anchor: AnchorPublisher | None = None  # with the signer: each new head is anchored on the chain
     actors: dict[str, dramatiq.Actor[Any, Any]] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -55,17 +68,25 @@ class Jobs:
         # they return nothing (no result backend).
         def carry_out_chain_operations() -> None:
             with acting_as(system("worker")):
-                logger.debug("%s outbox operations carried out", self.service.carry_out())
+                logger.debug("%s outbox operations carried out", self._chain().carry_out())
 
         def mirror_chain() -> None:
             with acting_as(system("mirror")):
-                logger.debug("%s chain logs mirrored", sum(report.logs for report in self.service.sync()))
+                logger.debug("%s chain logs mirrored", sum(report.logs for report in self._chain().sync()))
 
         def reconcile_assets() -> None:
             with acting_as(system("reconciliation")):
                 self._reconcile_assets()
 
-        jobs: list[Callable[[], None]] = [carry_out_chain_operations, mirror_chain, reconcile_assets]
+        def sign_tree_head() -> None:
+            with acting_as(system("signer")):
+                self._sign_tree_head()
+
+        jobs: list[Callable[[], None]] = []
+        if self.service is not None:
+            jobs += [carry_out_chain_operations, mirror_chain, reconcile_assets]
+        if self.signer is not None:
+            jobs.append(sign_tree_head)
         self.actors = {
             job.__name__: dramatiq.actor(
                 actor_name=f"ledger.{job.__name__}",
@@ -77,11 +98,26 @@ class Jobs:
             )(job)
             for job in jobs
         }
+        self.periods = {name: period for name, period in self.periods.items() if name in self.actors}
+
+    def _sign_tree_head(self) -> None:
+        assert self.signer is not None
+        head = self.signer.sign_if_grown()
+        if head is not None:
+            logger.info("tree head signed: %s events, root %s", head.tree_size, head.root)
+        if self.anchor is not None:  # also a head signed but not anchored before (the chain was away)
+            anchored = self.anchor.publish_latest()
+            if anchored is not None:
+                logger.info("tree head of %s events anchored in %s", anchored[0].tree_size, anchored[1])
+
+    def _chain(self) -> ChainService:
+        assert self.service is not None  # the chain jobs exist only with the chain adapter
+        return self.service
 
     def _reconcile_assets(self) -> None:
-        for asset_id in self.service.bound_assets():
+        for asset_id in self._chain().bound_assets():
             try:
-                _, report = self.service.reconcile(asset_id)  # recorded as an event
+                _, report = self._chain().reconcile(asset_id)  # recorded as an event
             except LedgerError as refused:  # e.g. nothing final yet since the deployment
                 logger.info("reconciliation of %s not run: %s", asset_id, refused.detail)
                 continue

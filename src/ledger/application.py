@@ -24,7 +24,14 @@ from ledger.commit import Command, GroupCommitter, Outcome, UnitOfWork
 from ledger.domain import values as v
 from ledger.domain.apikey import ApiKey, ApiKeyTerms
 from ledger.domain.asset import Asset
-from ledger.domain.chain import ChainLog, ChainMirror, ChainOperation, MirrorMovedError, Reconciliation
+from ledger.domain.chain import (
+    ANCHOR_MIRROR,
+    ChainLog,
+    ChainMirror,
+    ChainOperation,
+    MirrorMovedError,
+    Reconciliation,
+)
 from ledger.domain.distribution import Distribution
 from ledger.domain.investment import Investment
 from ledger.domain.investor import KYC_STATUSES, Investor, WalletClaim
@@ -660,6 +667,24 @@ class LedgerApplication(Application[UUID]):
 
         payload = {"asset_id": ident, "start_block": start_block, "paused": paused, "contracts": contracts}
         return self._execute("start_mirror", payload, run, None)
+
+    def start_anchor_mirror(self, chain_id: int, address: str, start_block: int) -> Outcome:
+        """Starts mirroring the anchor contract of signed tree heads (no asset: its logs are
+        recorded under `ANCHOR_MIRROR`) from the block it was deployed in."""
+
+        def run(uow: UnitOfWork) -> dict[str, Any]:
+            mirror_id = ChainMirror.create_id(chain_id, address)
+            if uow.exists(mirror_id):
+                raise AlreadyExistsError(f"the anchor contract {address} is mirrored already")
+            contracts = {"chain_id": chain_id, "anchor": address}
+            uow.add(ChainMirror.start(
+                chain_id=chain_id, asset_id=ANCHOR_MIRROR, token=address, identity_registry=address,
+                start_block=start_block, paused=False, contracts=contracts,
+            ))
+            return {"mirror_id": str(mirror_id)}
+
+        payload = {"chain_id": chain_id, "address": address, "start_block": start_block}
+        return self._execute("start_anchor_mirror", payload, run, None)
 
     def get_mirror(self, chain_id: int, token: str) -> ChainMirror:
         return self._read(ChainMirror, ChainMirror.create_id(chain_id, token), f"mirror of {token}")

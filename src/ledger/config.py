@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     audit_key: str | None = None  # the same key as PEM text
     max_body_bytes: int = 1_048_576  # a larger request body gets 413 payload_too_large
     max_json_depth: int = 32  # JSON nested deeper gets 422 validation_error
+    audit_sign_seconds: float = 60.0  # how often the worker signs a new tree head (when the log grew)
+    anchor_address: str | None = None  # the anchor contract of signed heads (`ledger audit anchor deploy`)
+    anchor_from_block: int = 0  # the block it was deployed in: anchors are read from there
 
     @property
     def read_url(self) -> str:

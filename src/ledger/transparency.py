@@ -28,7 +28,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,8 +42,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from psycopg.rows import tuple_row
 
 from ledger import merkle
-from ledger.errors import NotFoundError, ValidationError
-from ledger.store import StoreAdmin, StoredRecord, _PostgresSql, canonical_record
+from ledger.errors import IntegrityViolationError, NotFoundError, ValidationError
+from ledger.store import StoreAdmin, StoredRecord, _PostgresSql, canonical_record, parse_lines
 
 TREE_LOCK = 0x54524545  # advisory lock key: one process extends the tree at a time ("TREE")
 CHUNK = 50_000  # leaves written per transaction
@@ -242,15 +243,21 @@ class TransparencyLog:
             pending = self.lookup(merkle.Frontier.nodes_of(size))
             frontier = merkle.Frontier(size, [pending[n] for n in merkle.Frontier.nodes_of(size)])
             after = self._position_of(size - 1) if size else 0
-            while True:
-                chunk = self._leaf_hashes_after(after)
-                if not chunk:
-                    return frontier.size
-                first = frontier.size
-                nodes = frontier.extend([leaf for _, leaf in chunk])
-                leaves = [(first + n, position, leaf) for n, (position, leaf) in enumerate(chunk)]
-                self._write(leaves, nodes)
-                after = chunk[-1][0]
+            with ThreadPoolExecutor(1, thread_name_prefix="merkle-writer") as writer:
+                # Chunk k is written (waiting on the server) while chunk k+1 is read and hashed;
+                # one writer, so chunks land in order, and a failed one stops the rest.
+                written: Future[None] | None = None
+                while True:
+                    chunk = self._leaf_hashes_after(after)
+                    if written is not None:
+                        written.result()
+                    if not chunk:
+                        return frontier.size
+                    first = frontier.size
+                    nodes = frontier.extend([leaf for _, leaf in chunk])
+                    leaves = [(first + n, position, leaf) for n, (position, leaf) in enumerate(chunk)]
+                    written = writer.submit(self._write, leaves, nodes)
+                    after = chunk[-1][0]
 
     def _leaf_hashes_after(self, position: int) -> list[tuple[int, bytes]]:
         """(position, leaf hash) of up to `CHUNK` events after `position`. PostgreSQL hashes them
@@ -392,6 +399,40 @@ class TransparencyLog:
         )
         return head
 
+    def latest_head(self, key: str | None = None) -> TreeHead | None:
+        """The largest signed head (of the key with this id, if given)."""
+        where, params = ("WHERE key_id = %s", (key,)) if key is not None else ("", ())
+        rows = self.sql.fetch(
+            f"SELECT tree_size, root, timestamp, key_id, signature FROM {self.heads} {where} "
+            "ORDER BY tree_size DESC, timestamp DESC LIMIT 1",
+            params,
+        )
+        return _head(rows[0]) if rows else None
+
+    def store_head(self, head: TreeHead) -> bool:
+        """Keeps a head signed elsewhere (an import); False if it is kept already."""
+        rows = self.sql.fetch(
+            f"SELECT 1 FROM {self.heads} WHERE tree_size = %s AND key_id = %s AND timestamp = %s",
+            (head.tree_size, head.key_id, head.timestamp),
+        )
+        if rows:
+            return False
+        self.sql.execute(
+            f"INSERT INTO {self.heads} (tree_size, root, timestamp, key_id, signature) "
+            "VALUES (%s, %s, %s, %s, %s)",
+            (head.tree_size, head.root, head.timestamp, head.key_id, head.signature),
+        )
+        return True
+
+    def all_heads(self) -> Iterator[TreeHead]:
+        """Every signed head, oldest first (what an export carries)."""
+        rows = self.sql.fetch(
+            f"SELECT tree_size, root, timestamp, key_id, signature FROM {self.heads} "
+            "ORDER BY tree_size, timestamp, key_id",
+            (),
+        )
+        return (_head(row) for row in rows)
+
     def signed_heads(self, limit: int = 100) -> list[TreeHead]:
         rows = self.sql.fetch(
             f"SELECT tree_size, root, timestamp, key_id, signature FROM {self.heads} "
@@ -402,6 +443,84 @@ class TransparencyLog:
             TreeHead(int(r["tree_size"]), r["root"], r["timestamp"], r["key_id"], r["signature"])
             for r in rows
         ]
+
+
+def _head(row: Any) -> TreeHead:
+    return TreeHead(int(row["tree_size"]), row["root"], row["timestamp"], row["key_id"], row["signature"])
+
+
+class HeadSigner:
+    """The worker's periodic signing: extends the tree and signs a new head, but only when the
+    log grew since the last head this key signed (an idle ledger does not pile up heads)."""
+
+    def __init__(
+        self, log: TransparencyLog, key: Ed25519PrivateKey, clock: Callable[[], datetime] | None = None
+    ) -> None:
+        self.log, self.key = log, key
+        self.key_id = key_id(key.public_key())
+        self.clock = clock or (lambda: datetime.now(tz=UTC))
+
+    def sign_if_grown(self) -> TreeHead | None:
+        size = self.log.extend()
+        last = self.log.latest_head(self.key_id)
+        if size == 0 or (last is not None and last.tree_size >= size):
+            return None
+        return self.log.sign_head(self.key, self.clock())
+
+
+# ----- signed heads in an export -----
+
+HEAD_LINE_PREFIX = '{"kind":"tree_head",'  # an export's head lines start so; event lines with '{"position"'
+
+
+def head_line(head: TreeHead) -> str:
+    """A signed head as one line of an export (after the events): `{"kind":"tree_head", ...}`."""
+    return json.dumps({"kind": "tree_head", **head.as_dict()}, separators=(",", ":")) + "\n"
+
+
+def is_head_line(line: str) -> bool:
+    return line.startswith(HEAD_LINE_PREFIX)
+
+
+def heads_of_export(lines: Iterable[str]) -> list[TreeHead]:
+    heads = []
+    for number, line in enumerate(lines, start=1):
+        if is_head_line(line):
+            try:
+                heads.append(TreeHead.from_dict(json.loads(line)))
+            except (ValidationError, ValueError):
+                raise ValidationError(f"line {number} is not a signed tree head") from None
+    return heads
+
+
+def check_heads(lines: Iterable[str], heads: list[TreeHead]) -> None:
+    """Refuses (`IntegrityViolationError`) signed heads whose root is not the root of the
+    exported history's first `tree_size` events; reads the export's event lines once."""
+    wanted: dict[int, list[TreeHead]] = {}
+    for head in heads:
+        wanted.setdefault(head.tree_size, []).append(head)
+    frontier = merkle.Frontier(0, [])
+
+    def compare() -> None:
+        for head in wanted.pop(frontier.size, []):
+            if frontier.root().hex() != head.root:
+                raise IntegrityViolationError(
+                    f"import refused: the signed head of {head.tree_size} events (key {head.key_id}, "
+                    f"{head.timestamp}) does not match the imported history"
+                )
+
+    compare()
+    for record in parse_lines(line for line in lines if not is_head_line(line)):
+        if not wanted:
+            return
+        if record.topic:
+            frontier.append(merkle.leaf_hash(canonical_record(*_fields(record))))
+            compare()
+    if wanted:
+        size = min(wanted)
+        raise IntegrityViolationError(
+            f"import refused: a signed head covers {size} events; the history has {frontier.size}"
+        )
 
 
 # ----- the store against a signed head -----

@@ -247,7 +247,7 @@ def test_several_worker_processes_enqueue_each_periodic_job_once_a_period(redis_
     enqueued: list[str] = []
     processes = []
     for broker in brokers:
-        jobs = Jobs(cast(Any, None), broker, periods={"reconcile_assets": period})  # nothing is run
+        jobs = Jobs(cast(Any, object()), broker, periods={"reconcile_assets": period})  # nothing is run
         jobs.enqueue = enqueued.append  # type: ignore[method-assign]
         processes.append(WorkerProcess(jobs))
     schedulers = [threading.Thread(target=process._schedule) for process in processes]

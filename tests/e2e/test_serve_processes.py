@@ -96,7 +96,7 @@ def test_worker_rides_out_an_unreachable_chain_and_exits_0_on_sigterm(tmp_path: 
         worker = subprocess.Popen([LEDGER, "worker"], env=env, cwd=tmp_path, stdout=sink, stderr=sink)
     try:
         deadline = time.monotonic() + START_TIMEOUT
-        while "chain worker running" not in log.read_text(errors="replace"):
+        while "worker running" not in log.read_text(errors="replace"):
             assert worker.poll() is None, log.read_text()
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)

@@ -22,13 +22,14 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
+from adapters.chain import anchor
 from adapters.chain.events import LogDecoder, UnknownLogError
 from adapters.chain.rpc import Rpc, RpcError, RpcUnavailableError
 from ledger.application import LedgerApplication
 from ledger.domain.chain import ChainMirror
-from ledger.errors import AlreadyExistsError
+from ledger.errors import AlreadyExistsError, ValidationError
 from ledger.pauses import gc_paused
 
 PAUSED_SELECTOR = "0x5c975abb"  # paused()
@@ -170,11 +171,37 @@ class Mirror:
         mirror = self.mirror_of(asset_id)
         decoder = LogDecoder({mirror.token: "token", mirror.identity_registry: "identity_registry"})
         addresses = sorted({mirror.token, mirror.identity_registry})
+        return self._sync(mirror, decoder, addresses, asset_id, progress)
+
+    def attach_anchor(self, chain_id: int, address: str, start_block: int) -> bool:
+        """Starts mirroring the anchor contract of signed tree heads (False if it already is)."""
+        try:
+            self.app.start_anchor_mirror(chain_id, address, start_block)
+        except AlreadyExistsError:
+            return False
+        return True
+
+    def sync_anchor(
+        self, chain_id: int, address: str, progress: Callable[[int, int], None] | None = None
+    ) -> SyncReport:
+        """Reads the anchor contract's logs up to the chain head, each recorded as an
+        `Anchored` chain log (or with its problem), reorganisations handled as for a token."""
+        mirror = self.app.get_mirror(chain_id, address)
+        return self._sync(mirror, AnchorDecoder(address), [mirror.token], mirror.asset_id, progress)
+
+    def _sync(
+        self,
+        mirror: ChainMirror,
+        decoder: Decoder,
+        addresses: list[str],
+        key: str,
+        progress: Callable[[int, int], None] | None,
+    ) -> SyncReport:
         head = self.rpc.block_number()
-        report = SyncReport(asset_id, head, mirror.final_block, mirror.next_block)
+        report = SyncReport(mirror.asset_id, head, mirror.final_block, mirror.next_block)
         mirror = self._check_reorganisation(mirror, report)
         final = max(head - self.confirmations, mirror.final_block)
-        reader = _RangeReader(self.rpc, self._pool, addresses, head, self._spans.get(asset_id, FIRST_SPAN))
+        reader = _RangeReader(self.rpc, self._pool, addresses, head, self._spans.get(key, FIRST_SPAN))
         try:
             for start, end, raw in reader.ranges(mirror.next_block):
                 tip = self.rpc.blocks([end])[end]
@@ -193,17 +220,17 @@ class Mirror:
                 window.append([end, tip["hash"], tip["parentHash"]])
                 self.app.mirror_blocks(mirror.id, start, end, min(final, end), window, logs)
                 report.logs += len(logs)
-                mirror = self.mirror_of(asset_id)
+                mirror = self._reload(mirror)
                 if progress is not None:
                     progress(end + 1 - report.next_block, head + 1 - report.next_block)
         finally:
             reader.close()
-        self._spans[asset_id] = reader.span
+        self._spans[key] = reader.span
         report.final_block, report.next_block = mirror.final_block, mirror.next_block
         return report
 
     def _entry(
-        self, mirror: ChainMirror, decoder: LogDecoder, log: dict[str, Any], report: SyncReport
+        self, mirror: ChainMirror, decoder: Decoder, log: dict[str, Any], report: SyncReport
     ) -> dict[str, Any]:
         """A log as the ledger records it; one that does not decode is kept with its reason."""
         try:
@@ -267,4 +294,28 @@ class Mirror:
             fork,
             outcome.result["retracted"],
         )
-        return self.mirror_of(mirror.asset_id)
+        return self._reload(mirror)
+
+    def _reload(self, mirror: ChainMirror) -> ChainMirror:
+        return self.app.get_mirror(mirror.chain_id, mirror.token)
+
+
+class Decoder(Protocol):
+    def event(self, log: dict[str, Any]) -> tuple[str, dict[str, Any], str]: ...
+
+
+class AnchorDecoder:
+    """The anchor contract's logs as `Anchored` (tree size, root, timestamp, key id, signature);
+    its signature is not checked here (`verify --anchored` does, with the public key)."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+
+    def event(self, log: dict[str, Any]) -> tuple[str, dict[str, Any], str]:
+        if str(log["address"]).lower() != self.address.lower():
+            raise UnknownLogError(f"log from unbound address {log['address']}")
+        try:
+            head = anchor.decode(log).head
+        except ValidationError as error:
+            raise UnknownLogError(f"not an anchored tree head: {error.detail}") from None
+        return "Anchored", head.as_dict(), self.address

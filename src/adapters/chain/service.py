@@ -24,6 +24,7 @@ from adapters.chain.rpc import Rpc
 from adapters.chain.trex import Suite, TokenCall, TrexClient
 from ledger.application import LedgerApplication
 from ledger.commit import Outcome
+from ledger.domain.chain import ANCHOR_MIRROR
 from ledger.errors import InvalidStateError, NotFoundError
 from projections.chain import reconciliation
 from projections.holdings import assets
@@ -40,6 +41,8 @@ class ChainService:
     rpc: Rpc
     client: TrexClient | None  # None without an agent key: mirror and reconcile only
     confirmations: int
+    anchor_address: str | None = None  # the anchor contract of signed tree heads, mirrored too
+    anchor_from_block: int = 0
     mirror: Mirror = field(init=False)
     worker: OutboxWorker | None = field(init=False)
     _reading: threading.RLock = field(init=False, default_factory=threading.RLock)
@@ -109,6 +112,10 @@ class ChainService:
             for asset_id in self.bound_assets():
                 hear = None if progress is None else partial(progress, asset_id)
                 reports.append(self.mirror.sync(asset_id, hear))
+            if self.anchor_address:
+                self.mirror.attach_anchor(self.chain_id, self.anchor_address, self.anchor_from_block)
+                hear = None if progress is None else partial(progress, ANCHOR_MIRROR)
+                reports.append(self.mirror.sync_anchor(self.chain_id, self.anchor_address, hear))
             return reports
 
     def carry_out(self) -> int:

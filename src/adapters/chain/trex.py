@@ -219,6 +219,7 @@ class TrexClient:
     def __init__(self, rpc_url: str, agent_key: str, *, timeout: float = 10.0) -> None:
         self._w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
         self._account: LocalAccount = Account.from_key(agent_key)
+        self.rpc_url = rpc_url
         self._timeout = timeout
         self.agent: str = self._account.address
         self.chain_id: int = int(self._rpc("eth_chainId", []), 16)
@@ -308,6 +309,11 @@ class TrexClient:
                 f"transaction {raw['transactionHash']} reverted in block {raw['blockNumber']}"
             )
         return raw
+
+    def send(self, to: str | None, data: str) -> dict[str, Any]:
+        """One transaction of the agent carrying `data` (a deployment when `to` is None),
+        waited for; its raw receipt. Raises `ChainRevertedError` if it reverted."""
+        return self._execute(self._account, to, data)
 
     def _agent_execute(
         self, name: str, address: str, function: str, args: Sequence[Any] = ()

@@ -20,6 +20,8 @@ from eventsourcing.utils import get_topic
 from ledger.domain.values import stream_id
 from ledger.errors import ConcurrencyError
 
+ANCHOR_MIRROR = "audit-anchor"  # the mirror of the anchor contract of signed tree heads (no asset)
+
 
 class MirrorMovedError(ConcurrencyError):
     """Another mirror process recorded the same blocks first; re-read and continue."""

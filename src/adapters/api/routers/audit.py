@@ -11,11 +11,14 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from adapters.api.common import PROBLEMS, ApiError, Caller, exact, require, services
+from adapters.chain.anchor import verify_anchored
+from adapters.chain.rpc import RpcError
 from ledger.actor import STATE_KEY as ACTOR
 from ledger.actor import Actor
 from ledger.application import LedgerApplication
@@ -118,17 +121,45 @@ def audit_verify(
     caller: Caller,
     tree_size: Annotated[int | None, Query(ge=0, le=2**62)] = None,
     root: Annotated[str | None, Query(pattern="^[0-9a-f]{64}$")] = None,
+    anchored: bool = False,
+    public_key: Annotated[str | None, Query(pattern="^[0-9a-f]{64}$")] = None,
 ) -> JSONResponse:
     """The hash chain recomputed; with `tree_size` and `root` (a tree head the caller holds),
-    the store's first `tree_size` events recomputed against that root instead."""
+    the store's first `tree_size` events recomputed against that root instead; with
+    `anchored=true` and the signer's `public_key`, against the largest head anchored on the
+    chain whose signature verifies (read from the chain, not from the ledger's records)."""
     require(caller, "auditor")
     admin = services(request).ledger.admin
+    if anchored:
+        return _verify_anchored(request, public_key)
     if tree_size is None and root is None:
         return JSONResponse(admin.verify().as_dict())
     if tree_size is None or root is None:
         raise ApiError(422, "validation_error", "tree_size and root go together")
     head = TreeHead(tree_size, root, "", "", "")
     return JSONResponse(verify_against(admin, head, None).as_dict())
+
+
+def _verify_anchored(request: Request, public_key: str | None) -> JSONResponse:
+    from adapters.api.routers.reconciliations import chain_of
+
+    if public_key is None:
+        raise ApiError(422, "validation_error", "anchored=true needs the signer's public_key (64 hex digits)")
+    chain = chain_of(request)
+    if not chain.anchor_address:
+        raise ApiError(503, "chain_unavailable", "no anchor contract is configured (LEDGER_ANCHOR_ADDRESS)")
+    try:
+        public = Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key))
+    except ValueError:
+        raise ApiError(422, "validation_error", "public_key is not an Ed25519 public key") from None
+    try:
+        found, result = verify_anchored(
+            services(request).ledger.admin, chain.rpc, chain.anchor_address, public,
+            chain.anchor_from_block, chain.confirmations,
+        )
+    except RpcError:
+        raise ApiError(503, "chain_unavailable", "the chain node did not answer; retry later") from None
+    return JSONResponse({**result.as_dict(), "anchor": found.as_dict() if found is not None else None})
 
 
 @router.get("/stream", response_class=StreamingResponse)
