@@ -4,6 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONTRACTS := contracts/node_modules/.installed
+# Browser tests drive Debian's chromium through Playwright (Playwright's own download is not
+# reachable); installed from apt where missing, skipped (with a note) where apt is absent.
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: run test lint bench demo clean
 
@@ -20,6 +23,13 @@ $(CONTRACTS): contracts/package.json contracts/package-lock.json
 		cd contracts && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
 	else echo "npm not found: chain components (anvil, T-REX artifacts) not installed"; fi
 
+$(CHROMIUM):
+	@if command -v apt-get >/dev/null 2>&1; then \
+		(apt-get install -y -q chromium >/dev/null 2>&1 || \
+		 (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null)) || \
+		echo "chromium could not be installed: browser tests will be skipped"; \
+	else echo "apt-get not found: chromium not installed, browser tests will be skipped"; fi
+
 # With node (and so anvil), the demo runs through a local ERC-3643 chain.
 run: $(STAMP) $(CONTRACTS)
 	$(BIN)/ledger init
@@ -30,7 +40,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
-test: $(STAMP) $(CONTRACTS) lint
+test: $(STAMP) $(CONTRACTS) $(CHROMIUM) lint
 	$(BIN)/pytest
 
 bench: $(STAMP) $(CONTRACTS)
