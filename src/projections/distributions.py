@@ -123,3 +123,27 @@ def distribution_record(conn: Connection, distribution_id: str) -> DistributionR
         row.declared_position,
         [Entitlement(r.investor_id, r.amount, r.paid) for r in rows],
     )
+
+
+@dataclass(frozen=True)
+class DistributionSummary:
+    distribution_id: str
+    asset_id: str
+    amount: int
+    record_position: int
+    declared_position: int
+
+
+def distributions_page(
+    conn: Connection, asset_id: str, after: int, limit: int
+) -> tuple[list[DistributionSummary], bool]:
+    """Up to `limit` distributions of an asset declared after position `after`, in the order
+    declared, and whether more follow."""
+    d = distributions.c
+    rows = conn.execute(
+        select(d.distribution_id, d.asset_id, d.amount, d.record_position, d.declared_position)
+        .where(d.asset_id == asset_id, d.declared_position > after)
+        .order_by(d.declared_position)
+        .limit(limit + 1)
+    ).all()
+    return [DistributionSummary(*r) for r in rows[:limit]], len(rows) > limit

@@ -498,8 +498,24 @@ def _fetch(conn: Connection, query: Select[Any], **params: Any) -> Sequence[Any]
 def asset_record(conn: Connection, asset_id: str) -> dict[str, Any] | None:
     """The catalogue entry of an asset: terms, lifecycle, supply and holders."""
     row = conn.execute(select(assets).where(assets.c.asset_id == asset_id)).first()
-    if row is None:
-        return None
+    return None if row is None else _asset_record(row)
+
+
+def assets_page(
+    conn: Connection, status: str | None, after: str | None, limit: int
+) -> tuple[list[dict[str, Any]], bool]:
+    """Up to `limit` catalogue entries (of one status, if given) after asset id `after`, in
+    asset id order, and whether more follow."""
+    query = select(assets)
+    if status is not None:
+        query = query.where(assets.c.status == status)
+    if after is not None:
+        query = query.where(assets.c.asset_id > after)
+    rows = conn.execute(query.order_by(assets.c.asset_id).limit(limit + 1)).all()
+    return [_asset_record(r) for r in rows[:limit]], len(rows) > limit
+
+
+def _asset_record(row: Any) -> dict[str, Any]:
     record = dict(row._mapping)
     record["allowed_countries"] = json.loads(record["allowed_countries"])
     record.pop("changes_since_checkpoint")

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from eventsourcing.dispatch import singledispatchmethod
-from sqlalchemy import BigInteger, Boolean, Column, Connection, String, Table, select
+from sqlalchemy import BigInteger, Boolean, Column, Connection, Index, String, Table, select
 
 from ledger.domain.investment import Investment
 from ledger.domain.investor import Investor
@@ -50,6 +50,7 @@ investments = Table(
     Column("placed_at", UtcDateTime, nullable=False),
     Column("placed_position", BigInteger, nullable=False),
     Column("updated_position", BigInteger, nullable=False),
+    Index(None, "asset_id", "placed_position"),  # an asset's investments in the order placed
 )
 
 
@@ -190,3 +191,52 @@ def investor_record(conn: Connection, investor_id: str) -> InvestorRecord | None
 def investment_record(conn: Connection, investment_id: str) -> dict[str, Any] | None:
     row = conn.execute(select(investments).where(investments.c.investment_id == investment_id)).first()
     return None if row is None else dict(row._mapping)
+
+
+@dataclass(frozen=True, slots=True)
+class InvestorSummary:
+    investor_id: str
+    country: str
+    accredited: bool
+    kyc_status: str
+    kyc_expires_at: datetime | None
+    registered_at: datetime
+    registered_position: int
+
+
+def investors_page(
+    conn: Connection, kyc_status: str | None, country: str | None, after: str | None, limit: int
+) -> tuple[list[InvestorSummary], bool]:
+    """Up to `limit` investors (of one KYC status and country, if given) after investor id
+    `after`, in investor id order, and whether more follow."""
+    i = investors.c
+    query = select(
+        i.investor_id,
+        i.country,
+        i.accredited,
+        i.kyc_status,
+        i.kyc_expires_at,
+        i.registered_at,
+        i.registered_position,
+    )
+    if kyc_status is not None:
+        query = query.where(i.kyc_status == kyc_status)
+    if country is not None:
+        query = query.where(i.country == country)
+    if after is not None:
+        query = query.where(i.investor_id > after)
+    rows = conn.execute(query.order_by(i.investor_id).limit(limit + 1)).all()
+    return [InvestorSummary(*r) for r in rows[:limit]], len(rows) > limit
+
+
+def investments_page(
+    conn: Connection, asset_id: str, status: str | None, after: int, limit: int
+) -> tuple[list[dict[str, Any]], bool]:
+    """Up to `limit` investments in an asset (of one status, if given) placed after position
+    `after`, in the order placed, and whether more follow."""
+    v = investments.c
+    query = select(investments).where(v.asset_id == asset_id, v.placed_position > after)
+    if status is not None:
+        query = query.where(v.status == status)
+    rows = conn.execute(query.order_by(v.placed_position).limit(limit + 1)).all()
+    return [dict(r._mapping) for r in rows[:limit]], len(rows) > limit

@@ -143,3 +143,46 @@ def proposal_record(conn: Connection, proposal_id: str) -> ProposalRecord | None
         reached if row.quorum_reached is None else row.quorum_reached,
         row.result,
     )
+
+
+@dataclass(frozen=True)
+class ProposalSummary:
+    proposal_id: str
+    asset_id: str
+    title: str
+    options: list[str]
+    quorum_bps: int
+    closes_at: datetime | None
+    status: str
+    snapshot_position: int
+    supply_at_snapshot: int
+    quorum_reached: bool | None
+    result: str | None
+
+
+def proposals_page(
+    conn: Connection, asset_id: str, after: int, limit: int
+) -> tuple[list[ProposalSummary], bool]:
+    """Up to `limit` proposals on an asset created after position `after`, in the order created,
+    and whether more follow (their tallies are in each proposal's own record)."""
+    p = proposals.c
+    rows = conn.execute(
+        select(
+            p.proposal_id,
+            p.asset_id,
+            p.title,
+            p.options,
+            p.quorum_bps,
+            p.closes_at,
+            p.status,
+            p.snapshot_position,
+            p.supply_at_snapshot,
+            p.quorum_reached,
+            p.result,
+        )
+        .where(p.asset_id == asset_id, p.snapshot_position > after)
+        .order_by(p.snapshot_position)
+        .limit(limit + 1)
+    ).all()
+    page = [ProposalSummary(r[0], r[1], r[2], json.loads(r[3]), *r[4:]) for r in rows[:limit]]
+    return page, len(rows) > limit

@@ -35,6 +35,7 @@ from projections.holdings import HoldingsView
 from projections.investors import InvestorsView
 from projections.proposals import ProposalsView
 from projections.schema import metadata
+from projections.statements import StatementsView
 
 BATCH_SIZE = 5000
 # While catching up, one transaction takes up to this many events (pages of `batch_size`):
@@ -62,6 +63,7 @@ VIEWS: tuple[Callable[[dict[str, Table]], View], ...] = (
     ProposalsView,
     ChainView,
     AnalyticsView,
+    StatementsView,
 )
 
 

@@ -36,7 +36,15 @@ def test_readyz_reports_the_head_and_each_views_lag(lite_api: Api) -> None:
     assert response.status_code == 200
     body = response.json()
     assert (body["status"], body["head_position"]) == ("ready", api.head())
-    assert set(body["lag"]) == {"investors", "holdings", "distributions", "proposals", "chain", "analytics"}
+    assert set(body["lag"]) == {
+        "investors",
+        "holdings",
+        "distributions",
+        "proposals",
+        "chain",
+        "analytics",
+        "statements",
+    }
 
 
 def test_readyz_is_503_when_the_read_models_lag_too_far(

@@ -1,6 +1,6 @@
 """Authentication and the role x endpoint matrix of SPEC 5.
 
-admin: everything. auditor: every GET, no POST. investor: GET of its own portfolio and
+admin: everything. auditor: every GET, no POST. investor: GET of its own portfolio, statement and
 compliance and of the public asset data; its own votes; transfers from its own holdings
 (not forced). Anything else is 403 `forbidden` and appends nothing; no or a bad key is 401.
 """
@@ -142,6 +142,15 @@ ROUTES: dict[str, Route] = {
         "/v1/investors/{investor_id}/portfolio/history", "/v1/investors/alice/portfolio/history", OWNERS
     ),
     "get-asset": get("/v1/assets/{asset_id}", f"/v1/assets/{M}", EVERYONE),
+    "list-assets": get("/v1/assets", "/v1/assets", EVERYONE),
+    "list-investors": get("/v1/investors", "/v1/investors"),
+    "investor-statement": get(
+        "/v1/investors/{investor_id}/transactions", "/v1/investors/alice/transactions", OWNERS
+    ),
+    "asset-statement": get("/v1/assets/{asset_id}/transactions", f"/v1/assets/{M}/transactions"),
+    "list-distributions": get("/v1/assets/{asset_id}/distributions", f"/v1/assets/{M}/distributions"),
+    "list-proposals": get("/v1/assets/{asset_id}/proposals", f"/v1/assets/{M}/proposals"),
+    "list-investments": get("/v1/assets/{asset_id}/investments", f"/v1/assets/{M}/investments"),
     "get-cap-table": get("/v1/assets/{asset_id}/cap-table", f"/v1/assets/{M}/cap-table"),
     "get-asset-compliance": get("/v1/assets/{asset_id}/compliance", f"/v1/assets/{M}/compliance"),
     "get-investor": get("/v1/investors/{investor_id}", "/v1/investors/alice"),

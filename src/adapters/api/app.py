@@ -25,6 +25,7 @@ from adapters.api.routers import (
     investments,
     investors,
     keys,
+    lists,
     proofs,
     reconciliations,
 )
@@ -73,6 +74,7 @@ def create_app(services: Services, config: Settings | None = None) -> FastAPI:
         proofs.router,
         health.router,
         keys.router,
+        lists.router,
     ):
         api.include_router(router)
     api.add_middleware(LatencyMiddleware, metrics=services.metrics)

@@ -6,7 +6,7 @@ import base64
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from adapters.api.common import (
     PROBLEMS,
@@ -20,6 +20,7 @@ from adapters.api.common import (
     run_command,
     services,
 )
+from adapters.api.listing import CSV_RESPONSE, csv_lines, csv_response, wants_csv
 from adapters.api.schemas import AssetIn, OfferingIn, QuantityIn, TokenIn, ValuationIn
 from ledger.domain import values
 from projections.analytics import asset_analytics, valuations_page
@@ -27,6 +28,7 @@ from projections.compliance import asset_compliance
 from projections.holdings import asset_record, cap_table_as_of, current_cap_table
 
 router = APIRouter(prefix="/v1/assets", tags=["assets"], responses=PROBLEMS)
+CAP_TABLE_COLUMNS = ("investor_id", "quantity", "frozen", "ownership_bps")
 
 
 @router.post("", status_code=201)
@@ -178,14 +180,15 @@ def get_asset(
     return read_response(record | vars(analytics), as_of)
 
 
-@router.get("/{asset_id}/cap-table")
+@router.get("/{asset_id}/cap-table", responses=CSV_RESPONSE)
 def get_cap_table(
     request: Request,
     asset_id: str,
     caller: Caller,
     min_position: MinPosition = None,
     as_of: Annotated[int | None, Query(ge=0, le=2**62)] = None,
-) -> JSONResponse:
+) -> Response:
+    """The cap table now, or as of a position; CSV (one row per holder) with Accept: text/csv."""
     require(caller, "auditor")
     values.asset_id(asset_id)
     with consistent_read(services(request), max(min_position or 0, as_of or 0) or None) as (conn, position):
@@ -196,6 +199,10 @@ def get_cap_table(
             if as_of is None
             else cap_table_as_of(conn, asset_id, as_of)
         )
+    if wants_csv(request):
+        rows = ((h.investor_id, h.quantity, h.frozen, h.ownership_bps) for h in table.holders)
+        lines = csv_lines(CAP_TABLE_COLUMNS, [rows])
+        return csv_response(f"cap-table-{asset_id}", table.as_of_position, lines)
     body = {
         "asset_id": asset_id,
         "total_supply": table.total_supply,

@@ -1,0 +1,324 @@
+"""Statements: every movement of an investor's holding of an asset, with the balance after it.
+
+One row per investor touched by an event: an issuance, a transfer in or out (forced or not), a
+redemption, a freeze or unfreeze of tokens or of the address, a dividend entitlement or
+payment. Each row has the event's position and time, the counterparty (the other investor of
+a transfer), the reference (the investment of an issuance, the distribution of a dividend), the
+tokens it concerns, the money of a dividend, and the investor's balance and frozen tokens right
+after it. An investor's statement is its rows in position order; an asset's is the rows of all
+its holders. Rows are only ever inserted, so a page read at one position never changes later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from eventsourcing.dispatch import singledispatchmethod
+from sqlalchemy import BigInteger, Column, Connection, Index, String, Table, select, tuple_
+
+from ledger.domain.asset import Asset
+from ledger.domain.distribution import Distribution
+from projections.batch import Batch
+from projections.schema import Exact, UtcDateTime, metadata
+
+statements = Table(
+    "rm_statements",
+    metadata,
+    Column("investor_id", String(64), primary_key=True),
+    Column("position", BigInteger, primary_key=True),
+    Column("asset_id", String(32), primary_key=True),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Column("kind", String(24), nullable=False),
+    Column("counterparty", String(64)),
+    Column("reference", String(36)),
+    Column("quantity", Exact, nullable=False),
+    Column("amount", Exact),
+    Column("balance", Exact, nullable=False),
+    Column("frozen", Exact, nullable=False),
+    Index(None, "asset_id", "position", "investor_id"),
+)
+COLUMNS = (
+    "investor_id",
+    "position",
+    "asset_id",
+    "occurred_at",
+    "kind",
+    "counterparty",
+    "reference",
+    "quantity",
+    "amount",
+    "balance",
+    "frozen",
+)
+# How each kind of row moves the balance by its quantity (the others leave it alone).
+BALANCE_SIGN = {
+    "issuance": 1,
+    "transfer_in": 1,
+    "forced_transfer_in": 1,
+    "transfer_out": -1,
+    "forced_transfer_out": -1,
+    "redemption": -1,
+}
+KINDS = (
+    *BALANCE_SIGN,
+    "tokens_frozen",
+    "tokens_unfrozen",
+    "address_frozen",
+    "address_unfrozen",
+    "dividend_entitlement",
+    "dividend_payment",
+)
+
+
+class StatementsView:
+    """Projects each movement of a holding into a statement row with the balance after it.
+
+    Balances and frozen quantities are kept in memory (loaded from the holdings view's
+    table, committed in the same transactions as this view's rows), and so are the unpaid
+    entitlements, so each event costs no read."""
+
+    name = "statements"
+
+    def __init__(self, tables: dict[str, Table]) -> None:
+        self.statements = tables["rm_statements"]
+        self.assets_table = tables["rm_assets"]
+        self.holdings_table = tables["rm_holdings"]
+        self.entitlements = tables["rm_entitlements"]
+        self.asset_ids: dict[Any, str] = {}
+        self.balances: dict[tuple[str, str], list[int]] = {}  # (asset, investor) -> [quantity, frozen]
+        self.unpaid: dict[str, tuple[str, dict[str, int]]] = {}  # distribution -> asset, investor -> amount
+        self._rows: list[tuple[Any, ...]] = []
+
+    def load(self, conn: Connection) -> None:
+        self.asset_ids = {
+            Asset.create_id(asset_id): asset_id
+            for asset_id in conn.execute(select(self.assets_table.c.asset_id)).scalars()
+        }
+        h = self.holdings_table.c
+        self.balances = {
+            (r[0], r[1]): [r[2], r[3]]
+            for r in conn.execute(select(h.asset_id, h.investor_id, h.quantity, h.frozen))
+        }
+        e = self.entitlements.c
+        self.unpaid = {}
+        unpaid = select(e.distribution_id, e.asset_id, e.investor_id, e.amount).where(e.paid.is_(False))
+        for r in conn.execute(unpaid):
+            self.unpaid.setdefault(r[0], (r[1], {}))[1][r[2]] = r[3]
+        self._rows = []
+
+    def flush(self, batch: Batch) -> None:
+        batch.insert_rows(self.statements, COLUMNS, self._rows)
+        self._rows = []
+
+    def _row(
+        self,
+        event: Any,
+        batch: Batch,
+        asset_id: str,
+        investor_id: str,
+        kind: str,
+        quantity: int = 0,
+        frozen: int = 0,
+        *,
+        counterparty: str | None = None,
+        reference: str | None = None,
+        amount: int | None = None,
+    ) -> None:
+        """Moves the holding by `quantity` (signed by the kind) and `frozen`, then writes its row."""
+        key = (asset_id, investor_id)
+        holding = self.balances.get(key)
+        if holding is None:
+            holding = self.balances[key] = [0, 0]
+        holding[0] += BALANCE_SIGN.get(kind, 0) * quantity
+        holding[1] += frozen
+        self._rows.append(
+            (
+                investor_id,
+                batch.position,
+                asset_id,
+                event.timestamp,
+                kind,
+                counterparty,
+                reference,
+                quantity,
+                amount,
+                holding[0],
+                holding[1],
+            )
+        )
+
+    @singledispatchmethod
+    def process_event(self, event: Any, batch: Batch) -> None:
+        """Events that move no holding only advance the view's position."""
+
+    @process_event.register
+    def _(self, event: Asset.Registered, batch: Batch) -> None:
+        self.asset_ids[event.originator_id] = event.asset_id
+
+    @process_event.register
+    def _(self, event: Asset.TokensIssued, batch: Batch) -> None:
+        asset_id = self.asset_ids[event.originator_id]
+        reference = str(event.investment_id)
+        self._row(event, batch, asset_id, event.investor_id, "issuance", event.quantity, reference=reference)
+
+    @process_event.register
+    def _(self, event: Asset.TokensTransferred, batch: Batch) -> None:
+        asset_id = self.asset_ids[event.originator_id]
+        prefix = "forced_" if event.forced else ""
+        sender, receiver = event.from_investor_id, event.to_investor_id
+        self._row(
+            event,
+            batch,
+            asset_id,
+            sender,
+            f"{prefix}transfer_out",
+            event.quantity,
+            -event.unfrozen,
+            counterparty=receiver,
+        )
+        self._row(
+            event, batch, asset_id, receiver, f"{prefix}transfer_in", event.quantity, counterparty=sender
+        )
+
+    @process_event.register
+    def _(self, event: Asset.TokensRedeemed, batch: Batch) -> None:
+        asset_id = self.asset_ids[event.originator_id]
+        self._row(event, batch, asset_id, event.investor_id, "redemption", event.quantity, -event.unfrozen)
+
+    @process_event.register
+    def _(self, event: Asset.TokensFrozen, batch: Batch) -> None:
+        asset_id = self.asset_ids[event.originator_id]
+        self._row(event, batch, asset_id, event.investor_id, "tokens_frozen", event.quantity, event.quantity)
+
+    @process_event.register
+    def _(self, event: Asset.TokensUnfrozen, batch: Batch) -> None:
+        asset_id = self.asset_ids[event.originator_id]
+        quantity = event.quantity
+        self._row(event, batch, asset_id, event.investor_id, "tokens_unfrozen", quantity, -quantity)
+
+    @process_event.register
+    def _(self, event: Asset.AddressFrozen, batch: Batch) -> None:
+        self._row(event, batch, self.asset_ids[event.originator_id], event.investor_id, "address_frozen")
+
+    @process_event.register
+    def _(self, event: Asset.AddressUnfrozen, batch: Batch) -> None:
+        self._row(event, batch, self.asset_ids[event.originator_id], event.investor_id, "address_unfrozen")
+
+    @process_event.register
+    def _(self, event: Distribution.Declared, batch: Batch) -> None:
+        distribution_id = str(event.originator_id)
+        self.unpaid[distribution_id] = (event.asset_id, dict(event.entitlements))
+        for investor_id, amount in sorted(event.entitlements.items()):
+            self._row(
+                event,
+                batch,
+                event.asset_id,
+                investor_id,
+                "dividend_entitlement",
+                reference=distribution_id,
+                amount=amount,
+            )
+
+    @process_event.register
+    def _(self, event: Distribution.EntitlementsPaid, batch: Batch) -> None:
+        distribution_id = str(event.originator_id)
+        asset_id, unpaid = self.unpaid[distribution_id]
+        for investor_id in event.investor_ids:
+            amount = unpaid.pop(investor_id)
+            self._row(
+                event,
+                batch,
+                asset_id,
+                investor_id,
+                "dividend_payment",
+                reference=distribution_id,
+                amount=amount,
+            )
+        if not unpaid:
+            del self.unpaid[distribution_id]
+
+
+# ----- queries -----
+
+
+@dataclass(frozen=True, slots=True)
+class Movement:
+    position: int
+    occurred_at: datetime
+    asset_id: str
+    investor_id: str
+    kind: str
+    counterparty: str | None
+    reference: str | None
+    quantity: int
+    amount: int | None
+    balance_after: int
+    frozen_after: int
+
+
+_FIELDS = (
+    statements.c.position,
+    statements.c.occurred_at,
+    statements.c.asset_id,
+    statements.c.investor_id,
+    statements.c.kind,
+    statements.c.counterparty,
+    statements.c.reference,
+    statements.c.quantity,
+    statements.c.amount,
+    statements.c.balance,
+    statements.c.frozen,
+)
+
+
+@dataclass(frozen=True)
+class StatementFilter:
+    """Whose statement (an investor's, or an asset's) and which part of it."""
+
+    investor_id: str | None = None
+    asset_id: str | None = None
+    from_position: int | None = None
+    to_position: int | None = None
+
+
+def statement_page(
+    conn: Connection, which: StatementFilter, after: tuple[int, str] | None, limit: int
+) -> tuple[list[Movement], bool]:
+    """Up to `limit` movements after the key `after` (position, then the asset of an investor's
+    statement or the investor of an asset's), in that order, and whether more follow."""
+    s = statements.c
+    query = select(*_FIELDS)
+    if which.investor_id is not None:
+        query = query.where(s.investor_id == which.investor_id)
+        if which.asset_id is not None:
+            query = query.where(s.asset_id == which.asset_id)
+        second = s.asset_id
+    else:
+        query = query.where(s.asset_id == which.asset_id)
+        second = s.investor_id
+    if which.from_position is not None:
+        query = query.where(s.position >= which.from_position)
+    if which.to_position is not None:
+        query = query.where(s.position <= which.to_position)
+    if after is not None:
+        query = query.where(tuple_(s.position, second) > tuple_(*after))
+    rows = conn.execute(query.order_by(s.position, second).limit(limit + 1)).all()
+    return [Movement(*r) for r in rows[:limit]], len(rows) > limit
+
+
+def whole_statement(
+    conn: Connection, which: StatementFilter, chunk: int = 2000
+) -> Iterator[Sequence[Movement]]:
+    """The statement in chunks, each read by key after the last (for a streamed export)."""
+    after: tuple[int, str] | None = None
+    while True:
+        page, more = statement_page(conn, which, after, chunk)
+        if page:
+            yield page
+        if not more:
+            return
+        last = page[-1]
+        after = (last.position, last.asset_id if which.investor_id is not None else last.investor_id)
