@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONTRACTS := contracts/node_modules/.installed
+# openapi-python-client, for the test that generates a client from /openapi.json: its own venv.
+CODEGEN := .venv-codegen/.installed
 # Browser tests drive Debian's chromium through Playwright (Playwright's own download is not
 # reachable); installed from apt where missing, skipped (with a note) where apt is absent.
 CHROMIUM := /usr/bin/chromium
@@ -15,6 +17,11 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements.lock
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
+
+$(CODEGEN): requirements-codegen.lock
+	$(PY) -m venv .venv-codegen
+	.venv-codegen/bin/pip install -q --disable-pip-version-check -r requirements-codegen.lock
+	touch $(CODEGEN)
 
 # The pinned T-REX / ONCHAINID artifacts and anvil, exactly as locked; skipped (with a note)
 # where npm is absent.
@@ -40,7 +47,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
-test: $(STAMP) $(CONTRACTS) $(CHROMIUM) lint
+test: $(STAMP) $(CONTRACTS) $(CODEGEN) $(CHROMIUM) lint
 	$(BIN)/pytest
 
 bench: $(STAMP) $(CONTRACTS)
@@ -55,4 +62,4 @@ bench: $(STAMP) $(CONTRACTS)
 	$(BIN)/python bench/reconcile.py
 
 clean:
-	rm -rf $(VENV) var
+	rm -rf $(VENV) .venv-codegen var

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -165,6 +165,17 @@ def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str
     assert body["code"] == code, body
     assert isinstance(body["detail"], str) and isinstance(body["title"], str)
     return body
+
+
+class _DocumentOnly:
+    """Building the app (and its document) touches nothing of the services but the metrics."""
+
+    metrics = Metrics()
+
+
+def app_document() -> dict[str, Any]:
+    """The app's OpenAPI document, built without a store."""
+    return create_app(cast(Services, _DocumentOnly())).openapi()
 
 
 @contextmanager

@@ -9,7 +9,7 @@ app on a live ledger (`app=` of `case.call`), with an admin key.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, cast
+from typing import Any
 
 import pytest
 import schemathesis
@@ -21,22 +21,13 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from adapters.api import common
-from adapters.api.app import create_app
-from adapters.api.common import Services
-from adapters.api.metrics import Metrics
 from tests.conftest import FakeClock
-from tests.e2e.conftest import ASSET_ID, PROBLEM, Api, running_api
+from tests.e2e.conftest import ASSET_ID, PROBLEM, Api, app_document, running_api
 
 pytestmark = pytest.mark.slow
 
 
-class _DocumentOnly:
-    """Building the app (and its document) touches nothing of the services but the metrics."""
-
-    metrics = Metrics()
-
-
-OPENAPI: dict[str, Any] = create_app(cast(Services, _DocumentOnly())).openapi()
+OPENAPI: dict[str, Any] = app_document()
 schema = (
     schemathesis.openapi.from_dict(OPENAPI)
     .exclude(path="/v1/stream")  # endless by design; see test_api_stream.py

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
 from adapters.api import outages
@@ -17,6 +18,7 @@ from adapters.api.limits import BodyLimits, restore_recursion_limit
 from adapters.api.metrics import LatencyMiddleware
 from adapters.api.readpool import ReadPool
 from adapters.api.requestlog import RequestLogMiddleware
+from adapters.api.responses import install_document, status_of
 from adapters.api.routers import (
     assets,
     audit,
@@ -31,15 +33,6 @@ from adapters.api.routers import (
 )
 from ledger import errors
 from ledger.config import Settings
-
-STATUS_OF: dict[type[errors.LedgerError], int] = {
-    errors.NotFoundError: 404,
-    errors.AlreadyExistsError: 409,
-    errors.IdempotencyKeyReusedError: 409,
-    errors.ConcurrencyError: 409,
-    errors.IntegrityViolationError: 409,
-    errors.OutcomeUnknownError: 503,
-}
 
 
 def create_app(services: Services, config: Settings | None = None) -> FastAPI:
@@ -61,6 +54,7 @@ def create_app(services: Services, config: Settings | None = None) -> FastAPI:
         version="1.0.0",
         description="Register of record for tokenized securities: commands, read models, audit.",
         lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
     )
     api.state.services = services
     api.state.read_pool = None  # opened on the serving loop at startup (PostgreSQL only)
@@ -84,7 +78,7 @@ def create_app(services: Services, config: Settings | None = None) -> FastAPI:
     @api.exception_handler(errors.LedgerError)
     def ledger_error(request: Request, error: errors.LedgerError) -> JSONResponse:
         services.metrics.command(request, error.code)
-        status = STATUS_OF.get(type(error), 422)
+        status = status_of(type(error))
         return problem(status, error.code, error.code.replace("_", " ").capitalize(), error.detail)
 
     @api.exception_handler(ApiError)
@@ -104,6 +98,7 @@ def create_app(services: Services, config: Settings | None = None) -> FastAPI:
         return problem(error.status_code, code, code.replace("_", " "), str(error.detail))
 
     outages.install(api)
+    install_document(api)
 
     @api.exception_handler(Exception)
     def unexpected(request: Request, error: Exception) -> JSONResponse:
@@ -111,6 +106,11 @@ def create_app(services: Services, config: Settings | None = None) -> FastAPI:
         return problem(500, "internal_error", "internal error", "the request could not be completed")
 
     return api
+
+
+def _operation_id(route: APIRoute) -> str:
+    """An operation is named by its function (`register_asset`), as generated clients name it."""
+    return route.name
 
 
 def _describe(problems: Any) -> str:

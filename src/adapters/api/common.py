@@ -20,13 +20,13 @@ from sqlalchemy import Connection
 from adapters.api.keys import KeyStore, Principal
 from adapters.api.metrics import Metrics
 from adapters.api.readpool import ReadPool
+from adapters.api.responses import PROBLEM, QUERY
 from ledger.actor import Actor, set_actor
 from ledger.application import LedgerApplication
 from ledger.commit import Outcome
 from projections.runner import ProjectionRunner
 from projections.schema import snapshot, view_position
 
-PROBLEM = "application/problem+json"
 WAIT_SECONDS = 5.0
 # Integers that stay JSON numbers; every other integer (quantities, money) is a string of digits.
 PLAIN_INTEGERS = frozenset(
@@ -63,38 +63,8 @@ PLAIN_INTEGERS = frozenset(
 MAP_VALUES = {"tally": "weight", "holders_by_country": "count", "lag": "lag"}
 
 
-_PROBLEM_SCHEMA = {
-    "content": {
-        PROBLEM: {
-            "schema": {
-                "type": "object",
-                "required": ["type", "title", "status", "detail", "code"],
-                "properties": {
-                    "type": {"type": "string"},
-                    "title": {"type": "string"},
-                    "status": {"type": "integer"},
-                    "detail": {"type": "string"},
-                    "code": {"type": "string"},
-                },
-            }
-        }
-    }
-}
-PROBLEMS: dict[int | str, dict[str, Any]] = {
-    status: {"description": description, **_PROBLEM_SCHEMA}
-    for status, description in (
-        (401, "unauthorized"),
-        (403, "forbidden"),
-        (404, "not_found"),
-        (409, "already_exists or idempotency_key_reused"),
-        (422, "validation_error or a rule's code"),
-        (
-            503,
-            "projection_lag, store_unavailable (with Retry-After), or outcome_unknown (the store"
-            " did not say whether a command was recorded)",
-        ),
-    )
-}
+# The problems a read can answer (router default); commands add 409 and 413 (`responses.COMMAND`).
+PROBLEMS = QUERY
 
 
 class ApiError(Exception):

@@ -21,6 +21,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, PlainSerializer, WithJsonSchema
 
 from adapters.api.common import ApiError
+from adapters.api.responses import Token
 
 Quantity = Annotated[
     int,
@@ -49,12 +50,6 @@ class Page(BaseModel, Generic[Item]):
     items: list[Item]
     next_cursor: str | None
     as_of_position: int
-
-
-class Token(BaseModel):
-    chain_id: int
-    token_address: str
-    identity_registry: str
 
 
 class AssetItem(BaseModel):

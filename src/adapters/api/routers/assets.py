@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from adapters.api import responses
 from adapters.api.common import (
-    PROBLEMS,
     ApiError,
     Caller,
     IdempotencyKey,
@@ -27,11 +27,11 @@ from projections.analytics import asset_analytics, valuations_page
 from projections.compliance import asset_compliance
 from projections.holdings import asset_record, cap_table_as_of, current_cap_table
 
-router = APIRouter(prefix="/v1/assets", tags=["assets"], responses=PROBLEMS)
+router = APIRouter(prefix="/v1/assets", tags=["assets"])
 CAP_TABLE_COLUMNS = ("investor_id", "quantity", "frozen", "ownership_bps")
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, response_model=responses.AssetChanged, responses=responses.COMMAND)
 def register_asset(
     request: Request, body: AssetIn, caller: Caller, key: IdempotencyKey = None
 ) -> JSONResponse:
@@ -40,7 +40,7 @@ def register_asset(
     return run_command(request, lambda: ledger.register_asset(body.model_dump(), key), 201)
 
 
-@router.post("/{asset_id}/approve")
+@router.post("/{asset_id}/approve", response_model=responses.AssetChanged, responses=responses.COMMAND)
 def approve_asset(
     request: Request, asset_id: str, caller: Caller, key: IdempotencyKey = None
 ) -> JSONResponse:
@@ -48,7 +48,7 @@ def approve_asset(
     return run_command(request, lambda: services(request).ledger.approve_asset(asset_id, key))
 
 
-@router.post("/{asset_id}/offering")
+@router.post("/{asset_id}/offering", response_model=responses.AssetChanged, responses=responses.COMMAND)
 def set_offering(
     request: Request, asset_id: str, body: OfferingIn, caller: Caller, key: IdempotencyKey = None
 ) -> JSONResponse:
@@ -56,13 +56,13 @@ def set_offering(
     return run_command(request, lambda: services(request).ledger.set_offering(asset_id, body.open, key))
 
 
-@router.post("/{asset_id}/pause")
+@router.post("/{asset_id}/pause", response_model=responses.AssetChanged, responses=responses.COMMAND)
 def pause_asset(request: Request, asset_id: str, caller: Caller, key: IdempotencyKey = None) -> JSONResponse:
     require(caller)
     return run_command(request, lambda: services(request).ledger.pause_asset(asset_id, key))
 
 
-@router.post("/{asset_id}/unpause")
+@router.post("/{asset_id}/unpause", response_model=responses.AssetChanged, responses=responses.COMMAND)
 def unpause_asset(
     request: Request, asset_id: str, caller: Caller, key: IdempotencyKey = None
 ) -> JSONResponse:
@@ -70,7 +70,7 @@ def unpause_asset(
     return run_command(request, lambda: services(request).ledger.unpause_asset(asset_id, key))
 
 
-@router.post("/{asset_id}/token")
+@router.post("/{asset_id}/token", response_model=responses.AssetChanged, responses=responses.COMMAND)
 def bind_token(
     request: Request, asset_id: str, body: TokenIn, caller: Caller, key: IdempotencyKey = None
 ) -> JSONResponse:
@@ -82,7 +82,11 @@ def bind_token(
     )
 
 
-@router.post("/{asset_id}/holders/{investor_id}/freeze-tokens")
+@router.post(
+    "/{asset_id}/holders/{investor_id}/freeze-tokens",
+    response_model=responses.AssetChanged,
+    responses=responses.COMMAND,
+)
 def freeze_tokens(
     request: Request,
     asset_id: str,
@@ -96,7 +100,11 @@ def freeze_tokens(
     return run_command(request, lambda: ledger.freeze_tokens(asset_id, investor_id, body.quantity, key))
 
 
-@router.post("/{asset_id}/holders/{investor_id}/unfreeze-tokens")
+@router.post(
+    "/{asset_id}/holders/{investor_id}/unfreeze-tokens",
+    response_model=responses.AssetChanged,
+    responses=responses.COMMAND,
+)
 def unfreeze_tokens(
     request: Request,
     asset_id: str,
@@ -110,7 +118,11 @@ def unfreeze_tokens(
     return run_command(request, lambda: ledger.unfreeze_tokens(asset_id, investor_id, body.quantity, key))
 
 
-@router.post("/{asset_id}/holders/{investor_id}/freeze")
+@router.post(
+    "/{asset_id}/holders/{investor_id}/freeze",
+    response_model=responses.AssetChanged,
+    responses=responses.COMMAND,
+)
 def freeze_investor(
     request: Request, asset_id: str, investor_id: str, caller: Caller, key: IdempotencyKey = None
 ) -> JSONResponse:
@@ -118,7 +130,11 @@ def freeze_investor(
     return run_command(request, lambda: services(request).ledger.freeze_investor(asset_id, investor_id, key))
 
 
-@router.post("/{asset_id}/holders/{investor_id}/unfreeze")
+@router.post(
+    "/{asset_id}/holders/{investor_id}/unfreeze",
+    response_model=responses.AssetChanged,
+    responses=responses.COMMAND,
+)
 def unfreeze_investor(
     request: Request, asset_id: str, investor_id: str, caller: Caller, key: IdempotencyKey = None
 ) -> JSONResponse:
@@ -128,7 +144,12 @@ def unfreeze_investor(
     )
 
 
-@router.post("/{asset_id}/valuations", status_code=201)
+@router.post(
+    "/{asset_id}/valuations",
+    status_code=201,
+    response_model=responses.AssetChanged,
+    responses=responses.COMMAND,
+)
 def record_valuation(
     request: Request, asset_id: str, body: ValuationIn, caller: Caller, key: IdempotencyKey = None
 ) -> JSONResponse:
@@ -143,7 +164,7 @@ def record_valuation(
     )
 
 
-@router.get("/{asset_id}/valuations")
+@router.get("/{asset_id}/valuations", response_model=responses.Valuations, responses=responses.QUERY)
 def list_valuations(
     request: Request,
     asset_id: str,
@@ -164,7 +185,7 @@ def list_valuations(
     return read_response({"asset_id": asset_id, "valuations": page, "next_cursor": next_cursor}, as_of)
 
 
-@router.get("/{asset_id}")
+@router.get("/{asset_id}", response_model=responses.Asset, responses=responses.QUERY)
 def get_asset(
     request: Request, asset_id: str, caller: Caller, min_position: MinPosition = None
 ) -> JSONResponse:
@@ -180,7 +201,9 @@ def get_asset(
     return read_response(record | vars(analytics), as_of)
 
 
-@router.get("/{asset_id}/cap-table", responses=CSV_RESPONSE)
+@router.get(
+    "/{asset_id}/cap-table", response_model=responses.CapTable, responses=responses.QUERY | CSV_RESPONSE
+)
 def get_cap_table(
     request: Request,
     asset_id: str,
@@ -212,7 +235,7 @@ def get_cap_table(
     return read_response(body, table.as_of_position)
 
 
-@router.get("/{asset_id}/compliance")
+@router.get("/{asset_id}/compliance", response_model=responses.AssetCompliance, responses=responses.QUERY)
 def get_asset_compliance(
     request: Request, asset_id: str, caller: Caller, min_position: MinPosition = None
 ) -> JSONResponse:

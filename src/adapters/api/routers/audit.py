@@ -16,7 +16,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from adapters.api.common import PROBLEMS, ApiError, Caller, exact, require, services
+from adapters.api import responses
+from adapters.api.common import ApiError, Caller, exact, require, services
 from adapters.chain.anchor import verify_anchored
 from adapters.chain.rpc import RpcError
 from ledger.actor import STATE_KEY as ACTOR
@@ -28,7 +29,7 @@ from ledger.transparency import TreeHead, verify_against
 from projections.schema import snapshot
 from projections.streams import streams_of_asset, streams_of_investor
 
-router = APIRouter(prefix="/v1", tags=["audit"], responses=PROBLEMS)
+router = APIRouter(prefix="/v1", tags=["audit"])
 SCAN_LIMIT = 20_000
 HEARTBEAT_SECONDS = 15.0
 INVESTOR_FIELDS = ("investor_id", "from_investor_id", "to_investor_id")
@@ -80,7 +81,7 @@ def _concerns(
     )
 
 
-@router.get("/audit/events")
+@router.get("/audit/events", response_model=responses.AuditEvents, responses=responses.QUERY)
 def audit_events(
     request: Request,
     caller: Caller,
@@ -115,7 +116,7 @@ def audit_events(
     return JSONResponse(exact({"events": found, "next_after": next_after}))
 
 
-@router.get("/audit/verify")
+@router.get("/audit/verify", response_model=responses.Verification, responses=responses.QUERY)
 def audit_verify(
     request: Request,
     caller: Caller,
@@ -154,15 +155,29 @@ def _verify_anchored(request: Request, public_key: str | None) -> JSONResponse:
         raise ApiError(422, "validation_error", "public_key is not an Ed25519 public key") from None
     try:
         found, result = verify_anchored(
-            services(request).ledger.admin, chain.rpc, chain.anchor_address, public,
-            chain.anchor_from_block, chain.confirmations,
+            services(request).ledger.admin,
+            chain.rpc,
+            chain.anchor_address,
+            public,
+            chain.anchor_from_block,
+            chain.confirmations,
         )
     except RpcError:
         raise ApiError(503, "chain_unavailable", "the chain node did not answer; retry later") from None
     return JSONResponse({**result.as_dict(), "anchor": found.as_dict() if found is not None else None})
 
 
-@router.get("/stream", response_class=StreamingResponse)
+@router.get(
+    "/stream",
+    response_class=StreamingResponse,
+    responses={
+        **responses.QUERY,
+        200: {
+            "description": "Server-Sent Events: `id` the position, `event` the type, `data` an audit event.",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+    },
+)
 async def stream(
     request: Request,
     caller: Caller,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from adapters.api import responses
 from adapters.api.common import (
-    PROBLEMS,
     ApiError,
     Caller,
     IdempotencyKey,
@@ -22,10 +22,15 @@ from ledger.domain import values
 from projections.distributions import distribution_record
 from projections.proposals import proposal_record
 
-router = APIRouter(prefix="/v1", tags=["distributions and votes"], responses=PROBLEMS)
+router = APIRouter(prefix="/v1", tags=["distributions and votes"])
 
 
-@router.post("/distributions", status_code=201)
+@router.post(
+    "/distributions",
+    status_code=201,
+    response_model=responses.DistributionDeclared,
+    responses=responses.COMMAND,
+)
 def declare_distribution(
     request: Request, body: DistributionIn, caller: Caller, key: IdempotencyKey = None
 ) -> JSONResponse:
@@ -38,7 +43,11 @@ def declare_distribution(
     )
 
 
-@router.post("/distributions/{distribution_id}/pay")
+@router.post(
+    "/distributions/{distribution_id}/pay",
+    response_model=responses.DistributionPaid,
+    responses=responses.COMMAND,
+)
 def pay_distribution(
     request: Request,
     distribution_id: str,
@@ -52,7 +61,9 @@ def pay_distribution(
     return run_command(request, lambda: ledger.pay_distribution(distribution_id, investor_id, key))
 
 
-@router.get("/distributions/{distribution_id}")
+@router.get(
+    "/distributions/{distribution_id}", response_model=responses.Distribution, responses=responses.QUERY
+)
 def get_distribution(
     request: Request, distribution_id: str, caller: Caller, min_position: MinPosition = None
 ) -> JSONResponse:
@@ -65,7 +76,9 @@ def get_distribution(
     return read_response(record, as_of)
 
 
-@router.post("/proposals", status_code=201)
+@router.post(
+    "/proposals", status_code=201, response_model=responses.ProposalCreated, responses=responses.COMMAND
+)
 def create_proposal(
     request: Request, body: ProposalIn, caller: Caller, key: IdempotencyKey = None
 ) -> JSONResponse:
@@ -80,7 +93,12 @@ def create_proposal(
     )
 
 
-@router.post("/proposals/{proposal_id}/votes", status_code=201)
+@router.post(
+    "/proposals/{proposal_id}/votes",
+    status_code=201,
+    response_model=responses.VoteCast,
+    responses=responses.COMMAND,
+)
 def cast_vote(
     request: Request, proposal_id: str, body: VoteIn, caller: Caller, key: IdempotencyKey = None
 ) -> JSONResponse:
@@ -91,7 +109,9 @@ def cast_vote(
     )
 
 
-@router.post("/proposals/{proposal_id}/close")
+@router.post(
+    "/proposals/{proposal_id}/close", response_model=responses.ProposalClosed, responses=responses.COMMAND
+)
 def close_proposal(
     request: Request, proposal_id: str, caller: Caller, key: IdempotencyKey = None
 ) -> JSONResponse:
@@ -99,7 +119,7 @@ def close_proposal(
     return run_command(request, lambda: services(request).ledger.close_proposal(proposal_id, key))
 
 
-@router.get("/proposals/{proposal_id}")
+@router.get("/proposals/{proposal_id}", response_model=responses.Proposal, responses=responses.QUERY)
 def get_proposal(
     request: Request, proposal_id: str, caller: Caller, min_position: MinPosition = None
 ) -> JSONResponse:

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from adapters.api.common import services
+from adapters.api.responses import Health, Readiness
 from ledger.selfcheck import refusal, structure_checks
 from projections.runner import ProjectionRunner
 
@@ -36,12 +37,16 @@ class _Progress:
         return position < head and now - self.since >= STALL_SECONDS
 
 
-@router.get("/healthz")
+@router.get("/healthz", response_model=Health)
 def healthz() -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "Not ready, with a stable reason as `status`."}},
+)
 def readyz(request: Request) -> JSONResponse:
     """200 `ready`, else 503 with a stable reason as `status`: `store_unavailable`,
     `store_check_failed`, `projector_not_running`, `projection_failing`, `lagging` or

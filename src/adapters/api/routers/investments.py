@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from adapters.api import responses
 from adapters.api.common import (
-    PROBLEMS,
     ApiError,
     Caller,
     IdempotencyKey,
@@ -21,10 +21,12 @@ from adapters.api.schemas import InvestmentIn, PaymentIn, RedemptionIn, Transfer
 from ledger.domain import values
 from projections.investors import investment_record
 
-router = APIRouter(prefix="/v1", tags=["investments and transfers"], responses=PROBLEMS)
+router = APIRouter(prefix="/v1", tags=["investments and transfers"])
 
 
-@router.post("/investments", status_code=201)
+@router.post(
+    "/investments", status_code=201, response_model=responses.InvestmentPlaced, responses=responses.COMMAND
+)
 def place_investment(
     request: Request, body: InvestmentIn, caller: Caller, key: IdempotencyKey = None
 ) -> JSONResponse:
@@ -35,7 +37,11 @@ def place_investment(
     )
 
 
-@router.post("/investments/{investment_id}/confirm-payment")
+@router.post(
+    "/investments/{investment_id}/confirm-payment",
+    response_model=responses.InvestmentChanged,
+    responses=responses.COMMAND,
+)
 def confirm_payment(
     request: Request, investment_id: str, body: PaymentIn, caller: Caller, key: IdempotencyKey = None
 ) -> JSONResponse:
@@ -44,7 +50,11 @@ def confirm_payment(
     return run_command(request, lambda: ledger.confirm_payment(investment_id, body.payment_ref, key))
 
 
-@router.post("/investments/{investment_id}/cancel")
+@router.post(
+    "/investments/{investment_id}/cancel",
+    response_model=responses.InvestmentChanged,
+    responses=responses.COMMAND,
+)
 def cancel_investment(
     request: Request, investment_id: str, caller: Caller, key: IdempotencyKey = None
 ) -> JSONResponse:
@@ -52,7 +62,7 @@ def cancel_investment(
     return run_command(request, lambda: services(request).ledger.cancel_investment(investment_id, key))
 
 
-@router.get("/investments/{investment_id}")
+@router.get("/investments/{investment_id}", response_model=responses.Investment, responses=responses.QUERY)
 def get_investment(
     request: Request, investment_id: str, caller: Caller, min_position: MinPosition = None
 ) -> JSONResponse:
@@ -65,7 +75,9 @@ def get_investment(
     return read_response(record, as_of)
 
 
-@router.post("/transfers", status_code=201)
+@router.post(
+    "/transfers", status_code=201, response_model=responses.AssetChanged, responses=responses.COMMAND
+)
 def transfer(request: Request, body: TransferIn, caller: Caller, key: IdempotencyKey = None) -> JSONResponse:
     if body.forced:
         require(caller)
@@ -81,7 +93,9 @@ def transfer(request: Request, body: TransferIn, caller: Caller, key: Idempotenc
     )
 
 
-@router.post("/redemptions", status_code=201)
+@router.post(
+    "/redemptions", status_code=201, response_model=responses.AssetChanged, responses=responses.COMMAND
+)
 def redeem(request: Request, body: RedemptionIn, caller: Caller, key: IdempotencyKey = None) -> JSONResponse:
     require(caller)
     ledger = services(request).ledger

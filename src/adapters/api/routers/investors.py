@@ -9,8 +9,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from adapters.api import responses
 from adapters.api.common import (
-    PROBLEMS,
     ApiError,
     Caller,
     IdempotencyKey,
@@ -37,10 +37,10 @@ from projections.portfolio import (
     portfolio_view_async,
 )
 
-router = APIRouter(prefix="/v1/investors", tags=["investors"], responses=PROBLEMS)
+router = APIRouter(prefix="/v1/investors", tags=["investors"])
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, response_model=responses.InvestorChanged, responses=responses.COMMAND)
 def register_investor(
     request: Request, body: InvestorIn, caller: Caller, key: IdempotencyKey = None
 ) -> JSONResponse:
@@ -53,7 +53,7 @@ def register_investor(
     )
 
 
-@router.post("/{investor_id}/kyc")
+@router.post("/{investor_id}/kyc", response_model=responses.InvestorChanged, responses=responses.COMMAND)
 def update_kyc(
     request: Request, investor_id: str, body: KycIn, caller: Caller, key: IdempotencyKey = None
 ) -> JSONResponse:
@@ -62,7 +62,7 @@ def update_kyc(
     return run_command(request, lambda: ledger.update_kyc(investor_id, body.status, body.expires_at, key))
 
 
-@router.post("/{investor_id}/wallets")
+@router.post("/{investor_id}/wallets", response_model=responses.InvestorChanged, responses=responses.COMMAND)
 def add_wallet(
     request: Request, investor_id: str, body: WalletIn, caller: Caller, key: IdempotencyKey = None
 ) -> JSONResponse:
@@ -70,7 +70,7 @@ def add_wallet(
     return run_command(request, lambda: services(request).ledger.add_wallet(investor_id, body.wallet, key))
 
 
-@router.post("/{investor_id}/recover")
+@router.post("/{investor_id}/recover", response_model=responses.InvestorChanged, responses=responses.COMMAND)
 def recover_wallet(
     request: Request, investor_id: str, body: RecoveryIn, caller: Caller, key: IdempotencyKey = None
 ) -> JSONResponse:
@@ -86,7 +86,7 @@ def _investor(investor_id: str) -> str:
     return investor_id
 
 
-@router.get("/{investor_id}")
+@router.get("/{investor_id}", response_model=responses.Investor, responses=responses.QUERY)
 def get_investor(
     request: Request, investor_id: str, caller: Caller, min_position: MinPosition = None
 ) -> JSONResponse:
@@ -101,7 +101,7 @@ def get_investor(
 AsOf = Annotated[int | None, Query(ge=0, le=2**62, description="The portfolio as of this position.")]
 
 
-@router.get("/{investor_id}/portfolio")
+@router.get("/{investor_id}/portfolio", response_model=responses.Portfolio, responses=responses.QUERY)
 async def get_portfolio(
     request: Request, investor_id: str, caller: Caller, min_position: MinPosition = None, as_of: AsOf = None
 ) -> JSONResponse:
@@ -187,7 +187,9 @@ def _bound(value: str | None, name: str) -> Bound:
         raise ApiError(422, "validation_error", f"{name} must be a position or a YYYY-MM-DD date") from None
 
 
-@router.get("/{investor_id}/portfolio/history")
+@router.get(
+    "/{investor_id}/portfolio/history", response_model=responses.PortfolioHistory, responses=responses.QUERY
+)
 async def get_portfolio_history(
     request: Request,
     investor_id: str,
@@ -230,7 +232,9 @@ async def get_portfolio_history(
     return JSONResponse({**body, "as_of_position": history.as_of_position})
 
 
-@router.get("/{investor_id}/compliance")
+@router.get(
+    "/{investor_id}/compliance", response_model=responses.InvestorCompliance, responses=responses.QUERY
+)
 def get_investor_compliance(
     request: Request, investor_id: str, caller: Caller, min_position: MinPosition = None
 ) -> JSONResponse:

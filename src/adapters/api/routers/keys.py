@@ -11,12 +11,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import StrictInt, StrictStr
 
-from adapters.api.common import PROBLEMS, Caller, IdempotencyKey, exact, require, services
+from adapters.api import responses
+from adapters.api.common import Caller, IdempotencyKey, exact, require, services
 from adapters.api.keys import KeyAdmin, KeyInfo
 from adapters.api.schemas import Body
 from ledger.errors import NotFoundError, ValidationError
 
-router = APIRouter(prefix="/v1", tags=["keys"], responses=PROBLEMS)
+router = APIRouter(prefix="/v1", tags=["keys"])
 KEY_ID = re.compile(r"^[0-9a-f]{16}$")
 MAX_SECONDS = 10**10
 
@@ -58,7 +59,7 @@ def _shown(info: KeyInfo) -> dict[str, Any]:
     return exact(info)  # type: ignore[no-any-return]
 
 
-@router.post("/keys", status_code=201)
+@router.post("/keys", status_code=201, response_model=responses.IssuedApiKey, responses=responses.COMMAND)
 def create_key(request: Request, body: KeyIn, caller: Caller, key: IdempotencyKey = None) -> JSONResponse:
     """A new key, printed once (`key` is null when the request is a replay)."""
     require(caller)
@@ -66,19 +67,19 @@ def create_key(request: Request, body: KeyIn, caller: Caller, key: IdempotencyKe
     return _answer(request, {**_shown(issued.info), "key": issued.key}, issued.position, 201)
 
 
-@router.get("/keys")
+@router.get("/keys", response_model=responses.ApiKeys, responses=responses.QUERY)
 def list_keys(request: Request, caller: Caller) -> JSONResponse:
     require(caller)
     return JSONResponse({"keys": [_shown(info) for info in services(request).keys.list()]})
 
 
-@router.get("/keys/{key_id}")
+@router.get("/keys/{key_id}", response_model=responses.ApiKey, responses=responses.QUERY)
 def get_key(request: Request, key_id: str, caller: Caller) -> JSONResponse:
     require(caller)
     return JSONResponse(_shown(services(request).keys.get(_key_id(key_id))))
 
 
-@router.post("/keys/{key_id}/rotate")
+@router.post("/keys/{key_id}/rotate", response_model=responses.IssuedApiKey, responses=responses.COMMAND)
 def rotate_key(
     request: Request, key_id: str, caller: Caller, body: RotateIn | None = None, key: IdempotencyKey = None
 ) -> JSONResponse:
@@ -89,7 +90,7 @@ def rotate_key(
     return _answer(request, {**_shown(issued.info), "key": issued.key}, issued.position)
 
 
-@router.post("/keys/{key_id}/revoke")
+@router.post("/keys/{key_id}/revoke", response_model=responses.RevokedApiKey, responses=responses.COMMAND)
 def revoke_key(request: Request, key_id: str, caller: Caller, key: IdempotencyKey = None) -> JSONResponse:
     """Refuses the key, with every secret it had, in every API process within a second."""
     require(caller)

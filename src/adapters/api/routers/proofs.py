@@ -8,13 +8,14 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from adapters.api.common import PROBLEMS, Caller, require, services
+from adapters.api import responses
+from adapters.api.common import Caller, require, services
 
-router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=PROBLEMS)
+router = APIRouter(prefix="/v1/audit", tags=["audit"])
 Size = Annotated[int | None, Query(ge=1, le=2**62, description="A tree size (default: the whole log).")]
 
 
-@router.get("/proofs/inclusion")
+@router.get("/proofs/inclusion", response_model=responses.InclusionProof, responses=responses.QUERY)
 async def inclusion_proof(
     request: Request, caller: Caller, position: Annotated[int, Query(ge=1, le=2**62)], tree_size: Size = None
 ) -> JSONResponse:
@@ -24,7 +25,7 @@ async def inclusion_proof(
     return JSONResponse(await run_in_threadpool(log.inclusion, position, tree_size))
 
 
-@router.get("/proofs/consistency")
+@router.get("/proofs/consistency", response_model=responses.ConsistencyProof, responses=responses.QUERY)
 async def consistency_proof(
     request: Request,
     caller: Caller,
@@ -37,7 +38,7 @@ async def consistency_proof(
     return JSONResponse(await run_in_threadpool(log.consistency, from_size, to_size))
 
 
-@router.get("/heads")
+@router.get("/heads", response_model=responses.SignedHeads, responses=responses.QUERY)
 async def signed_heads(
     request: Request, caller: Caller, limit: Annotated[int, Query(ge=1, le=500)] = 100
 ) -> JSONResponse:

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, StrictStr
 
+from adapters.api import responses
 from adapters.api.common import (
-    PROBLEMS,
     ApiError,
     Caller,
     IdempotencyKey,
@@ -25,7 +25,7 @@ from ledger.domain import values
 from ledger.errors import InvalidStateError
 from projections.chain import latest_reconciliation, reconciliation
 
-router = APIRouter(prefix="/v1", tags=["reconciliations"], responses=PROBLEMS)
+router = APIRouter(prefix="/v1", tags=["reconciliations"])
 logger = logging.getLogger(__name__)
 
 
@@ -41,7 +41,12 @@ def chain_of(request: Request) -> ChainService:
     return chain
 
 
-@router.post("/reconciliations", status_code=201)
+@router.post(
+    "/reconciliations",
+    status_code=201,
+    response_model=responses.ReconciliationRecorded,
+    responses=responses.COMMAND,
+)
 def run_reconciliation(
     request: Request, body: ReconciliationIn, caller: Caller, key: IdempotencyKey = None
 ) -> JSONResponse:
@@ -69,7 +74,9 @@ def run_reconciliation(
     )
 
 
-@router.get("/reconciliations/{reconciliation_id}")
+@router.get(
+    "/reconciliations/{reconciliation_id}", response_model=responses.Reconciliation, responses=responses.QUERY
+)
 def get_reconciliation(
     request: Request, reconciliation_id: str, caller: Caller, min_position: MinPosition = None
 ) -> JSONResponse:
@@ -82,7 +89,11 @@ def get_reconciliation(
     return JSONResponse(report | {"as_of_position": as_of})  # quantities in it are strings already
 
 
-@router.get("/assets/{asset_id}/reconciliations/latest")
+@router.get(
+    "/assets/{asset_id}/reconciliations/latest",
+    response_model=responses.Reconciliation,
+    responses=responses.QUERY,
+)
 def get_latest_reconciliation(
     request: Request, asset_id: str, caller: Caller, min_position: MinPosition = None
 ) -> JSONResponse:

@@ -1,0 +1,554 @@
+"""What the API answers: one model per response body, and the problem+json errors each operation
+can return, so `/openapi.json` describes every answer (SPEC 5, amendments).
+
+The routers build their JSON themselves (the hot reads without a validation pass); these models
+only declare it. They forbid fields they do not name (`additionalProperties: false`), so the
+schemathesis run of `make test` catches any field an answer carries and its model forgets.
+Quantities and amounts are JSON strings of digits, positions and basis points JSON numbers.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any
+
+from fastapi import FastAPI
+from pydantic import BaseModel, ConfigDict, Field
+
+from ledger import errors
+
+PROBLEM = "application/problem+json"
+
+Quantity = Annotated[
+    str,
+    Field(pattern=r"^[0-9]+$", description="A quantity of tokens in base units: a string of digits."),
+]
+Amount = Annotated[
+    str,
+    Field(
+        pattern=r"^[0-9]+$", description="Money in minor units of the asset's currency: a string of digits."
+    ),
+]
+SignedAmount = Annotated[
+    str,
+    Field(pattern=r"^-?[0-9]+$", description="Money in minor units, possibly negative: a string of digits."),
+]
+Position = Annotated[int, Field(ge=0, description="A global event position.")]
+Bps = Annotated[int, Field(description="Basis points (1/100 of a percent), an integer.")]
+
+
+class Answer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ReadModel(Answer):
+    as_of_position: Position = Field(description="The read models' position this answer reflects.")
+
+
+# ----- errors -----
+
+# What each error of the ledger answers; every other `LedgerError` is a rule violation (422).
+STATUS_OF: dict[type[errors.LedgerError], int] = {
+    errors.NotFoundError: 404,
+    errors.AlreadyExistsError: 409,
+    errors.IdempotencyKeyReusedError: 409,
+    errors.ConcurrencyError: 409,
+    errors.IntegrityViolationError: 409,
+    errors.OutcomeUnknownError: 503,
+}
+# Codes the HTTP layer itself answers with, beside the ledger's errors.
+API_CODES: dict[int, tuple[str, ...]] = {
+    401: ("unauthorized",),
+    403: ("forbidden",),
+    404: ("not_found",),
+    413: ("payload_too_large",),
+    422: ("validation_error",),
+    503: ("projection_lag", "store_unavailable", "chain_unavailable"),
+}
+
+
+def _ledger_errors(cls: type[errors.LedgerError] = errors.LedgerError) -> list[type[errors.LedgerError]]:
+    found = []
+    for sub in cls.__subclasses__():
+        found += [sub, *_ledger_errors(sub)]
+    return found
+
+
+def status_of(error: type[errors.LedgerError]) -> int:
+    """The HTTP status of an error: its own or its nearest base's (a subclass keeps its base's)."""
+    return next((STATUS_OF[c] for c in error.__mro__ if c in STATUS_OF), 422)
+
+
+def codes_of(status: int) -> list[str]:
+    """Every problem code answered with `status`."""
+    ledger = {e.code for e in _ledger_errors() if status_of(e) == status}
+    return sorted(ledger | set(API_CODES.get(status, ())))
+
+
+class Problem(BaseModel):
+    """An error as `application/problem+json` (RFC 9457); `code` is stable, `detail` is for people."""
+
+    type: str = Field(description="`urn:ledger:problem:<code>`.")
+    title: str
+    status: int = Field(description="The HTTP status, repeated.")
+    detail: str
+    code: str = Field(
+        description="What went wrong, one of: "
+        + ", ".join(sorted({c for s in (401, 403, 404, 409, 413, 422, 503) for c in codes_of(s)}))
+        + "."
+    )
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of an operation that can answer these problems."""
+    return {
+        status: {
+            "description": "Problem: " + ", ".join(codes_of(status)),
+            "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for status in statuses
+    }
+
+
+QUERY = problems(401, 403, 404, 422, 503)
+COMMAND = problems(401, 403, 404, 409, 413, 422, 503)
+
+
+def install_document(api: FastAPI) -> None:
+    """Adds the problem schema the operations refer to to the app's OpenAPI document."""
+    build = api.openapi
+
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema is None:
+            document = build()
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            schemas["Problem"] = Problem.model_json_schema()
+            api.openapi_schema = document
+        return api.openapi_schema
+
+    api.openapi = openapi  # type: ignore[method-assign]
+
+
+# ----- commands: the new or touched resource's id and the position of the last event -----
+
+
+class Command(Answer):
+    position: Position = Field(description="The position of the command's last event.")
+
+
+class AssetChanged(Command):
+    asset_id: str
+
+
+class InvestorChanged(Command):
+    investor_id: str
+
+
+class InvestmentPlaced(Command):
+    investment_id: str
+    status: str
+    quantity: Quantity
+    accepted_amount: Amount
+    refund_amount: Amount
+
+
+class InvestmentChanged(Command):
+    investment_id: str
+    status: str
+
+
+class DistributionDeclared(Command):
+    distribution_id: str
+
+
+class DistributionPaid(Command):
+    distribution_id: str
+    paid_investor_ids: list[str]
+
+
+class ProposalCreated(Command):
+    proposal_id: str
+
+
+class VoteCast(Command):
+    proposal_id: str
+    weight: Quantity
+
+
+class ProposalClosed(Command):
+    proposal_id: str
+    result: str | None
+
+
+class ReconciliationRecorded(Command):
+    reconciliation_id: str
+
+
+# ----- assets -----
+
+
+class Token(Answer):
+    chain_id: int
+    token_address: str
+    identity_registry: str
+
+
+class Valuation(Answer):
+    asset_id: str
+    position: Position
+    price_per_token: Amount
+    valued_at: datetime
+    source: str
+    method: str | None
+    recorded_at: datetime
+
+
+class Asset(ReadModel):
+    asset_id: str
+    name: str
+    symbol: str
+    decimals: int
+    currency: str
+    unit_price: Amount
+    authorized_supply: Quantity
+    min_investment: Amount
+    max_investment: Amount
+    max_holders: int | None
+    max_balance: Quantity | None
+    allowed_countries: list[str]
+    accredited_only: bool
+    lockup_seconds: int
+    status: str
+    offering_open: bool
+    paused: bool
+    total_supply: Quantity
+    holder_count: int
+    registered_position: Position
+    token: Token | None
+    latest_valuation: Valuation | None
+    market_cap: Amount
+    distribution_yield_bps: Bps | None
+
+
+class Valuations(ReadModel):
+    asset_id: str
+    valuations: list[Valuation]
+    next_cursor: str | None
+
+
+class CapTableHolder(Answer):
+    investor_id: str
+    quantity: Quantity
+    frozen: Quantity
+    ownership_bps: Bps
+
+
+class CapTable(ReadModel):
+    asset_id: str
+    total_supply: Quantity
+    holder_count: int
+    holders: list[CapTableHolder]
+
+
+class Freeze(Answer):
+    asset_id: str
+    investor_id: str
+    frozen: Quantity
+    address_frozen: bool
+
+
+class Breach(Answer):
+    kind: str
+    investor_id: str | None
+    detail: str
+
+
+class AssetCompliance(ReadModel):
+    asset_id: str
+    holder_count: int
+    max_holders: int | None
+    holders_by_country: dict[str, int]
+    frozen_holders: list[Freeze]
+    paused: bool
+    breaches: list[Breach]
+
+
+# ----- investors -----
+
+
+class Investor(ReadModel):
+    investor_id: str
+    country: str
+    accredited: bool
+    kyc_status: str
+    kyc_expires_at: datetime | None
+    registered_at: datetime
+    wallets: list[str]
+    lost_wallets: list[str]
+
+
+class PortfolioTotals(Answer):
+    invested_amount: Amount
+    dividends_paid: Amount
+    dividends_pending: Amount
+    value: Amount
+    unrealized_gain: SignedAmount
+    total_return: SignedAmount
+    dividend_yield_bps: Bps | None
+    xirr_bps: Bps | None
+
+
+class PortfolioPosition(PortfolioTotals):
+    asset_id: str
+    quantity: Quantity
+    frozen: Quantity
+
+
+class Portfolio(ReadModel):
+    investor_id: str
+    positions: list[PortfolioPosition]
+    totals: PortfolioTotals
+
+
+class HistoryPoint(Answer):
+    position: Position
+    date: date | None
+    value: Amount
+    invested_amount: Amount
+    dividends_paid: Amount
+
+
+class PortfolioHistory(ReadModel):
+    investor_id: str
+    asset_id: str | None
+    points: list[HistoryPoint]
+
+
+class Eligibility(Answer):
+    asset_id: str
+    eligible: bool
+    reasons: list[str]
+
+
+class InvestorCompliance(ReadModel):
+    investor_id: str
+    kyc_status: str
+    kyc_expires_at: datetime | None
+    country: str
+    accredited: bool
+    eligibility: list[Eligibility]
+    freezes: list[Freeze]
+
+
+# ----- investments, distributions, proposals -----
+
+
+class Investment(ReadModel):
+    investment_id: str
+    investor_id: str
+    asset_id: str
+    amount: Amount
+    quantity: Quantity
+    accepted_amount: Amount
+    refund_amount: Amount
+    status: str
+    payment_ref: str | None
+    placed_at: datetime
+    placed_position: Position
+    updated_position: Position
+
+
+class Entitlement(Answer):
+    investor_id: str
+    amount: Amount
+    paid: bool
+
+
+class Distribution(ReadModel):
+    distribution_id: str
+    asset_id: str
+    amount: Amount
+    record_position: Position
+    declared_position: Position
+    entitlements: list[Entitlement]
+
+
+class Proposal(ReadModel):
+    proposal_id: str
+    asset_id: str
+    title: str
+    options: list[str]
+    quorum_bps: Bps
+    closes_at: datetime | None
+    status: str
+    snapshot_position: Position
+    supply_at_snapshot: Quantity
+    tally: dict[str, Quantity] = Field(description="Voting weight per option.")
+    votes_cast_weight: Quantity
+    quorum_reached: bool
+    result: str | None
+
+
+# ----- reconciliations -----
+
+
+class Difference(Answer):
+    kind: str
+    investor_id: str | None
+    wallets: list[str]
+    ledger: Any = Field(description="The ledger's side: a quantity, a flag, or null.")
+    chain: Any = Field(
+        description="The chain's side: a quantity, a flag, an unknown wallet's holdings, or null."
+    )
+
+
+class InFlightOperation(Answer):
+    seq: int
+    kind: str
+    state: str
+    position: Position | None
+    payload: dict[str, Any]
+    tx_hash: str | None
+    block_number: int | None
+
+
+class Reconciliation(ReadModel):
+    reconciliation_id: str
+    asset_id: str
+    chain_id: int
+    token: str
+    final_block: int
+    ledger_position: Position
+    holders_checked: int
+    differences: list[Difference]
+    in_flight: list[InFlightOperation]
+    position: Position
+
+
+# ----- audit -----
+
+
+class Actor(Answer):
+    principal: str
+    role: str | None
+    investor_id: str | None
+    request_id: str | None
+
+
+class AuditEvent(Answer):
+    position: Position
+    stream_id: str
+    version: int
+    type: str
+    occurred_at: datetime | None
+    actor: Actor
+    data: dict[str, Any]
+    hash: str | None
+
+
+class AuditEvents(Answer):
+    events: list[AuditEvent]
+    next_after: Position = Field(description="Pass as `after` to continue the listing.")
+
+
+class SignedHead(Answer):
+    tree_size: int
+    root: str
+    timestamp: str
+    key_id: str
+    signature: str
+
+
+class Anchor(Answer):
+    head: SignedHead
+    block_number: int
+    block_hash: str
+    tx_hash: str
+    log_index: int
+    address: str
+
+
+class Verification(Answer):
+    """The hash chain recomputed (`head_position`, `head_hash`), or the store against a tree head
+    (`tree_size`; with `anchor` when the head was read from the chain)."""
+
+    ok: bool
+    events_checked: int
+    first_invalid_position: Position | None
+    reason: str | None
+    head_position: Position | None = None
+    head_hash: str | None = None
+    tree_size: int | None = None
+    anchor: Anchor | None = None
+
+
+class ProvenEvent(Answer):
+    position: Position
+    stream_id: str
+    version: int
+    topic: str
+    state: str
+
+
+class InclusionProof(Answer):
+    kind: str
+    tree_size: int
+    leaf_index: int
+    leaf_hash: str
+    event: ProvenEvent
+    path: list[str]
+
+
+class ConsistencyProof(Answer):
+    kind: str
+    from_size: int
+    tree_size: int
+    path: list[str]
+
+
+class SignedHeads(Answer):
+    heads: list[SignedHead]
+
+
+# ----- keys -----
+
+
+class ApiKey(Answer):
+    key_id: str
+    role: str
+    investor_id: str | None
+    created_at: datetime
+    last_used_at: datetime | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    previous_valid_until: datetime | None
+
+
+class ApiKeys(Answer):
+    keys: list[ApiKey]
+
+
+class IssuedApiKey(ApiKey):
+    key: str | None = Field(description="The secret, shown once (null when the request is a replay).")
+    position: Position
+
+
+class RevokedApiKey(ApiKey):
+    position: Position
+
+
+# ----- health -----
+
+
+class Health(Answer):
+    status: str
+
+
+class Readiness(Answer):
+    """`ready`, else a stable reason (`store_unavailable`, `store_check_failed`,
+    `projector_not_running`, `projection_failing`, `lagging`, `projection_stalled`)."""
+
+    status: str
+    head_position: Position | None = None
+    lag: dict[str, int] | None = Field(default=None, description="Events behind the head, per read model.")
+    detail: str | None = None
