@@ -31,6 +31,7 @@ from adapters.api.routers import (
     proofs,
     reconciliations,
 )
+from adapters.console import install as install_console
 from ledger import errors
 from ledger.config import Settings
 
@@ -71,6 +72,7 @@ def create_app(services: Services, config: Settings | None = None) -> FastAPI:
         lists.router,
     ):
         api.include_router(router)
+    install_console(api)
     api.add_middleware(LatencyMiddleware, metrics=services.metrics)
     api.add_middleware(BodyLimits, max_bytes=config.max_body_bytes, max_depth=config.max_json_depth)
     api.add_middleware(RequestLogMiddleware)  # outermost: logs every request (refusals too), with its id

@@ -93,6 +93,19 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
+def session_proof(secret_hash: str, key_id: str, issued: str) -> str:
+    """What a console session cookie carries instead of the key: an HMAC keyed by the stored
+    hash of the secret it was signed in with, over the key id and the sign-in time. It is no
+    API key (the secret cannot be had from it) and cannot be made without the stored hash."""
+    message = f"ledger-console-session-v1\n{key_id}\n{issued}".encode()
+    return hmac.new(secret_hash.encode(), message, hashlib.sha256).hexdigest()
+
+
+def secret_hash_of(token: str) -> str:
+    """The stored hash of an API key's secret (`lk_<key id>_<secret>`)."""
+    return _digest(token.split("_", 2)[-1])
+
+
 def utc_now() -> datetime:
     return datetime.now(tz=UTC)
 
@@ -210,10 +223,30 @@ class KeyStore:
         return known[2]
 
     def authenticate(self, token: str) -> Principal | None:
+        """The principal of an API key (`lk_<key id>_<secret>`), if the key is valid now."""
+        parts = token.split("_", 2)
+        if len(parts) != 3 or parts[0] != "lk" or len(parts[1]) != 16:
+            return None
+        digest = _digest(parts[2])
+        return self._remembering(token, parts[1], lambda stored: hmac.compare_digest(stored, digest))
+
+    def authenticate_session(self, key_id: str, issued: str, proof: str) -> Principal | None:
+        """The principal of a console session (`session_proof`) signed in with a secret of this
+        key, if that secret is still valid now: a session ends with its key's revocation, expiry
+        or the end of a rotated-out secret's grace, within the same second as the key itself."""
+        if len(key_id) != 16 or len(proof) != 64:
+            return None
+        return self._remembering(
+            f"session:{key_id}:{issued}:{proof}",
+            key_id,
+            lambda stored: hmac.compare_digest(session_proof(stored, key_id, issued), proof),
+        )
+
+    def _remembering(self, token: str, key_id: str, matches: Callable[[str], bool]) -> Principal | None:
         known = self.remembered(token)
         if known is not None:
             return known
-        found = self._lookup(token)
+        found = self._lookup(key_id, matches)
         if found is None:
             self._verified.pop(token, None)
             return None
@@ -223,22 +256,20 @@ class KeyStore:
         self._verified[token] = (time.monotonic() + self.remember_seconds, valid_until, principal)
         return principal
 
-    def _lookup(self, token: str) -> tuple[Principal, datetime | None] | None:
-        """The key's principal and the end of this secret's validity, if the key is valid now."""
-        parts = token.split("_", 2)
-        if len(parts) != 3 or parts[0] != "lk" or len(parts[1]) != 16:
-            return None
+    def _lookup(
+        self, key_id: str, matches: Callable[[str], bool]
+    ) -> tuple[Principal, datetime | None] | None:
+        """The key's principal and the end of the matching secret's validity, if the key is valid
+        now (`matches` tells whether a stored secret hash is the one presented)."""
         with self.engine.connect() as conn:
-            row = conn.execute(select(api_keys).where(api_keys.c.key_id == parts[1])).first()
+            row = conn.execute(select(api_keys).where(api_keys.c.key_id == key_id)).first()
         if row is None or row.revoked_at is not None:
             return None
         now = self.clock()
-        digest = _digest(parts[2])
         ends = [_utc(row.expires_at)]
-        if not hmac.compare_digest(row.secret_hash, digest):
+        if not matches(row.secret_hash):
             grace = _utc(row.previous_valid_until)
-            previous = row.previous_secret_hash or ""
-            if grace is None or not hmac.compare_digest(previous, digest):
+            if grace is None or not row.previous_secret_hash or not matches(row.previous_secret_hash):
                 return None
             ends.append(grace)
         valid_until = min((end for end in ends if end is not None), default=None)
