@@ -24,12 +24,12 @@ from sqlalchemy import Connection, Engine, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.application import LedgerApplication
+from ledger.library import EventDecoder, registered_handler
 from ledger.pauses import gc_paused
 from ledger.store import LedgerPostgresRecorder
 from projections.analytics import AnalyticsView
 from projections.batch import Batch
 from projections.chain import ChainView
-from projections.decoding import EventDecoder
 from projections.distributions import DistributionsView
 from projections.holdings import HoldingsView
 from projections.investors import InvestorsView
@@ -168,10 +168,8 @@ class ProjectionRunner:
             event_class = resolve_topic(topic)
             handlers = []
             for view in self.views:
-                getattr(view, "process_event")  # noqa: B009 (completes deferred registrations)
-                dispatcher = vars(type(view))["process_event"].dispatcher
-                handle = dispatcher.dispatch(event_class)
-                if handle is not dispatcher.dispatch(object):
+                handle = registered_handler(view, event_class)
+                if handle is not None:
                     handlers.append((view, handle))
             self._dispatch[topic] = handlers
         return self._dispatch[topic]

@@ -36,6 +36,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastor
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
+from ledger import library
 from ledger.errors import OutcomeUnknownError
 from ledger.outbox import PENDING, OutboxEntry
 from ledger.store import schema
@@ -375,8 +376,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
 
     def _append_in_pipeline(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int]:
         """The library's append (one pipelined transaction), without its own retry."""
-        append = PostgresApplicationRecorder.insert_events.__wrapped__
-        positions: Sequence[int] | None = append(self, stored_events, **kwargs)
+        positions = library.insert_without_retry(self, stored_events, **kwargs)
         assert positions is not None
         return positions
 
