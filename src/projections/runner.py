@@ -120,10 +120,7 @@ class ProjectionRunner:
                 with gc_paused():
                     self._project(notifications, conn)
                 last = notifications[-1][0]
-                conn.execute(
-                    self.tracking.update().where(self.tracking.c.view.in_([v.name for v in self.views])),
-                    {"position": last},
-                )
+                self._advance_tracking(conn, last)
         except BaseException:
             self.position = None  # the views' memory may hold effects that were rolled back
             raise
@@ -189,6 +186,13 @@ class ProjectionRunner:
             msg = f"read models disagree on their position: {sorted(positions)}; run `ledger replay`"
             raise RuntimeError(msg)
         return int(positions.pop())
+
+    def _advance_tracking(self, conn: Connection, last: int) -> None:
+        """Moves every view's tracking row to `last`, in the transaction that wrote its rows."""
+        conn.execute(
+            self.tracking.update().where(self.tracking.c.view.in_([v.name for v in self.views])),
+            {"position": last},
+        )
 
     def catch_up(self, stop: int | None = None, progress: Callable[[int], None] | None = None) -> int:
         """Processes batches until the head (or `stop`) is reached; returns the events processed."""
@@ -261,10 +265,7 @@ class ProjectionRunner:
             if self._lock_tracking(conn) != expected:
                 return False
             batch.flush(conn)
-            conn.execute(
-                self.tracking.update().where(self.tracking.c.view.in_([v.name for v in self.views])),
-                {"position": last},
-            )
+            self._advance_tracking(conn, last)
         return True
 
     def wait_for(self, position: int, timeout: float) -> bool:
