@@ -35,7 +35,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, JSONTranscoder, Mapper, StoredEvent
 
-from ledger import snapshots
+from ledger import library, snapshots
 from ledger.actor import STATE_KEY, Actor
 from ledger.errors import (
     ConcurrencyError,
@@ -119,7 +119,7 @@ def encode_plain_state(mapper: Mapper[UUID], state: dict[str, Any]) -> bytes:
         try:
             return orjson.dumps(
                 state,
-                default=transcoder._encode_obj,  # the transcoder's own form of a datetime
+                default=library.transcoder_default(transcoder),
                 option=orjson.OPT_PASSTHROUGH_DATETIME,
             )
         except TypeError:

@@ -43,7 +43,7 @@ from psycopg.rows import tuple_row
 
 from ledger import merkle
 from ledger.errors import IntegrityViolationError, NotFoundError, ValidationError
-from ledger.store import StoreAdmin, StoredRecord, _PostgresSql, canonical_record, parse_lines
+from ledger.store import PostgresSql, StoreAdmin, StoredRecord, canonical_record, parse_lines
 
 TREE_LOCK = 0x54524545  # advisory lock key: one process extends the tree at a time ("TREE")
 CHUNK = 50_000  # leaves written per transaction
@@ -262,7 +262,7 @@ class TransparencyLog:
     def _leaf_hashes_after(self, position: int) -> list[tuple[int, bytes]]:
         """(position, leaf hash) of up to `CHUNK` events after `position`. PostgreSQL hashes them
         itself (the canonical record as `ledger_append` builds it), so only hashes travel."""
-        if isinstance(self.sql, _PostgresSql):
+        if isinstance(self.sql, PostgresSql):
             with self.sql.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
                 curs.execute(self._pg_leaf_sql, (position, CHUNK), binary=True)
                 return [(int(p), bytes(h)) for p, h in curs.fetchall()]
@@ -282,7 +282,7 @@ class TransparencyLog:
         return (r for r in self.admin.records(after=position) if r.topic)  # events, not orphan links
 
     def _write(self, leaves: list[tuple[int, int, bytes]], nodes: list[tuple[int, int, bytes]]) -> None:
-        if isinstance(self.sql, _PostgresSql):  # COPY: a tenth of the cost of INSERTs per row
+        if isinstance(self.sql, PostgresSql):  # COPY: a tenth of the cost of INSERTs per row
             with self.sql.datastore.transaction(commit=True) as curs:
                 for table, columns, rows in (
                     (self.leaves, "idx, position, hash", leaves),
@@ -315,7 +315,7 @@ class TransparencyLog:
             for row in self.sql.fetch(f"SELECT idx, hash FROM {self.leaves} WHERE idx IN ({marks})", leaves):
                 found[(0, int(row["idx"]))] = bytes(row["hash"])
         if inner:
-            if isinstance(self.sql, _PostgresSql):  # one index probe per node, planned once
+            if isinstance(self.sql, PostgresSql):  # one index probe per node, planned once
                 where = "(level, idx) IN (SELECT * FROM unnest(%s::smallint[], %s::bigint[]))"
                 params: list[Any] = [[level for level, _ in inner], [index for _, index in inner]]
             else:

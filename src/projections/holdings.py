@@ -454,16 +454,32 @@ def cap_table_as_of(conn: Connection, asset_id: str, position: int) -> CapTable:
         return cap_table_from(asset_id, position, state)
 
 
-_CURRENT = select(holdings.c.investor_id, holdings.c.quantity, holdings.c.frozen).where(
-    holdings.c.asset_id == bindparam("asset_id"), holdings.c.quantity > 0
+@dataclass
+class _Query:
+    """A query of this module, compiled for PostgreSQL once, on its first use there (`_fetch`)."""
+
+    select: Select[Any]
+    compiled: tuple[str, dict[str, Any]] | None = None
+
+    def for_driver(self, conn: Connection) -> tuple[str, dict[str, Any]]:
+        if self.compiled is None:
+            compiled = self.select.compile(dialect=conn.dialect)
+            self.compiled = (str(compiled), compiled.params)
+        return self.compiled
+
+
+_CURRENT = _Query(
+    select(holdings.c.investor_id, holdings.c.quantity, holdings.c.frozen).where(
+        holdings.c.asset_id == bindparam("asset_id"), holdings.c.quantity > 0
+    )
 )
-_LAST_CHECKPOINT = (
+_LAST_CHECKPOINT = _Query(
     select(checkpoints.c.position, checkpoints.c.holders)
     .where(checkpoints.c.asset_id == bindparam("asset_id"), checkpoints.c.position <= bindparam("position"))
     .order_by(checkpoints.c.position.desc())
     .limit(1)
 )
-_CHANGES = (
+_CHANGES = _Query(
     select(holding_changes.c.investor_id, holding_changes.c.quantity, holding_changes.c.frozen)
     .where(
         holding_changes.c.asset_id == bindparam("asset_id"),
@@ -475,21 +491,17 @@ _CHANGES = (
     )
     .order_by(holding_changes.c.position)
 )
-_COMPILED: dict[int, tuple[str, dict[str, Any]]] = {}
 
 
-def _fetch(conn: Connection, query: Select[Any], **params: Any) -> Sequence[Any]:
+def _fetch(conn: Connection, query: _Query, **params: Any) -> Sequence[Any]:
     """The rows of one of the queries above, as tuples.
 
     On PostgreSQL they come straight from the driver, NUMERIC read as `int`: a result
     object's per-row work and `Exact`'s were most of the cost of a cap table.
     """
     if conn.dialect.name != "postgresql":
-        return conn.execute(query, params).all()
-    if id(query) not in _COMPILED:
-        compiled = query.compile(dialect=conn.dialect)
-        _COMPILED[id(query)] = (str(compiled), compiled.params)
-    statement, defaults = _COMPILED[id(query)]
+        return conn.execute(query.select, params).all()
+    statement, defaults = query.for_driver(conn)
     with conn.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
         cursor.adapters.register_loader("numeric", IntLoader)
         return cursor.execute(statement, defaults | params).fetchall()  # type: ignore[no-any-return]

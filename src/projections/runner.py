@@ -24,12 +24,12 @@ from sqlalchemy import Connection, Engine, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.application import LedgerApplication
+from ledger.library import EventDecoder, registered_handler
 from ledger.pauses import gc_paused
 from ledger.store import LedgerPostgresRecorder
 from projections.analytics import AnalyticsView
 from projections.batch import Batch
 from projections.chain import ChainView
-from projections.decoding import EventDecoder
 from projections.distributions import DistributionsView
 from projections.holdings import HoldingsView
 from projections.investors import InvestorsView
@@ -122,10 +122,7 @@ class ProjectionRunner:
                 with gc_paused():
                     self._project(notifications, conn)
                 last = notifications[-1][0]
-                conn.execute(
-                    self.tracking.update().where(self.tracking.c.view.in_([v.name for v in self.views])),
-                    {"position": last},
-                )
+                self._advance_tracking(conn, last)
         except BaseException:
             self.position = None  # the views' memory may hold effects that were rolled back
             raise
@@ -170,10 +167,8 @@ class ProjectionRunner:
             event_class = resolve_topic(topic)
             handlers = []
             for view in self.views:
-                getattr(view, "process_event")  # noqa: B009 (completes deferred registrations)
-                dispatcher = vars(type(view))["process_event"].dispatcher
-                handle = dispatcher.dispatch(event_class)
-                if handle is not dispatcher.dispatch(object):
+                handle = registered_handler(view, event_class)
+                if handle is not None:
                     handlers.append((view, handle))
             self._dispatch[topic] = handlers
         return self._dispatch[topic]
@@ -193,6 +188,13 @@ class ProjectionRunner:
             msg = f"read models disagree on their position: {sorted(positions)}; run `ledger replay`"
             raise RuntimeError(msg)
         return int(positions.pop())
+
+    def _advance_tracking(self, conn: Connection, last: int) -> None:
+        """Moves every view's tracking row to `last`, in the transaction that wrote its rows."""
+        conn.execute(
+            self.tracking.update().where(self.tracking.c.view.in_([v.name for v in self.views])),
+            {"position": last},
+        )
 
     def catch_up(self, stop: int | None = None, progress: Callable[[int], None] | None = None) -> int:
         """Processes batches until the head (or `stop`) is reached; returns the events processed."""
@@ -265,10 +267,7 @@ class ProjectionRunner:
             if self._lock_tracking(conn) != expected:
                 return False
             batch.flush(conn)
-            conn.execute(
-                self.tracking.update().where(self.tracking.c.view.in_([v.name for v in self.views])),
-                {"position": last},
-            )
+            self._advance_tracking(conn, last)
         return True
 
     def wait_for(self, position: int, timeout: float) -> bool:

@@ -16,11 +16,11 @@ import psycopg
 import pytest
 from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
 
-from ledger import store
 from ledger.application import LedgerApplication
 from ledger.config import store_env
 from ledger.errors import OutcomeUnknownError
 from ledger.store import UNNEST_FROM, LedgerPostgresRecorder
+from ledger.store import postgres as store
 from tests.support import holding, onboard, open_asset
 
 pytestmark = pytest.mark.postgres

@@ -56,8 +56,8 @@ def child_main() -> None:
     from sqlalchemy import Connection
     from sqlalchemy import event as sa_event
 
+    import ledger.library
     import projections.batch
-    import projections.decoding
 
     orders: dict[str, Any] = json.loads(sys.argv[1])
     app = LedgerApplication(store_env(orders["store_url"]))
@@ -95,13 +95,13 @@ def child_main() -> None:
                     hang("about to commit")
 
     elif mode == "slow":  # every event takes a while, so a random kill lands inside a batch
-        decode = projections.decoding.EventDecoder.decode_row
+        decode = ledger.library.EventDecoder.decode_row
 
-        def slowly(self: projections.decoding.EventDecoder, *fields: Any) -> Any:
+        def slowly(self: ledger.library.EventDecoder, *fields: Any) -> Any:
             time.sleep(orders["delay"])
             return decode(self, *fields)
 
-        projections.decoding.EventDecoder.decode_row = slowly  # type: ignore[method-assign]
+        ledger.library.EventDecoder.decode_row = slowly  # type: ignore[method-assign]
 
     if mode == "loop":  # runs next to other runners until told the head to reach
         tell(signal_file, "ready")
