@@ -136,6 +136,8 @@ def build_copy(prefix: str) -> dict[str, Table]:
     for name, table in metadata.tables.items():
         copy = table.to_metadata(target, name=prefix + name)
         copy.primary_key.name = conv(f"pk_{copy.name}")
+        for index in copy.indexes:  # an index declared on the table keeps its name in a copy
+            index.name = conv(f"ix_{copy.name}_{'_'.join(c.name for c in index.columns)}")
         copies[name] = copy
     return copies
 
