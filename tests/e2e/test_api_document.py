@@ -147,3 +147,10 @@ def test_an_error_subclass_answers_its_base_status() -> None:
     """`MirrorMovedError` is a `ConcurrencyError`: 409, as its code says, not a rule's 422."""
     assert status_of(MirrorMovedError) == status_of(ConcurrencyError) == 409
     assert "concurrency_conflict" not in codes_of(422)
+
+
+@pytest.mark.parametrize(("path", "method", "operation"), OPERATIONS)
+def test_every_v1_operation_needs_the_api_key(path: str, method: str, operation: dict[str, Any]) -> None:
+    needs = operation.get("security") == [{"apiKey": []}]
+    assert needs == path.startswith("/v1/")
+    assert DOCUMENT["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"

@@ -114,15 +114,28 @@ QUERY = problems(401, 403, 404, 422, 503)
 COMMAND = problems(401, 403, 404, 409, 413, 422, 503)
 
 
+BEARER = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "An API key (`ledger keys create`, `POST /v1/keys`) as `Authorization: Bearer <key>`.",
+}
+
+
 def install_document(api: FastAPI) -> None:
-    """Adds the problem schema the operations refer to to the app's OpenAPI document."""
+    """Completes the app's OpenAPI document: the problem schema the operations refer to, and the
+    API key every `/v1` operation needs (read from the header directly, so FastAPI cannot see it)."""
     build = api.openapi
 
     def openapi() -> dict[str, Any]:
         if api.openapi_schema is None:
             document = build()
-            schemas = document.setdefault("components", {}).setdefault("schemas", {})
-            schemas["Problem"] = Problem.model_json_schema()
+            components = document.setdefault("components", {})
+            components.setdefault("schemas", {})["Problem"] = Problem.model_json_schema()
+            components["securitySchemes"] = {"apiKey": BEARER}
+            for path, operations in document["paths"].items():
+                if path.startswith("/v1/"):
+                    for operation in operations.values():
+                        operation["security"] = [{"apiKey": []}]
             api.openapi_schema = document
         return api.openapi_schema
 
