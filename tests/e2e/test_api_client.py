@@ -115,10 +115,7 @@ def test_a_generated_client_drives_a_whole_scenario(generated: ModuleType, lite_
         201,
         body=admin.model("DistributionIn", asset_id="CLIENT-01", amount="1000"),
     )
-    everyone = admin.model("PayIn")  # no investor_id: pay every entitlement
-    paid = admin(
-        "distributions_and_votes.pay_distribution", distribution_id=declared.distribution_id, body=everyone
-    )
+    paid = admin("distributions_and_votes.pay_distribution", distribution_id=declared.distribution_id)
     assert sorted(paid.paid_investor_ids) == ["alice", "bob"]
 
     proposal = admin.model(

@@ -133,13 +133,26 @@ def install_document(api: FastAPI) -> None:
             components.setdefault("schemas", {})["Problem"] = Problem.model_json_schema()
             components["securitySchemes"] = {"apiKey": BEARER}
             for path, operations in document["paths"].items():
-                if path.startswith("/v1/"):
-                    for operation in operations.values():
+                for operation in operations.values():
+                    _optional_body_without_null(operation)
+                    if path.startswith("/v1/"):
                         operation["security"] = [{"apiKey": []}]
             api.openapi_schema = document
         return api.openapi_schema
 
     api.openapi = openapi  # type: ignore[method-assign]
+
+
+def _optional_body_without_null(operation: dict[str, Any]) -> None:
+    """An optional body (`body: PayIn | None = None`) is declared as the model alone, not
+    `model | null`: generated clients send a left-out body as a JSON `null` they cannot encode.
+    (A `null` body is still accepted; leaving the body out is the documented way.)"""
+    body = operation.get("requestBody", {})
+    for media in body.get("content", {}).values() if not body.get("required") else ():
+        alternatives = media.get("schema", {}).get("anyOf", [])
+        refs = [a for a in alternatives if "$ref" in a]
+        if len(alternatives) == 2 and len(refs) == 1 and {"type": "null"} in alternatives:
+            media["schema"] = refs[0]
 
 
 # ----- commands: the new or touched resource's id and the position of the last event -----
