@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from adapters.api.responses import codes_of, status_of
+from adapters.api.responses import Quantity, codes_of, mirrored, status_of
 from ledger.domain.chain import MirrorMovedError
 from ledger.errors import ConcurrencyError
 from tests.e2e.conftest import PROBLEM, app_document
@@ -27,15 +28,20 @@ OPERATIONS = [
 ]
 
 
-def _refs(node: Any) -> Iterator[str]:
+def _values(node: Any, key: str) -> Iterator[str]:
+    """Every string under `key` in a JSON tree (`$ref` targets, `type` names)."""
     if isinstance(node, dict):
-        if isinstance(node.get("$ref"), str):
-            yield node["$ref"]
+        if isinstance(node.get(key), str):
+            yield node[key]
         for value in node.values():
-            yield from _refs(value)
+            yield from _values(value, key)
     elif isinstance(node, list):
         for value in node:
-            yield from _refs(value)
+            yield from _values(value, key)
+
+
+def _refs(node: Any) -> Iterator[str]:
+    return _values(node, "$ref")
 
 
 def _resolve(ref: str) -> dict[str, Any]:
@@ -56,17 +62,6 @@ def _reachable(schema: dict[str, Any]) -> list[dict[str, Any]]:
             seen[ref] = _resolve(ref)
             todo += _refs(seen[ref])
     return [schema, *seen.values()]
-
-
-def _types(node: Any) -> Iterator[str]:
-    if isinstance(node, dict):
-        if isinstance(node.get("type"), str):
-            yield node["type"]
-        for value in node.values():
-            yield from _types(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _types(value)
 
 
 @pytest.mark.parametrize(("path", "method", "operation"), OPERATIONS)
@@ -108,7 +103,7 @@ def test_no_answer_carries_a_float(path: str, method: str, operation: dict[str, 
     for response in operation["responses"].values():
         for body in response.get("content", {}).values():
             for schema in _reachable(body.get("schema", {})):
-                assert "number" not in set(_types(schema)), schema.get("title")
+                assert "number" not in set(_values(schema, "type")), schema.get("title")
 
 
 def test_the_problem_schema_names_every_field_and_the_codes() -> None:
@@ -147,3 +142,35 @@ def test_an_error_subclass_answers_its_base_status() -> None:
     """`MirrorMovedError` is a `ConcurrencyError`: 409, as its code says, not a rule's 422."""
     assert status_of(MirrorMovedError) == status_of(ConcurrencyError) == 409
     assert "concurrency_conflict" not in codes_of(422)
+
+
+@pytest.mark.parametrize(("path", "method", "operation"), OPERATIONS)
+def test_every_v1_operation_needs_the_api_key(path: str, method: str, operation: dict[str, Any]) -> None:
+    needs = operation.get("security") == [{"apiKey": []}]
+    assert needs == path.startswith("/v1/")
+    assert DOCUMENT["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
+
+
+@pytest.mark.parametrize(("path", "method", "operation"), OPERATIONS)
+def test_an_optional_body_is_declared_as_its_model_alone(
+    path: str, method: str, operation: dict[str, Any]
+) -> None:
+    """Not `model | null`, which generated clients cannot send when the body is left out."""
+    body = operation.get("requestBody")
+    if body is not None and not body.get("required"):
+        for media in body["content"].values():
+            assert {"type": "null"} not in media["schema"].get("anyOf", []), media
+
+
+def test_a_read_model_field_of_type_int_must_say_how_it_is_answered() -> None:
+    """An `int` may be a quantity (a string of digits) or a count (a number): never guessed."""
+
+    @dataclass
+    class Row:
+        investor_id: str
+        quantity: int
+
+    with pytest.raises(TypeError, match=r"Row\.quantity"):
+        mirrored(Row, "Row")
+    quantity = mirrored(Row, "Row", quantity=(Quantity, ...)).model_json_schema()["properties"]["quantity"]
+    assert (quantity["type"], quantity["pattern"]) == ("string", "^[0-9]+$")

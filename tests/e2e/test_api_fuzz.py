@@ -1,19 +1,24 @@
 """Schemathesis against the app's own /openapi.json (SQLite only, bounded): no input causes a 5xx
-other than 503 `projection_lag`, every response conforms to the document, every error is
+other than 503 `projection_lag`, every response conforms to the document (each model forbids
+fields it does not name, so a field missing from a model fails here), every error is
 problem+json, and no success body carries a float.
 
 The schema is read from the app's OpenAPI document once at import; each request goes to an
-app on a live ledger (`app=` of `case.call`), with an admin key.
+app on a live ledger (`app=` of `case.call`), with an admin key. Path parameters are drawn from
+the ids of the ledger's own resources as often as at random, so successful answers of every
+read are checked against their schemas too, not only the 404s of made-up ids.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
@@ -23,6 +28,7 @@ from schemathesis.specs.openapi.checks import (
 from adapters.api import common
 from tests.conftest import FakeClock
 from tests.e2e.conftest import ASSET_ID, PROBLEM, Api, app_document, running_api
+from tests.e2e.test_api_valuations import valued
 
 pytestmark = pytest.mark.slow
 
@@ -33,6 +39,19 @@ schema = (
     .exclude(path="/v1/stream")  # endless by design; see test_api_stream.py
     .exclude(path="/metrics")  # Prometheus text, not JSON; checked in test_api_health.py
 )
+KNOWN: dict[str, list[str]] = {}  # path parameter -> ids of existing resources (filled by `fuzzed`)
+
+
+@schema.hook
+def flatmap_path_parameters(context: Any, path_parameters: dict[str, Any] | None) -> Any:
+    """Half the cases address resources that exist (the other half keep the generated ids)."""
+    if not path_parameters or not set(path_parameters) & set(KNOWN):
+        return st.just(path_parameters)
+    existing = {name: st.sampled_from(KNOWN[name]) for name in path_parameters if name in KNOWN}
+    generated = {name: st.just(value) for name, value in path_parameters.items()}
+    return st.one_of(st.just(path_parameters), st.fixed_dictionaries({**generated, **existing}))
+
+
 READ_MODELS = ("/v1/assets", "/v1/investors", "/v1/investments", "/v1/distributions", "/v1/proposals")
 
 
@@ -42,8 +61,30 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     with running_api(url, FakeClock()) as api:
         api.open_asset()
         api.onboard("alice")
-        api.holding(ASSET_ID, "alice", 3)
+        api.onboard("bob", "SG")
+        investment = api.holding(ASSET_ID, "alice", 3)
+        api.ok(
+            "/v1/transfers",
+            {"asset_id": ASSET_ID, "from_investor_id": "alice", "to_investor_id": "bob", "quantity": 1},
+        )
+        when = (valued(api).clock.now - timedelta(hours=1)).isoformat()  # after registration, not ahead
+        source = {"price_per_token": 120_000, "valued_at": when, "source": "appraisal"}
+        api.ok(f"/v1/assets/{ASSET_ID}/valuations", source, status=201)
+        distribution = api.ok("/v1/distributions", {"asset_id": ASSET_ID, "amount": 1000})["distribution_id"]
+        question = {"asset_id": ASSET_ID, "title": "Renew?", "options": ["yes", "no"], "quorum_bps": 5000}
+        proposal = api.ok("/v1/proposals", question)["proposal_id"]
+        api.ok(f"/v1/proposals/{proposal}/votes", {"investor_id": "alice", "option": "yes"})
+        throwaway = api.services.keys.create("auditor", None)  # never the admin key the cases use
+        KNOWN.update(
+            asset_id=[ASSET_ID],
+            investor_id=["alice", "bob"],
+            investment_id=[investment],
+            distribution_id=[distribution],
+            proposal_id=[proposal],
+            key_id=[throwaway.split("_")[1]],
+        )
         yield api
+        KNOWN.clear()
 
 
 def _floats(value: Any) -> list[float]:

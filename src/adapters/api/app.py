@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException
 
 from adapters.api import outages
 from adapters.api.common import ApiError, Services, problem
+from adapters.api.docs import install_docs
 from adapters.api.limits import BodyLimits, restore_recursion_limit
 from adapters.api.metrics import LatencyMiddleware
 from adapters.api.readpool import ReadPool
@@ -56,6 +57,8 @@ def create_app(services: Services, config: Settings | None = None) -> FastAPI:
         description="Register of record for tokenized securities: commands, read models, audit.",
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
+        docs_url=None,  # served offline by `install_docs`
+        redoc_url=None,
     )
     api.state.services = services
     api.state.read_pool = None  # opened on the serving loop at startup (PostgreSQL only)
@@ -101,6 +104,7 @@ def create_app(services: Services, config: Settings | None = None) -> FastAPI:
 
     outages.install(api)
     install_document(api)
+    install_docs(api)
 
     @api.exception_handler(Exception)
     def unexpected(request: Request, error: Exception) -> JSONResponse:

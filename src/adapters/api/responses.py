@@ -9,13 +9,18 @@ Quantities and amounts are JSON strings of digits, positions and basis points JS
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args, get_type_hints
 
 from fastapi import FastAPI
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from adapters.api.keys import KeyInfo
 from ledger import errors
+from projections.compliance import AssetCompliance as AssetComplianceRow
+from projections.compliance import InvestorCompliance as InvestorComplianceRow
+from projections.investors import InvestorRecord
 
 PROBLEM = "application/problem+json"
 
@@ -43,6 +48,31 @@ class Answer(BaseModel):
 
 class ReadModel(Answer):
     as_of_position: Position = Field(description="The read models' position this answer reflects.")
+
+
+def mirrored(source: type[Any], name: str, base: type[Answer] = Answer, **fields: Any) -> type[Answer]:
+    """The model of an answer that is a read model's dataclass as it is: its fields, in its order,
+    with their types. `fields` (as `create_model` takes them) give the JSON type of a field
+    whose Python type is not what the answer carries (a row of quantities) and add fields the
+    answer carries beside the row. An `int` field must be given: it may be a quantity, which is
+    answered as a string of digits."""
+    hints = get_type_hints(source)
+    derived: dict[str, Any] = {}
+    for field in dataclasses.fields(source):
+        if field.name in fields:
+            derived[field.name] = fields.pop(field.name)
+        elif _mentions(hints[field.name], int):
+            raise TypeError(
+                f"{source.__name__}.{field.name}: an int may be a quantity; say how it is answered"
+            )
+        else:
+            derived[field.name] = (hints[field.name], ...)
+    model: type[Answer] = create_model(name, __base__=base, __module__=__name__, **derived, **fields)
+    return model
+
+
+def _mentions(hint: Any, kind: type) -> bool:
+    return hint is kind or any(_mentions(arg, kind) for arg in get_args(hint))
 
 
 # ----- errors -----
@@ -114,19 +144,45 @@ QUERY = problems(401, 403, 404, 422, 503)
 COMMAND = problems(401, 403, 404, 409, 413, 422, 503)
 
 
+BEARER = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "An API key (`ledger keys create`, `POST /v1/keys`) as `Authorization: Bearer <key>`.",
+}
+
+
 def install_document(api: FastAPI) -> None:
-    """Adds the problem schema the operations refer to to the app's OpenAPI document."""
+    """Completes the app's OpenAPI document: the problem schema the operations refer to, and the
+    API key every `/v1` operation needs (read from the header directly, so FastAPI cannot see it)."""
     build = api.openapi
 
     def openapi() -> dict[str, Any]:
         if api.openapi_schema is None:
             document = build()
-            schemas = document.setdefault("components", {}).setdefault("schemas", {})
-            schemas["Problem"] = Problem.model_json_schema()
+            components = document.setdefault("components", {})
+            components.setdefault("schemas", {})["Problem"] = Problem.model_json_schema()
+            components["securitySchemes"] = {"apiKey": BEARER}
+            for path, operations in document["paths"].items():
+                for operation in operations.values():
+                    _optional_body_without_null(operation)
+                    if path.startswith("/v1/"):
+                        operation["security"] = [{"apiKey": []}]
             api.openapi_schema = document
         return api.openapi_schema
 
     api.openapi = openapi  # type: ignore[method-assign]
+
+
+def _optional_body_without_null(operation: dict[str, Any]) -> None:
+    """An optional body (`body: PayIn | None = None`) is declared as the model alone, not
+    `model | null`: generated clients send a left-out body as a JSON `null` they cannot encode.
+    (A `null` body is still accepted; leaving the body out is the documented way.)"""
+    body = operation.get("requestBody", {})
+    for media in body.get("content", {}).values() if not body.get("required") else ():
+        alternatives = media.get("schema", {}).get("anyOf", [])
+        refs = [a for a in alternatives if "$ref" in a]
+        if len(alternatives) == 2 and len(refs) == 1 and {"type": "null"} in alternatives:
+            media["schema"] = refs[0]
 
 
 # ----- commands: the new or touched resource's id and the position of the last event -----
@@ -263,28 +319,22 @@ class Breach(Answer):
     detail: str
 
 
-class AssetCompliance(ReadModel):
-    asset_id: str
-    holder_count: int
-    max_holders: int | None
-    holders_by_country: dict[str, int]
-    frozen_holders: list[Freeze]
-    paused: bool
-    breaches: list[Breach]
+AssetCompliance = mirrored(
+    AssetComplianceRow,
+    "AssetCompliance",
+    ReadModel,
+    holder_count=(int, ...),
+    max_holders=(int | None, ...),
+    holders_by_country=(dict[str, int], Field(description="Holders per country.")),
+    frozen_holders=(list[Freeze], ...),
+    breaches=(list[Breach], ...),
+)
 
 
 # ----- investors -----
 
 
-class Investor(ReadModel):
-    investor_id: str
-    country: str
-    accredited: bool
-    kyc_status: str
-    kyc_expires_at: datetime | None
-    registered_at: datetime
-    wallets: list[str]
-    lost_wallets: list[str]
+Investor = mirrored(InvestorRecord, "Investor", ReadModel)
 
 
 class PortfolioTotals(Answer):
@@ -330,14 +380,13 @@ class Eligibility(Answer):
     reasons: list[str]
 
 
-class InvestorCompliance(ReadModel):
-    investor_id: str
-    kyc_status: str
-    kyc_expires_at: datetime | None
-    country: str
-    accredited: bool
-    eligibility: list[Eligibility]
-    freezes: list[Freeze]
+InvestorCompliance = mirrored(
+    InvestorComplianceRow,
+    "InvestorCompliance",
+    ReadModel,
+    eligibility=(list[Eligibility], ...),
+    freezes=(list[Freeze], ...),
+)
 
 
 # ----- investments, distributions, proposals -----
@@ -513,28 +562,15 @@ class SignedHeads(Answer):
 # ----- keys -----
 
 
-class ApiKey(Answer):
-    key_id: str
-    role: str
-    investor_id: str | None
-    created_at: datetime
-    last_used_at: datetime | None
-    expires_at: datetime | None
-    revoked_at: datetime | None
-    previous_valid_until: datetime | None
-
-
-class ApiKeys(Answer):
-    keys: list[ApiKey]
-
-
-class IssuedApiKey(ApiKey):
-    key: str | None = Field(description="The secret, shown once (null when the request is a replay).")
-    position: Position
-
-
-class RevokedApiKey(ApiKey):
-    position: Position
+ApiKey = mirrored(KeyInfo, "ApiKey")
+ApiKeys = create_model("ApiKeys", __base__=Answer, __module__=__name__, keys=(list[ApiKey], ...))  # type: ignore[valid-type]
+IssuedApiKey = mirrored(
+    KeyInfo,
+    "IssuedApiKey",
+    key=(str | None, Field(description="The secret, shown once (null when the request is a replay).")),
+    position=(Position, ...),
+)
+RevokedApiKey = mirrored(KeyInfo, "RevokedApiKey", position=(Position, ...))
 
 
 # ----- health -----
