@@ -37,11 +37,16 @@ $(CHROMIUM):
 		echo "chromium could not be installed: browser tests will be skipped"; \
 	else echo "apt-get not found: chromium not installed, browser tests will be skipped"; fi
 
-# With node (and so anvil), the demo runs through a local ERC-3643 chain.
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# `make run CHAIN=` runs the demo without the chain even where anvil is installed.
+CHAIN ?= $(if $(wildcard $(CONTRACTS)),--demo-chain)
+
+# Serves the API (and the console) at once while the demo loads, stage by stage; with node (and
+# so anvil), the demo runs through a local ERC-3643 chain. Ends by printing the keys and URLs.
 run: $(STAMP) $(CONTRACTS)
 	$(BIN)/ledger init
-	$(BIN)/ledger demo $$(test -f $(CONTRACTS) && echo --chain)
-	$(BIN)/ledger serve --demo-keys
+	$(BIN)/ledger serve --host $(HOST) --port $(PORT) --demo-keys --demo $(CHAIN)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -12,6 +12,7 @@ import json
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -456,6 +457,14 @@ def demo(
     """Load a realistic scenario (3 assets, 320 investors), project it, print cap tables and a summary."""
     config = bootstrap.settings()
     ledger = bootstrap.build_application(config)
+    try:
+        _demo(ledger, config, chain, as_json)
+    finally:
+        ledger.close()
+
+
+def _demo(ledger: LedgerApplication, config: Settings, chain: bool, as_json: bool) -> None:
+    """The demo on `ledger` (`ledger demo`, or `serve --demo` while it serves), with its progress."""
     runner = bootstrap.build_runner(ledger, config)
     try:
         with _demo_chain(ledger, runner, config) if chain else nullcontext() as service:
@@ -480,7 +489,6 @@ def demo(
             if anchoring is not None:
                 _print_anchoring(anchoring)
     finally:
-        ledger.close()
         runner.engine.dispose()
 
 
@@ -495,7 +503,8 @@ def _demo_chain(
         yield service
         return
     try:
-        node = Anvil.start()
+        with err.status("chain: starting a local anvil node..."):
+            node = Anvil.start()
     except (ArtifactNotFoundError, AnvilError) as error:
         err.print(f"[red]usage[/red]: no chain for the demo: {error}")
         raise typer.Exit(2) from None
@@ -814,25 +823,32 @@ def serve(
     ] = False,
     projector: Annotated[bool, typer.Option(help="Run the projection runner in this process.")] = True,
     workers: Annotated[int, typer.Option(min=1, help="API worker processes (uvicorn).")] = 1,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Load the demo while already serving (as `ledger demo`).")
+    ] = False,
+    demo_chain: Annotated[
+        bool, typer.Option("--demo-chain", help="With --demo: run it through a local anvil chain.")
+    ] = False,
 ) -> None:
     """Serve the HTTP API (with the projection runner in-process unless --no-projector).
 
     With --workers N, N worker processes serve the API (each builds it through
     `bootstrap.build_api`) while this process supervises them and runs the one projection
     runner and the in-process chain jobs. SIGTERM: stop taking requests, let those in flight
-    finish (at most GRACE_SECONDS), finish the projection batch in flight, exit 0."""
+    finish (at most GRACE_SECONDS), finish the projection batch in flight, exit 0.
+
+    With --demo the API serves at once while the demo loads in the background (its progress
+    printed stage by stage); the console URL and the keys are printed when it is loaded."""
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     config = bootstrap.settings()
     services = bootstrap.build_services(config)
-    if demo_keys:
-        investor = next(iter(_demo_investor(services)), None)
-        for role, investor_id in (("admin", None), ("auditor", None), ("investor", investor)):
-            if role != "investor" or investor_id:
-                key = KeyAdmin(services.ledger, services.keys).create(role, investor_id).key  # recorded
-                suffix = f" (investor {investor_id})" if investor_id else ""
-                out.print(f"{role} key{suffix}: [bold]{key}[/bold]")
     base = f"http://{host}:{port}"
-    out.print(f"API {base}/v1   docs {base}/docs   health {base}/healthz   metrics {base}/metrics")
+    if demo:
+        out.print(f"serving at {base} while the demo loads (console and keys follow when it is loaded)")
+    elif demo_keys:
+        _print_demo_keys(services, base)
+    else:
+        _print_urls(base)
     worker = None
     if projector:
         worker = threading.Thread(
@@ -850,6 +866,10 @@ def serve(
     target: Any = "adapters.bootstrap:build_api"  # each worker process builds its own
     if workers == 1:
         target = bootstrap.api_for(services, config)
+    if demo:  # started once the app is built: migrations (alembic) must not run in two threads
+        threading.Thread(
+            target=_serve_demo, args=(services, config, demo_chain, demo_keys, base), daemon=True
+        ).start()
     try:
         uvicorn.run(
             target,
@@ -868,6 +888,39 @@ def serve(
         if worker is not None:
             worker.join(timeout=GRACE_SECONDS)
         services.ledger.close()
+
+
+def _print_demo_keys(services: Services, base: str) -> None:
+    investor = next(iter(_demo_investor(services)), None)
+    for role, investor_id in (("admin", None), ("auditor", None), ("investor", investor)):
+        if role != "investor" or investor_id:
+            key = KeyAdmin(services.ledger, services.keys).create(role, investor_id).key  # recorded
+            suffix = f" (investor {investor_id})" if investor_id else ""
+            out.print(f"{role} key{suffix}: [bold]{key}[/bold]", soft_wrap=True)  # never split a key
+    _print_urls(base)
+
+
+def _print_urls(base: str) -> None:
+    urls = f"API {base}/v1   docs {base}/docs   health {base}/healthz   metrics {base}/metrics"
+    out.print(urls, soft_wrap=True)
+    out.print(f"console [bold]{base}/console[/bold] (sign in with an auditor or admin key)", soft_wrap=True)
+
+
+def _serve_demo(services: Services, config: Settings, chain: bool, keys: bool, base: str) -> None:
+    """`serve --demo`: the demo loaded on the served ledger, then the keys and URLs."""
+    started = time.monotonic()
+    try:
+        _demo(services.ledger, config, chain, as_json=False)
+        out.print(f"demo loaded in {time.monotonic() - started:.0f} s")
+    except typer.Exit:  # already explained (no chain to run it on)
+        err.print("[red]the demo did not load[/red]; serving the store as it is")
+    except Exception:  # the API keeps serving what was loaded
+        err.print_exception()
+        err.print("[red]the demo did not finish loading[/red]; serving the store as it is")
+    if keys:
+        _print_demo_keys(services, base)
+    else:
+        _print_urls(base)
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:

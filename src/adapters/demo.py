@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import random
 import tempfile
+import time
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from adapters.chain import anchor
 from adapters.chain.service import ChainService
@@ -65,6 +77,50 @@ ASSETS: list[dict[str, Any]] = [
 INVESTORS = 320
 
 
+class Stages:
+    """The demo's progress on the console: a line per stage (a bar where the count is known),
+    so that a long run (the chain demo takes minutes) always says what it is doing. On a console
+    that is no terminal (a log file), each stage prints one line when it ends."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            disable=not console.is_terminal,  # a log gets the line each stage prints as it ends
+        )
+
+    def __enter__(self) -> Stages:
+        self.progress.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.progress.stop()
+
+    @contextmanager
+    def stage(self, description: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
+        """A stage; the caller advances it by the number of steps done."""
+        task = self.progress.add_task(description, total=total)
+        started = time.monotonic()
+        if not self.console.is_terminal:
+            self.console.print(f"{description}: {total or 'some'} steps...")
+
+        def advance(steps: int = 1) -> None:
+            self.progress.advance(task, steps)
+
+        yield advance
+        done = int(self.progress.tasks[task].completed)
+        self.progress.update(task, total=max(done, 1), completed=max(done, 1))
+        if not self.console.is_terminal:
+            self.console.print(f"{description}: done ({done}) in {time.monotonic() - started:.1f} s")
+
+
 def load_demo(
     ledger: LedgerApplication, console: Console, chain: ChainService | None = None
 ) -> dict[str, Any]:
@@ -80,8 +136,8 @@ def load_demo(
         ledger.get_asset(ASSETS[0]["asset_id"])
         console.print("demo already loaded; showing the store as it is")
     except NotFoundError:
-        with console.status("loading the demo scenario..."):
-            _load(ledger, rng, outcomes, chain)
+        with Stages(console) as stages:
+            _load(ledger, rng, outcomes, chain, stages)
         fresh = True
     verification = ledger.admin.verify()
     return {
@@ -110,25 +166,51 @@ def _attempt(outcomes: Counter[str], action: Any, *args: Any) -> Any:
 
 
 def _load(
-    ledger: LedgerApplication, rng: random.Random, outcomes: Counter[str], chain: ChainService | None
+    ledger: LedgerApplication,
+    rng: random.Random,
+    outcomes: Counter[str],
+    chain: ChainService | None,
+    stages: Stages,
 ) -> None:
-    for terms in ASSETS:
-        _attempt(outcomes, ledger.register_asset, terms)
-        _attempt(outcomes, ledger.approve_asset, terms["asset_id"])
-        if chain is not None:
-            chain.deploy(terms["asset_id"])
-        _attempt(outcomes, ledger.set_offering, terms["asset_id"], True)
+    label = "assets: register, approve" + (", deploy a T-REX suite on chain" if chain else "")
+    with stages.stage(label, len(ASSETS)) as advance:
+        for terms in ASSETS:
+            _attempt(outcomes, ledger.register_asset, terms)
+            _attempt(outcomes, ledger.approve_asset, terms["asset_id"])
+            if chain is not None:
+                chain.deploy(terms["asset_id"])
+            _attempt(outcomes, ledger.set_offering, terms["asset_id"], True)
+            advance(1)
 
     investors = [f"inv-{n:04d}" for n in range(1, INVESTORS + 1)]
-    for n, investor_id in enumerate(investors, start=1):
-        wallet = "0x" + rng.getrandbits(160).to_bytes(20, "big").hex()
-        _attempt(outcomes, ledger.register_investor, investor_id, rng.choice(COUNTRIES), wallet, n % 9 == 0)
-        roll = rng.random()
-        status = "approved" if roll < 0.9 else "pending" if roll < 0.95 else "rejected"
-        if status != "pending":
-            _attempt(outcomes, ledger.update_kyc, investor_id, status)
+    with stages.stage("investors: register, KYC", len(investors)) as advance:
+        for n, investor_id in enumerate(investors, start=1):
+            wallet = "0x" + rng.getrandbits(160).to_bytes(20, "big").hex()
+            country, accredited = rng.choice(COUNTRIES), n % 9 == 0
+            _attempt(outcomes, ledger.register_investor, investor_id, country, wallet, accredited)
+            roll = rng.random()
+            status = "approved" if roll < 0.9 else "pending" if roll < 0.95 else "rejected"
+            if status != "pending":
+                _attempt(outcomes, ledger.update_kyc, investor_id, status)
+            advance(1)
 
+    with stages.stage("investments: place, pay or cancel", len(investors)) as advance:
+        _invest(ledger, rng, outcomes, investors, advance)
+    with stages.stage("transfers, a freeze, a distribution, valuations", 150) as advance:
+        _trade(ledger, rng, outcomes, investors, advance)
+    with stages.stage("a proposal and its votes") as advance:
+        _vote(ledger, rng, outcomes, advance)
+
+
+def _invest(
+    ledger: LedgerApplication,
+    rng: random.Random,
+    outcomes: Counter[str],
+    investors: list[str],
+    advance: Callable[[int], None],
+) -> None:
     for investor_id in investors:
+        advance(1)
         for terms in rng.sample(ASSETS, k=rng.choice([1, 1, 2, 3])):
             amount = rng.randrange(terms["min_investment"], terms["min_investment"] * 40)
             placed = _attempt(outcomes, ledger.place_investment, investor_id, terms["asset_id"], amount)
@@ -141,8 +223,17 @@ def _load(
             elif roll < 0.95:
                 _attempt(outcomes, ledger.cancel_investment, investment_id)
 
+
+def _trade(
+    ledger: LedgerApplication,
+    rng: random.Random,
+    outcomes: Counter[str],
+    investors: list[str],
+    advance: Callable[[int], None],
+) -> None:
     _revalue(ledger, outcomes, 92, "appraisal Q3 (KJPP)", "market comparables")  # down
     for _ in range(150):
+        advance(1)
         terms = rng.choice(ASSETS)
         holders = sorted(ledger.get_asset(terms["asset_id"]).balances.items())
         sender, balance = rng.choice(holders)
@@ -167,6 +258,10 @@ def _load(
 
     _revalue(ledger, outcomes, 115, "NAV report Q4 (independent valuer)", "discounted cash flow")  # up
 
+
+def _vote(
+    ledger: LedgerApplication, rng: random.Random, outcomes: Counter[str], advance: Callable[[int], None]
+) -> None:
     water = ledger.get_asset("WATER-SBY-01")
     proposal = _attempt(
         outcomes,
@@ -182,6 +277,7 @@ def _load(
             if rng.random() < 0.6:
                 option = rng.choices(["approve", "reject", "abstain"], weights=[6, 3, 1])[0]
                 _attempt(outcomes, ledger.cast_vote, proposal_id, investor_id, option)
+                advance(1)
         _attempt(outcomes, ledger.close_proposal, proposal_id)
 
 
@@ -205,23 +301,36 @@ def _revalue(
 def run_chain_demo(chain: ChainService, console: Console) -> list[dict[str, Any]]:
     """Carries the demo out on the chain, reconciles every asset (clean), then moves tokens
     directly on chain, outside the ledger, and reconciles again: the difference shows."""
-    with console.status("carrying the demo out on chain (identities, mints, transfers)..."):
-        while chain.carry_out():
-            pass
+    with Stages(console) as stages:
+        reports = _reconciled_demo(chain, stages)
+    return reports
+
+
+def _reconciled_demo(chain: ChainService, stages: Stages) -> list[dict[str, Any]]:
+    assert chain.worker is not None
+    pending = len(chain.app.outbox.open_rows(1_000_000))
+    with stages.stage("chain: identities, mints, transfers (the outbox)", pending) as advance:
+        while done := chain.worker.run_once(limit=10):  # ten at a time: the bar moves
+            advance(done)
     chain.rpc.call("anvil_mine", [hex(chain.confirmations + 1)])
     reports = []
-    with console.status("mirroring and reconciling..."):
-        for asset_id in chain.bound_assets():
+    bound = chain.bound_assets()
+    with stages.stage("chain: mirror and reconcile each asset", len(bound)) as advance:
+        for asset_id in bound:
             reports.append(chain.reconcile(asset_id)[1] | {"when": "after the demo"})
-    toll = chain.app.get_asset("TOLL-JKT-01")
-    ranked = sorted(toll.balances, key=lambda i: (-toll.balances[i], i))
-    source, target = (chain.app.get_investor(i).wallets[0] for i in (ranked[2], ranked[3]))
-    assert chain.client is not None and chain.worker is not None
-    suite = chain.worker.suite("TOLL-JKT-01")
-    chain.client.agent_call(suite, TokenCall("forced_transfer", {"from_": source, "to": target, "amount": 1}))
-    chain.rpc.call("anvil_mine", [hex(chain.confirmations + 1)])
-    after = chain.reconcile("TOLL-JKT-01")[1]
-    reports.append(after | {"when": "after one transfer on chain, outside the ledger"})
+            advance(1)
+    with stages.stage("chain: a transfer outside the ledger, reconciled again", 1) as advance:
+        toll = chain.app.get_asset("TOLL-JKT-01")
+        ranked = sorted(toll.balances, key=lambda i: (-toll.balances[i], i))
+        source, target = (chain.app.get_investor(i).wallets[0] for i in (ranked[2], ranked[3]))
+        assert chain.client is not None and chain.worker is not None
+        suite = chain.worker.suite("TOLL-JKT-01")
+        call = TokenCall("forced_transfer", {"from_": source, "to": target, "amount": 1})
+        chain.client.agent_call(suite, call)
+        chain.rpc.call("anvil_mine", [hex(chain.confirmations + 1)])
+        after = chain.reconcile("TOLL-JKT-01")[1]
+        reports.append(after | {"when": "after one transfer on chain, outside the ledger"})
+        advance(1)
     return reports
 
 
@@ -236,8 +345,11 @@ def run_anchor_demo(chain: ChainService, console: Console) -> dict[str, Any]:
     same anchor: caught, naming the first missing position.
     The demo store itself is left whole (`make run` serves it afterwards)."""
     assert chain.client is not None
-    with tempfile.TemporaryDirectory(prefix="ledger-demo-") as scratch, console.status(
-        "signing a tree head and anchoring it on chain..."
+    label = "chain: sign a tree head, anchor it, verify against the anchor"
+    with (
+        tempfile.TemporaryDirectory(prefix="ledger-demo-") as scratch,
+        Stages(console) as stages,
+        stages.stage(label, 1) as advance,
     ):
         key = new_signing_key(Path(scratch) / "audit-key.pem")
         public = key.public_key()
@@ -262,6 +374,7 @@ def run_anchor_demo(chain: ChainService, console: Console) -> dict[str, Any]:
         )
         copy_chain = truncated.admin.verify()
         truncated.close()
+        advance(1)
     return {
         "public_key": public_hex(public),
         "key_id": head.key_id,

@@ -111,7 +111,8 @@ async def sign_in(request: Request) -> Response:
         message = "That is not a valid API key (or it was revoked or has expired)."
         return _html(request, "sign_in.html", Page("Sign in"), None, 401, message=message)
     if principal.role not in session.ROLES:
-        message = f"A {principal.role} key cannot sign in to the console: use an auditor or admin key."
+        role = principal.role.capitalize()
+        message = f"{role} keys cannot sign in to the console: use an auditor or admin key."
         return _html(request, "sign_in.html", Page("Sign in"), None, 403, message=message)
     response = see_other("/console/assets")
     session.start(response, request, principal, token)
