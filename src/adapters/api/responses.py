@@ -122,20 +122,17 @@ class Problem(BaseModel):
     title: str
     status: int = Field(description="The HTTP status, repeated.")
     detail: str
-    code: str = Field(
-        description="What went wrong, one of: "
-        + ", ".join(sorted({c for s in (401, 403, 404, 409, 413, 422, 503) for c in codes_of(s)}))
-        + "."
-    )
+    code: str = Field(description="What went wrong (the codes are listed when the document is built).")
+
+
+PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 
 
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The `responses=` of an operation that can answer these problems."""
+    """The `responses=` of an operation that can answer these problems (each status's codes are
+    listed when the document is built, once every module's errors are known)."""
     return {
-        status: {
-            "description": "Problem: " + ", ".join(codes_of(status)),
-            "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}},
-        }
+        status: {"description": "Problem", "content": {PROBLEM: {"schema": PROBLEM_REF}}}
         for status in statuses
     }
 
@@ -160,11 +157,17 @@ def install_document(api: FastAPI) -> None:
         if api.openapi_schema is None:
             document = build()
             components = document.setdefault("components", {})
-            components.setdefault("schemas", {})["Problem"] = Problem.model_json_schema()
+            components.setdefault("schemas", {})["Problem"] = problem = Problem.model_json_schema()
+            statuses = (401, 403, 404, 409, 413, 422, 503)
+            every = sorted({code for status in statuses for code in codes_of(status)})
+            problem["properties"]["code"]["description"] = f"What went wrong, one of: {', '.join(every)}."
             components["securitySchemes"] = {"apiKey": BEARER}
             for path, operations in document["paths"].items():
                 for operation in operations.values():
                     _optional_body_without_null(operation)
+                    for status, response in operation["responses"].items():
+                        if response.get("content", {}).get(PROBLEM, {}).get("schema") == PROBLEM_REF:
+                            response["description"] = "Problem: " + ", ".join(codes_of(int(status)))
                     if path.startswith("/v1/"):
                         operation["security"] = [{"apiKey": []}]
             api.openapi_schema = document
