@@ -59,6 +59,14 @@ stdout carries one JSON object per measure and nothing else; progress goes to st
 single connection), `api_portfolio_throughput` (requests/s at `BENCH_CONCURRENCY`
 connections, target >= 0.5 x `/healthz` at the same concurrency) and
 `api_portfolio_p99_concurrent` (informational).
+
+`--analytics` runs only the analytics measures; `--lists` only the lists: a history of one asset
+and 10,000 investors, the first of them with 10,000 movements (an issuance, then a token to each
+of the others in turn), then `api_statement_first_page_p99` and `api_statement_last_page_p99`
+(100 movements a page, target <= 20 ms; baseline the `/healthz` p99, interleaved on one
+connection) and `api_investor_list_rate` (all 10,000 investors paged through 500 at a time, rows
+per second, target >= 0.5 x one raw SELECT of the same rows and columns, interleaved; the same
+pages read straight from the database are reported beside it).
 """
 
 from __future__ import annotations
@@ -1850,10 +1858,21 @@ def lists_main() -> None:
             def raw_select() -> int:
                 return len(raw.execute(select_all).fetchall())
 
+            def raw_pages() -> int:  # the API's pages, by key, straight from the database
+                rows, last = 0, ""
+                while True:
+                    query = f"SELECT {columns}, registered_position FROM rm_investors WHERE investor_id > %s"
+                    page = raw.execute(f"{query} ORDER BY investor_id LIMIT {LISTS_PAGE}", (last,)).fetchall()
+                    rows += len(page)
+                    if len(page) < LISTS_PAGE:
+                        return rows
+                    last = page[-1][0]
+
             walks: list[float] = []
             selects: list[float] = []
+            paged: list[float] = []
             for _ in range(LISTS_WALKS + 2):  # interleaved; the first two of each warm up
-                for measure, into in ((walk, walks), (raw_select, selects)):
+                for measure, into in ((walk, walks), (raw_select, selects), (raw_pages, paged)):
                     began = time.perf_counter()
                     assert measure() == LISTS_INVESTORS
                     into.append(time.perf_counter() - began)
@@ -1892,6 +1911,8 @@ def lists_main() -> None:
             "page_items": LISTS_PAGE,
             "walks": LISTS_WALKS,
             "baseline_name": "one raw SELECT of the same rows and columns (psycopg, fetchall), interleaved",
+            "raw_pages_rows_per_s": round(rows / statistics.median(paged[2:])),
+            "client": "http.client, one keep-alive connection, each page's body parsed by json.loads",
             "store": "postgresql",
         }
     )
