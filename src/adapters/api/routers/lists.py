@@ -3,7 +3,7 @@ asset's distributions, proposals and investments; cursor-paginated, statements a
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Annotated, Any
 
 import orjson
@@ -180,9 +180,7 @@ async def _statement(
         return await run_in_threadpool(_statement_in_thread, request, which, after, limit, min_position)
     if min_position is not None:
         await run_in_threadpool(wait_for, svc, min_position)
-    rows, more, as_of, known = await pool.read(
-        lambda conn: statement_page_async(conn, which, after, limit)
-    )
+    rows, more, as_of, known = await pool.read(lambda conn: statement_page_async(conn, which, after, limit))
     if not known:
         _unknown(which)
     next_cursor = encode_cursor(kind, rows[-1][0], rows[-1][2 if by_investor else 3]) if more else None
@@ -296,6 +294,26 @@ async def asset_statement(
     return await _statement(request, which, cursor, limit, min_position)
 
 
+def _asset_list(
+    request: Request,
+    asset_id: str,
+    min_position: int | None,
+    cursor: str | None,
+    model: type[Page[Any]],
+    read: Callable[[Connection, int], tuple[Sequence[Any], bool]],
+    key: Callable[[Any], int],
+) -> Response:
+    """A page of one of an asset's lists kept in position order: `read(conn, after)` gives the
+    rows after a position, `key` the position of a row."""
+    values.asset_id(asset_id)
+    kind = model.__name__
+    after = decode_cursor(cursor, kind, int)
+    with consistent_read(services(request), min_position) as (conn, as_of):
+        _known(conn, assets, "asset_id", asset_id, "asset")
+        page, more = read(conn, after[0] if after else 0)
+    return _page(model, page, encode_cursor(kind, key(page[-1])) if more else None, as_of)
+
+
 @router.get("/assets/{asset_id}/distributions", response_model=DistributionPage)
 def list_distributions(
     request: Request,
@@ -307,13 +325,15 @@ def list_distributions(
 ) -> Response:
     """The asset's distributions in the order declared (entitlements are in each one's record)."""
     require(caller, "auditor")
-    values.asset_id(asset_id)
-    after = decode_cursor(cursor, "distributions", int)
-    with consistent_read(services(request), min_position) as (conn, as_of):
-        _known(conn, assets, "asset_id", asset_id, "asset")
-        page, more = distributions_page(conn, asset_id, after[0] if after else 0, limit)
-    next_cursor = encode_cursor("distributions", page[-1].declared_position) if more else None
-    return _page(DistributionPage, page, next_cursor, as_of)
+    return _asset_list(
+        request,
+        asset_id,
+        min_position,
+        cursor,
+        DistributionPage,
+        lambda conn, after: distributions_page(conn, asset_id, after, limit),
+        lambda row: row.declared_position,
+    )
 
 
 @router.get("/assets/{asset_id}/proposals", response_model=ProposalPage)
@@ -327,13 +347,15 @@ def list_proposals(
 ) -> Response:
     """The proposals on the asset in the order created (tallies are in each one's record)."""
     require(caller, "auditor")
-    values.asset_id(asset_id)
-    after = decode_cursor(cursor, "proposals", int)
-    with consistent_read(services(request), min_position) as (conn, as_of):
-        _known(conn, assets, "asset_id", asset_id, "asset")
-        page, more = proposals_page(conn, asset_id, after[0] if after else 0, limit)
-    next_cursor = encode_cursor("proposals", page[-1].snapshot_position) if more else None
-    return _page(ProposalPage, page, next_cursor, as_of)
+    return _asset_list(
+        request,
+        asset_id,
+        min_position,
+        cursor,
+        ProposalPage,
+        lambda conn, after: proposals_page(conn, asset_id, after, limit),
+        lambda row: row.snapshot_position,
+    )
 
 
 @router.get("/assets/{asset_id}/investments", response_model=InvestmentPage)
@@ -348,11 +370,13 @@ def list_investments(
 ) -> Response:
     """The investments in the asset in the order placed."""
     require(caller, "auditor")
-    values.asset_id(asset_id)
     _one_of(status, INVESTMENT_STATUSES, "status")
-    after = decode_cursor(cursor, "investments", int)
-    with consistent_read(services(request), min_position) as (conn, as_of):
-        _known(conn, assets, "asset_id", asset_id, "asset")
-        page, more = investments_page(conn, asset_id, status, after[0] if after else 0, limit)
-    next_cursor = encode_cursor("investments", page[-1]["placed_position"]) if more else None
-    return _page(InvestmentPage, page, next_cursor, as_of)
+    return _asset_list(
+        request,
+        asset_id,
+        min_position,
+        cursor,
+        InvestmentPage,
+        lambda conn, after: investments_page(conn, asset_id, status, after, limit),
+        lambda row: row["placed_position"],
+    )
