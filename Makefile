@@ -63,6 +63,7 @@ bench: $(STAMP) $(CONTRACTS)
 	$(BIN)/python bench/project.py
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/api.py --analytics
+	$(BIN)/python bench/api.py --lists
 	$(BIN)/python bench/mirror.py
 	$(BIN)/python bench/reconcile.py
 

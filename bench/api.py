@@ -59,6 +59,14 @@ stdout carries one JSON object per measure and nothing else; progress goes to st
 single connection), `api_portfolio_throughput` (requests/s at `BENCH_CONCURRENCY`
 connections, target >= 0.5 x `/healthz` at the same concurrency) and
 `api_portfolio_p99_concurrent` (informational).
+
+`--analytics` runs only the analytics measures; `--lists` only the lists: a history of one asset
+and 10,000 investors, the first of them with 10,000 movements (an issuance, then a token to each
+of the others in turn), then `api_statement_first_page_p99` and `api_statement_last_page_p99`
+(100 movements a page, target <= 20 ms; baseline the `/healthz` p99, interleaved on one
+connection) and `api_investor_list_rate` (all 10,000 investors paged through 500 at a time, rows
+per second, target >= 0.5 x one raw SELECT of the same rows and columns, interleaved; the same
+pages read straight from the database are reported beside it).
 """
 
 from __future__ import annotations
@@ -1751,6 +1759,165 @@ def analytics_main() -> None:
         )
 
 
+# ----- lists (SPEC 8: a statement of 10,000 movements, first and last page; 10,000 investors) -----
+
+LISTS_INVESTORS = int(os.environ.get("BENCH_LISTS_INVESTORS", "10000"))
+LISTS_MOVEMENTS = int(os.environ.get("BENCH_LISTS_MOVEMENTS", "10000"))
+LISTS_REQUESTS = int(os.environ.get("BENCH_LISTS_REQUESTS", "300"))  # of each statement page
+LISTS_WALKS = int(os.environ.get("BENCH_LISTS_WALKS", "15"))  # walks through the investor list
+LISTS_PAGE = 500  # investors per page (the largest page)
+TARGET_LISTS_P99_MS = 20.0
+TARGET_LISTS_RATE = 0.5
+
+
+def lists_history(url: str) -> tuple[int, str]:
+    """Aggregates driven in memory (as `History`): one asset, `LISTS_INVESTORS` investors with KYC
+    approved, the first of them issued tokens once and then sending one token to each of the others
+    in turn, `LISTS_MOVEMENTS` movements in all. Returns the head and the investor's id."""
+    app = LedgerApplication(store_env(url))
+    try:
+        history = History(app, 0, LISTS_INVESTORS)
+        plan = asset_plans()[0]
+        history.register_asset(plan)
+        asset = history.assets[plan.terms["asset_id"]]
+        investors = [history.register_investor(n) for n in range(1, LISTS_INVESTORS + 1)]
+        for investor in investors:
+            investor.update_kyc("approved", None)
+            history.commit("update_kyc", investor)
+        main = investors[0].investor_id
+        purchase = asset.check_investment(main, True, LISTS_MOVEMENTS * asset.unit_price)
+        investment = Investment.place(main, asset.asset_id, LISTS_MOVEMENTS * asset.unit_price, purchase)
+        asset.reserve(investment.id, main, purchase.quantity)
+        history.commit("place_investment", asset, investment)
+        investment.confirm_payment("PAY-LISTS")
+        asset.issue(investment.id, main, purchase.quantity, history.now)
+        history.commit("confirm_payment", investment, asset)
+        for n in range(1, LISTS_MOVEMENTS):
+            receiver = investors[1 + (n - 1) % (len(investors) - 1)].investor_id
+            asset.transfer(main, receiver, 1, True, history.now)
+            history.commit("transfer", asset)
+        history.flush()
+        return history.head, main
+    finally:
+        app.close()
+
+
+def lists_main() -> None:
+    """Statement pages (first and last) p99 against GET /healthz, interleaved on one connection;
+    the investor list walked page by page against the same rows read by one raw SELECT."""
+    with scratch_schema(log, prefix="bench_lists_", digits=10, keep=KEEP_SCHEMA) as schema:
+        started = time.perf_counter()
+        head, main = lists_history(with_schema(PG_URL, schema))
+        log(f"history: {head} events in {time.perf_counter() - started:.1f}s")
+        key, _ = project(schema, head)
+        headers = {"Authorization": f"Bearer {key}"}
+        statement = f"/v1/investors/{main}/transactions"
+        with server(schema) as (_, port):
+            conn_http = http.client.HTTPConnection(HOST, port, timeout=30)
+
+            def get(path: str) -> Any:
+                conn_http.request("GET", path, headers=headers)
+                response = conn_http.getresponse()
+                body = response.read()
+                assert response.status == 200, (path, response.status, body[:300])
+                return json.loads(body)
+
+            movements, cursor, last_path = 0, None, statement
+            while True:  # the whole statement, page by page, to find the last page's cursor
+                page = get(statement + (f"?cursor={cursor}" if cursor else ""))
+                movements += len(page["items"])
+                if page["next_cursor"] is None:
+                    break
+                cursor = page["next_cursor"]
+                last_path = f"{statement}?cursor={cursor}"
+            assert movements == LISTS_MOVEMENTS, movements
+            assert page["items"][-1]["balance_after"] == "1", page["items"][-1]
+            paths = {"healthz": HEALTH_ROUTE, "first": statement, "last": last_path}
+            samples: dict[str, list[float]] = {name: [] for name in paths}
+            for round_ in range(LISTS_REQUESTS + 20):  # the first 20 rounds warm up
+                for name in random.Random(round_).sample(sorted(paths), len(paths)):
+                    began = time.perf_counter_ns()
+                    get(paths[name])
+                    if round_ >= 20:
+                        samples[name].append((time.perf_counter_ns() - began) / 1e6)
+
+            def walk() -> int:
+                rows, cursor = 0, None
+                while True:
+                    query = f"?limit={LISTS_PAGE}" + (f"&cursor={cursor}" if cursor else "")
+                    page = get("/v1/investors" + query)
+                    rows += len(page["items"])
+                    cursor = page["next_cursor"]
+                    if cursor is None:
+                        return rows
+
+            raw = psycopg.connect(PG_URL, options=f"-csearch_path={schema}")
+            columns = "investor_id, country, accredited, kyc_status, kyc_expires_at, registered_at"
+            select_all = f"SELECT {columns}, registered_position FROM rm_investors ORDER BY investor_id"
+
+            def raw_select() -> int:
+                return len(raw.execute(select_all).fetchall())
+
+            def raw_pages() -> int:  # the API's pages, by key, straight from the database
+                rows, last = 0, ""
+                while True:
+                    query = f"SELECT {columns}, registered_position FROM rm_investors WHERE investor_id > %s"
+                    page = raw.execute(f"{query} ORDER BY investor_id LIMIT {LISTS_PAGE}", (last,)).fetchall()
+                    rows += len(page)
+                    if len(page) < LISTS_PAGE:
+                        return rows
+                    last = page[-1][0]
+
+            walks: list[float] = []
+            selects: list[float] = []
+            paged: list[float] = []
+            for _ in range(LISTS_WALKS + 2):  # interleaved; the first two of each warm up
+                for measure, into in ((walk, walks), (raw_select, selects), (raw_pages, paged)):
+                    began = time.perf_counter()
+                    assert measure() == LISTS_INVESTORS
+                    into.append(time.perf_counter() - began)
+            raw.close()
+            conn_http.close()
+    p99 = {name: percentile(values, 99) for name, values in samples.items()}
+    shared = {"store": "postgresql", "events": head, "movements": movements, "samples": LISTS_REQUESTS}
+    shared |= {"page_items": 100}
+    shared |= {"baseline_name": "GET /healthz p99, same server, one connection, interleaved"}
+    for kind in ("first", "last"):
+        emit(
+            {
+                "name": f"api_statement_{kind}_page_p99",
+                "value": round(p99[kind], 3),
+                "unit": "ms",
+                "baseline": round(p99["healthz"], 3),
+                "ratio": round(p99[kind] / p99["healthz"], 3),
+                "target": f"<= {TARGET_LISTS_P99_MS:.0f}",
+                "pass": p99[kind] <= TARGET_LISTS_P99_MS,
+                "p50_ms": round(statistics.median(samples[kind]), 3),
+                **shared,
+            }
+        )
+    rows = LISTS_INVESTORS
+    rate, baseline = rows / statistics.median(walks[2:]), rows / statistics.median(selects[2:])
+    emit(
+        {
+            "name": "api_investor_list_rate",
+            "value": round(rate),
+            "unit": "rows/s",
+            "baseline": round(baseline),
+            "ratio": round(rate / baseline, 3),
+            "target": f">= {TARGET_LISTS_RATE}",
+            "pass": rate / baseline >= TARGET_LISTS_RATE,
+            "rows": rows,
+            "page_items": LISTS_PAGE,
+            "walks": LISTS_WALKS,
+            "baseline_name": "one raw SELECT of the same rows and columns (psycopg, fetchall), interleaved",
+            "raw_pages_rows_per_s": round(rows / statistics.median(paged[2:])),
+            "client": "http.client, one keep-alive connection, each page's body parsed by json.loads",
+            "store": "postgresql",
+        }
+    )
+
+
 def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
@@ -1760,5 +1927,7 @@ if __name__ == "__main__":
         client_main(sys.argv[2], sys.argv[3])
     elif sys.argv[1:] == ["--analytics"]:
         analytics_main()
+    elif sys.argv[1:] == ["--lists"]:
+        lists_main()
     else:
         main()

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from eventsourcing.dispatch import singledispatchmethod
+from psycopg import AsyncConnection, AsyncRawCursor
 from sqlalchemy import BigInteger, Boolean, Column, Connection, Index, String, Table, select
 
 from ledger.domain.investment import Investment
@@ -227,6 +228,31 @@ def investors_page(
         query = query.where(i.investor_id > after)
     rows = conn.execute(query.order_by(i.investor_id).limit(limit + 1)).all()
     return [InvestorSummary(*r) for r in rows[:limit]], len(rows) > limit
+
+
+async def investors_page_async(
+    conn: AsyncConnection[Any], kyc_status: str | None, country: str | None, after: str | None, limit: int
+) -> tuple[list[tuple[Any, ...]], bool, int]:
+    """`investors_page` on a plain psycopg connection (PostgreSQL), as tuples of the columns of
+    `InvestorSummary`, with the position of the views, all read by one statement (one snapshot)."""
+    conditions: list[str] = []
+    params: list[str | int] = []
+    for column, value in (("kyc_status =", kyc_status), ("country =", country), ("investor_id >", after)):
+        if value is not None:
+            params.append(value)
+            conditions.append(f"{column} ${len(params)}")
+    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+    params.append(limit + 1)
+    # The position first, as a row of its own: it is there even when the page is empty.
+    statement = (
+        "SELECT NULL, NULL, NULL, NULL, NULL, NULL, COALESCE(MIN(position), 0) FROM rm_tracking"
+        " UNION ALL (SELECT investor_id, country, accredited, kyc_status, kyc_expires_at, registered_at,"
+        f" registered_position FROM rm_investors {where} ORDER BY investor_id LIMIT ${len(params)})"
+    )
+    cursor = AsyncRawCursor(conn)
+    await cursor.execute(statement, params)
+    rows = await cursor.fetchall()
+    return rows[1 : limit + 1], len(rows) > limit + 1, int(rows[0][6])
 
 
 def investments_page(

@@ -17,6 +17,8 @@ from datetime import datetime
 from typing import Any
 
 from eventsourcing.dispatch import singledispatchmethod
+from psycopg import AsyncConnection, AsyncRawCursor
+from psycopg.types.numeric import IntLoader
 from sqlalchemy import BigInteger, Column, Connection, Index, String, Table, select, tuple_
 
 from ledger.domain.asset import Asset
@@ -322,3 +324,47 @@ def whole_statement(
             return
         last = page[-1]
         after = (last.position, last.asset_id if which.investor_id is not None else last.investor_id)
+
+
+async def statement_page_async(
+    conn: AsyncConnection[Any], which: StatementFilter, after: tuple[int, str] | None, limit: int
+) -> tuple[list[tuple[Any, ...]], bool, int, bool]:
+    """`statement_page` on a plain psycopg connection (PostgreSQL) as tuples in the order of
+    `Movement`'s fields, with the position of the views and whether the investor (or asset) is
+    known: one statement, so one snapshot and one round trip."""
+    if which.investor_id is not None:
+        owner, second, known = "investor_id", "asset_id", "SELECT 1 FROM rm_investors WHERE investor_id = $1"
+        params: list[Any] = [which.investor_id]
+    else:
+        owner, second, known = "asset_id", "investor_id", "SELECT 1 FROM rm_assets WHERE asset_id = $1"
+        params = [which.asset_id]
+    conditions = [f"{owner} = $1"]
+    for condition, value in (
+        ("asset_id = ${}", which.asset_id if which.investor_id is not None else None),
+        ("position >= ${}", which.from_position),
+        ("position <= ${}", which.to_position),
+    ):
+        if value is not None:
+            params.append(value)
+            conditions.append(condition.format(len(params)))
+    if after is not None:
+        params.extend(after)
+        conditions.append(f"(position, {second}) > (${len(params) - 1}::bigint, ${len(params)}::text)")
+    params.append(limit + 1)
+    statement = (
+        "SELECT 't', COALESCE(MIN(position), 0), NULL::timestamptz, NULL, NULL, NULL, NULL, NULL,"
+        " NULL::numeric, NULL::numeric, NULL::numeric, NULL::numeric FROM rm_tracking"
+        f" UNION ALL SELECT 'k', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
+        f" WHERE EXISTS ({known})"
+        " UNION ALL (SELECT 'm', position, occurred_at, asset_id, investor_id, kind, counterparty,"
+        f" reference, quantity, amount, balance, frozen FROM rm_statements WHERE {' AND '.join(conditions)}"
+        f" ORDER BY position, {second} LIMIT ${len(params)})"
+    )
+    cursor = AsyncRawCursor(conn)
+    cursor.adapters.register_loader("numeric", IntLoader)
+    await cursor.execute(statement, params)
+    rows = await cursor.fetchall()
+    as_of = int(rows[0][1])
+    is_known = len(rows) > 1 and rows[1][0] == "k"
+    movements = [r[1:] for r in rows[2 if is_known else 1 :]]
+    return movements[:limit], len(movements) > limit, as_of, is_known

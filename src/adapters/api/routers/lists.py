@@ -3,10 +3,12 @@ asset's distributions, proposals and investments; cursor-paginated, statements a
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from sqlalchemy import Connection, exists, select
 
@@ -17,8 +19,10 @@ from adapters.api.common import (
     MinPosition,
     Services,
     consistent_read,
+    read_pool,
     require,
     services,
+    wait_for,
 )
 from adapters.api.listing import (
     CSV_RESPONSE,
@@ -27,6 +31,7 @@ from adapters.api.listing import (
     Cursor,
     DistributionPage,
     InvestmentPage,
+    InvestorItem,
     InvestorPage,
     Limit,
     Page,
@@ -44,10 +49,10 @@ from ledger.domain import values
 from ledger.domain.investor import KYC_STATUSES
 from projections.distributions import distributions_page
 from projections.holdings import assets, assets_page
-from projections.investors import investments_page, investors, investors_page
+from projections.investors import investments_page, investors, investors_page, investors_page_async
 from projections.proposals import proposals_page
 from projections.schema import snapshot
-from projections.statements import StatementFilter, statement_page, whole_statement
+from projections.statements import StatementFilter, statement_page, statement_page_async, whole_statement
 
 router = APIRouter(prefix="/v1", tags=["lists and statements"], responses=PROBLEMS)
 
@@ -99,7 +104,7 @@ def list_assets(
 
 
 @router.get("/investors", response_model=InvestorPage)
-def list_investors(
+async def list_investors(
     request: Request,
     caller: Caller,
     min_position: MinPosition = None,
@@ -108,14 +113,48 @@ def list_investors(
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Response:
-    """The investors in investor id order (their wallets are in each investor's own record)."""
+    """The investors in investor id order (their wallets are in each investor's own record).
+
+    On PostgreSQL a page is read on the event loop through plain psycopg, in one statement with
+    the views' position, and written by orjson (a registrar pages through every investor)."""
     require(caller, "auditor")
     _one_of(kyc_status, KYC_STATUSES, "kyc_status")
     if country is not None:
         country = values.country(country)
     after = decode_cursor(cursor, "investors", str)
-    with consistent_read(services(request), min_position) as (conn, as_of):
-        page, more = investors_page(conn, kyc_status, country, after[0] if after else None, limit)
+    start = after[0] if after else None
+    svc = services(request)
+    pool = read_pool(request)
+    if pool is None:
+        return await run_in_threadpool(
+            _investors_in_thread, svc, min_position, kyc_status, country, start, limit
+        )
+    if min_position is not None:
+        await run_in_threadpool(wait_for, svc, min_position)
+    rows, more, as_of = await pool.read(
+        lambda conn: investors_page_async(conn, kyc_status, country, start, limit)
+    )
+    body = {
+        "items": [dict(zip(INVESTOR_COLUMNS, row, strict=True)) for row in rows],
+        "next_cursor": encode_cursor("investors", rows[-1][0]) if more else None,
+        "as_of_position": as_of,
+    }
+    return Response(orjson.dumps(body, option=orjson.OPT_UTC_Z), media_type="application/json")
+
+
+INVESTOR_COLUMNS = tuple(InvestorItem.model_fields)
+
+
+def _investors_in_thread(
+    svc: Services,
+    min_position: int | None,
+    kyc_status: str | None,
+    country: str | None,
+    start: str | None,
+    limit: int,
+) -> Response:
+    with consistent_read(svc, min_position) as (conn, as_of):
+        page, more = investors_page(conn, kyc_status, country, start, limit)
     next_cursor = encode_cursor("investors", page[-1].investor_id) if more else None
     return _page(InvestorPage, page, next_cursor, as_of)
 
@@ -125,25 +164,72 @@ def _known(conn: Connection, table: Any, column: str, value: str, what: str) -> 
         raise ApiError(404, "not_found", f"{what} {value} not found")
 
 
-def _statement(
+async def _statement(
     request: Request, which: StatementFilter, cursor: str | None, limit: int, min_position: int | None
 ) -> Response:
-    """A page of the statement, or (`Accept: text/csv`) all of it up to the position read, streamed."""
+    """A page of the statement, or (`Accept: text/csv`) all of it up to the position read, streamed.
+
+    On PostgreSQL a page is one statement on the event loop through plain psycopg (this is the
+    list that grows without bound: an investor's whole history)."""
     svc = services(request)
     by_investor = which.investor_id is not None
     kind = "investor-statement" if by_investor else "asset-statement"
     after = decode_cursor(cursor, kind, int, str)
+    pool = read_pool(request)
+    if pool is None or wants_csv(request):
+        return await run_in_threadpool(_statement_in_thread, request, which, after, limit, min_position)
+    if min_position is not None:
+        await run_in_threadpool(wait_for, svc, min_position)
+    rows, more, as_of, known = await pool.read(lambda conn: statement_page_async(conn, which, after, limit))
+    if not known:
+        _unknown(which)
+    next_cursor = encode_cursor(kind, rows[-1][0], rows[-1][2 if by_investor else 3]) if more else None
+    items = [
+        {
+            "position": r[0],
+            "occurred_at": r[1],
+            "asset_id": r[2],
+            "investor_id": r[3],
+            "kind": r[4],
+            "counterparty": r[5],
+            "reference": r[6],
+            "quantity": str(r[7]),
+            "amount": None if r[8] is None else str(r[8]),
+            "balance_after": str(r[9]),
+            "frozen_after": str(r[10]),
+        }
+        for r in rows
+    ]
+    body = {"items": items, "next_cursor": next_cursor, "as_of_position": as_of}
+    return Response(orjson.dumps(body, option=orjson.OPT_UTC_Z), media_type="application/json")
+
+
+def _unknown(which: StatementFilter) -> None:
+    if which.investor_id is not None:
+        raise ApiError(404, "not_found", f"investor {which.investor_id} not found")
+    raise ApiError(404, "not_found", f"asset {which.asset_id} not found")
+
+
+def _statement_in_thread(
+    request: Request,
+    which: StatementFilter,
+    after: tuple[int, str] | None,
+    limit: int,
+    min_position: int | None,
+) -> Response:
+    svc = services(request)
+    by_investor = which.investor_id is not None
     with consistent_read(svc, min_position) as (conn, as_of):
-        if by_investor:
-            _known(conn, investors, "investor_id", str(which.investor_id), "investor")
-        else:
-            _known(conn, assets, "asset_id", str(which.asset_id), "asset")
+        table, column = (investors, "investor_id") if by_investor else (assets, "asset_id")
+        if not conn.execute(select(exists().where(table.c[column] == getattr(which, column)))).scalar():
+            _unknown(which)
         if wants_csv(request):
             return _statement_csv(svc, which, as_of)
         page, more = statement_page(conn, which, after, limit)
     next_cursor = None
     if more:
         last = page[-1]
+        kind = "investor-statement" if by_investor else "asset-statement"
         next_cursor = encode_cursor(kind, last.position, last.asset_id if by_investor else last.investor_id)
     return _page(StatementPage, page, next_cursor, as_of)
 
@@ -168,7 +254,7 @@ def _statement_csv(svc: Services, which: StatementFilter, as_of: int) -> Respons
     response_model=StatementPage,
     responses=CSV_RESPONSE,
 )
-def investor_statement(
+async def investor_statement(
     request: Request,
     investor_id: str,
     caller: Caller,
@@ -187,11 +273,11 @@ def investor_statement(
     if asset_id is not None:
         values.asset_id(asset_id)
     which = StatementFilter(investor_id, asset_id, from_position, to_position)
-    return _statement(request, which, cursor, limit, min_position)
+    return await _statement(request, which, cursor, limit, min_position)
 
 
 @router.get("/assets/{asset_id}/transactions", response_model=StatementPage, responses=CSV_RESPONSE)
-def asset_statement(
+async def asset_statement(
     request: Request,
     asset_id: str,
     caller: Caller,
@@ -205,7 +291,27 @@ def asset_statement(
     require(caller, "auditor")
     values.asset_id(asset_id)
     which = StatementFilter(None, asset_id, from_position, to_position)
-    return _statement(request, which, cursor, limit, min_position)
+    return await _statement(request, which, cursor, limit, min_position)
+
+
+def _asset_list(
+    request: Request,
+    asset_id: str,
+    min_position: int | None,
+    cursor: str | None,
+    model: type[Page[Any]],
+    read: Callable[[Connection, int], tuple[Sequence[Any], bool]],
+    key: Callable[[Any], int],
+) -> Response:
+    """A page of one of an asset's lists kept in position order: `read(conn, after)` gives the
+    rows after a position, `key` the position of a row."""
+    values.asset_id(asset_id)
+    kind = model.__name__
+    after = decode_cursor(cursor, kind, int)
+    with consistent_read(services(request), min_position) as (conn, as_of):
+        _known(conn, assets, "asset_id", asset_id, "asset")
+        page, more = read(conn, after[0] if after else 0)
+    return _page(model, page, encode_cursor(kind, key(page[-1])) if more else None, as_of)
 
 
 @router.get("/assets/{asset_id}/distributions", response_model=DistributionPage)
@@ -219,13 +325,15 @@ def list_distributions(
 ) -> Response:
     """The asset's distributions in the order declared (entitlements are in each one's record)."""
     require(caller, "auditor")
-    values.asset_id(asset_id)
-    after = decode_cursor(cursor, "distributions", int)
-    with consistent_read(services(request), min_position) as (conn, as_of):
-        _known(conn, assets, "asset_id", asset_id, "asset")
-        page, more = distributions_page(conn, asset_id, after[0] if after else 0, limit)
-    next_cursor = encode_cursor("distributions", page[-1].declared_position) if more else None
-    return _page(DistributionPage, page, next_cursor, as_of)
+    return _asset_list(
+        request,
+        asset_id,
+        min_position,
+        cursor,
+        DistributionPage,
+        lambda conn, after: distributions_page(conn, asset_id, after, limit),
+        lambda row: row.declared_position,
+    )
 
 
 @router.get("/assets/{asset_id}/proposals", response_model=ProposalPage)
@@ -239,13 +347,15 @@ def list_proposals(
 ) -> Response:
     """The proposals on the asset in the order created (tallies are in each one's record)."""
     require(caller, "auditor")
-    values.asset_id(asset_id)
-    after = decode_cursor(cursor, "proposals", int)
-    with consistent_read(services(request), min_position) as (conn, as_of):
-        _known(conn, assets, "asset_id", asset_id, "asset")
-        page, more = proposals_page(conn, asset_id, after[0] if after else 0, limit)
-    next_cursor = encode_cursor("proposals", page[-1].snapshot_position) if more else None
-    return _page(ProposalPage, page, next_cursor, as_of)
+    return _asset_list(
+        request,
+        asset_id,
+        min_position,
+        cursor,
+        ProposalPage,
+        lambda conn, after: proposals_page(conn, asset_id, after, limit),
+        lambda row: row.snapshot_position,
+    )
 
 
 @router.get("/assets/{asset_id}/investments", response_model=InvestmentPage)
@@ -260,11 +370,13 @@ def list_investments(
 ) -> Response:
     """The investments in the asset in the order placed."""
     require(caller, "auditor")
-    values.asset_id(asset_id)
     _one_of(status, INVESTMENT_STATUSES, "status")
-    after = decode_cursor(cursor, "investments", int)
-    with consistent_read(services(request), min_position) as (conn, as_of):
-        _known(conn, assets, "asset_id", asset_id, "asset")
-        page, more = investments_page(conn, asset_id, status, after[0] if after else 0, limit)
-    next_cursor = encode_cursor("investments", page[-1]["placed_position"]) if more else None
-    return _page(InvestmentPage, page, next_cursor, as_of)
+    return _asset_list(
+        request,
+        asset_id,
+        min_position,
+        cursor,
+        InvestmentPage,
+        lambda conn, after: investments_page(conn, asset_id, status, after, limit),
+        lambda row: row["placed_position"],
+    )
