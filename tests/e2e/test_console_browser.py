@@ -121,7 +121,7 @@ def test_an_auditor_walks_through_the_console(demo: Demo, browser: Browser) -> N
     page.wait_for_url(f"**/console/assets/{ASSET}")
     assert rows_of(page, "cap-table") == api_cap_table(demo)
     assert page.locator("svg[role=img] polyline").count() == 2
-    shot(page, "asset", full=True)
+    shot(page, "asset")
     head = int(page.locator("#shown-position").inner_text())
     past = head // 2
     page.get_by_role("textbox", name="Cap table as of").fill(str(past))

@@ -190,6 +190,7 @@ def asset_page(request: Request, asset_id: str, signed: Signed) -> Response:
     chart = line_chart(
         [p.position for p in history],
         {"supply": [p.total_supply for p in history], "holders": [p.holder_count for p in history]},
+        mark=shown if shown < head else None,
     )
     return render(
         request, "asset.html", page, signed, 422 if problem else 200,
