@@ -13,9 +13,10 @@ from datetime import timedelta
 import httpx
 import pytest
 from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
 
 from adapters.api.keys import KeyAdmin
-from adapters.console import pages, session
+from adapters.console import asset_pages, history_pages, investor_pages, pages, session
 from tests.e2e.conftest import ASSET_ID, Api
 
 SCRIPT = "<script>alert(1)</script>"
@@ -58,8 +59,11 @@ def small_world(api: Api) -> None:
 
 def console_paths() -> list[str]:
     """Every console page, path parameters filled in."""
-    paths = []
-    for route in pages.router.routes:
+    paths: list[str] = []
+    routes: list[BaseRoute] = []
+    for module in (pages, asset_pages, investor_pages, history_pages):
+        routes.extend(module.router.routes)
+    for route in routes:
         if isinstance(route, APIRoute) and "GET" in route.methods:
             paths.append(route.path.replace("{asset_id}", ASSET_ID).replace("{investor_id}", "alice"))
     return paths

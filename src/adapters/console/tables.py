@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -27,6 +27,11 @@ class Table:
     rows: Sequence[Sequence[Any]]
     empty: str = "None."
     note: str = ""
+
+
+def facts(name: str, caption: str, rows: Iterable[tuple[str, Any]], note: str = "") -> Table:
+    """A two-column table of named values (a record, a verification's outcome)."""
+    return Table(name, caption, (Column("field", "Field"), Column("value", "Value")), list(rows), note=note)
 
 
 @dataclass
