@@ -45,6 +45,14 @@ def signed_in(api: Api, who: str = "auditor") -> Api:
     return api
 
 
+def csv_rows(api: Api, path: str) -> list[dict[str, str]]:
+    """A console table's CSV download, as rows by header."""
+    response = api.client.get(path)
+    assert response.status_code == 200, (path, response.status_code)
+    assert response.headers["content-type"].startswith("text/csv")
+    return list(csv.DictReader(io.StringIO(response.text)))
+
+
 def small_world(api: Api) -> None:
     """An asset with three holders, a transfer and a freeze."""
     api.open_asset()
@@ -235,21 +243,34 @@ def test_the_csv_of_a_table_is_the_apis_data(lite_api: Api) -> None:
         assert rows == [{k: str(h[k]) for k in ("investor_id", "quantity", "frozen", "ownership_bps")}
                         for h in table["holders"]]
     assert api.client.get(f"/console/assets/{ASSET_ID}?csv=nothing").status_code == 404
+    last = csv_rows(api, f"/console/assets/{ASSET_ID}?csv=supply-history")[-1]
+    asset = api.read(f"/v1/assets/{ASSET_ID}")
+    assert (last["total_supply"], int(last["holder_count"])) == (asset["total_supply"], asset["holder_count"])
+
+
+def test_the_cap_table_as_of_a_date_is_that_days_last(lite_api: Api) -> None:
+    api = lite_api
+    small_world(api)
+    signed_in(api)
+    current = api.client.get(f"/console/assets/{ASSET_ID}?csv=cap-table").text
+    assert api.client.get(f"/console/assets/{ASSET_ID}?csv=cap-table&as_of=2999-01-01").text == current
+    before = api.client.get(f"/console/assets/{ASSET_ID}?csv=cap-table&as_of=2000-01-01").text
+    assert before.splitlines() == ["investor_id,quantity,frozen,ownership_bps"]
+    assert api.client.get(f"/console/assets/{ASSET_ID}?as_of=yesterday").status_code == 422
 
 
 def test_the_statement_lists_every_movement_with_the_balance_after_it(lite_api: Api) -> None:
     api = lite_api
     small_world(api)
     signed_in(api)
-    response = api.client.get("/console/investors/alice?csv=statement")
-    rows = list(csv.DictReader(io.StringIO(response.text)))
+    rows = csv_rows(api, "/console/investors/alice?csv=statement")
     assert [(r["kind"], r["counterparty"], r["quantity"], r["balance_after"]) for r in rows] == [
         ("invest", "", "30", "30"),
         ("transfer_out", "bob", "-5", "25"),
     ]
     portfolio = api.read("/v1/investors/alice/portfolio")
     assert rows[-1]["balance_after"] == portfolio["positions"][0]["quantity"]
-    carol = list(csv.DictReader(io.StringIO(api.client.get("/console/investors/carol?csv=statement").text)))
+    carol = csv_rows(api, "/console/investors/carol?csv=statement")
     assert [(r["kind"], r["balance_after"], r["frozen_after"]) for r in carol] == [
         ("invest", "10", "0"),
         ("freeze", "10", "4"),
@@ -260,12 +281,11 @@ def test_the_history_filters_by_asset_investor_type_and_positions(lite_api: Api)
     api = lite_api
     small_world(api)
     signed_in(api)
-    response = api.client.get("/console/history?csv=events&investor_id=bob&type=transferred")
-    rows = list(csv.DictReader(io.StringIO(response.text)))
+    rows = csv_rows(api, "/console/history?csv=events&investor_id=bob&type=transferred")
     assert [r["type"] for r in rows] == ["Asset.TokensTransferred"]
     position = int(rows[0]["position"])
-    around = api.client.get(f"/console/history?csv=events&from={position - 1}&to={position}")
-    assert [int(r["position"]) for r in csv.DictReader(io.StringIO(around.text))] == [position - 1, position]
+    around = csv_rows(api, f"/console/history?csv=events&from={position - 1}&to={position}")
+    assert [int(r["position"]) for r in around] == [position - 1, position]
     assert api.client.get("/console/history?from=x").status_code == 422
     verified = api.client.get("/console/history/verify")
     assert verified.status_code == 200
