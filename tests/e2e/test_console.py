@@ -197,8 +197,7 @@ def test_forms_need_their_token_and_the_consoles_origin(lite_api: Api) -> None:
     assert api.client.get("/console/assets").status_code == 200  # still signed in
 
 
-def test_every_page_escapes_data(lite_api: Api) -> None:
-    api = lite_api
+def test_every_page_escapes_data(api: Api) -> None:
     api.open_asset(name=f"Toll road {SCRIPT}")
     api.onboard("alice")
     api.holding(ASSET_ID, "alice", 10)
@@ -225,8 +224,7 @@ def test_every_page_escapes_data(lite_api: Api) -> None:
     assert "<script" not in api.client.get("/console/investors/alice").text.lower()
 
 
-def test_the_csv_of_a_table_is_the_apis_data(lite_api: Api) -> None:
-    api = lite_api
+def test_the_csv_of_a_table_is_the_apis_data(api: Api) -> None:
     small_world(api)
     signed_in(api)
     issued = api.read("/v1/audit/events", after=0, limit=1000)["events"]
@@ -248,8 +246,7 @@ def test_the_csv_of_a_table_is_the_apis_data(lite_api: Api) -> None:
     assert (last["total_supply"], int(last["holder_count"])) == (asset["total_supply"], asset["holder_count"])
 
 
-def test_the_cap_table_as_of_a_date_is_that_days_last(lite_api: Api) -> None:
-    api = lite_api
+def test_the_cap_table_as_of_a_date_is_that_days_last(api: Api) -> None:
     small_world(api)
     signed_in(api)
     current = api.client.get(f"/console/assets/{ASSET_ID}?csv=cap-table").text
@@ -259,8 +256,7 @@ def test_the_cap_table_as_of_a_date_is_that_days_last(lite_api: Api) -> None:
     assert api.client.get(f"/console/assets/{ASSET_ID}?as_of=yesterday").status_code == 422
 
 
-def test_the_statement_lists_every_movement_with_the_balance_after_it(lite_api: Api) -> None:
-    api = lite_api
+def test_the_statement_lists_every_movement_with_the_balance_after_it(api: Api) -> None:
     small_world(api)
     signed_in(api)
     rows = csv_rows(api, "/console/investors/alice?csv=statement")
@@ -277,8 +273,7 @@ def test_the_statement_lists_every_movement_with_the_balance_after_it(lite_api: 
     ]
 
 
-def test_the_history_filters_by_asset_investor_type_and_positions(lite_api: Api) -> None:
-    api = lite_api
+def test_the_history_filters_by_asset_investor_type_and_positions(api: Api) -> None:
     small_world(api)
     signed_in(api)
     rows = csv_rows(api, "/console/history?csv=events&investor_id=bob&type=transferred")
