@@ -6,6 +6,7 @@ import json
 from typing import Any
 from urllib.parse import urlencode
 
+from eventsourcing.domain import Aggregate
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -13,10 +14,39 @@ from adapters.api.common import services
 from adapters.console import queries
 from adapters.console.pages import ASSET_ID, INVESTOR_ID, Signed, render
 from adapters.console.tables import Column, Page, Table, facts
+from ledger.domain.apikey import ApiKey
+from ledger.domain.asset import Asset
+from ledger.domain.chain import ChainLog, ChainMirror, ChainOperation, Reconciliation
+from ledger.domain.distribution import Distribution
+from ledger.domain.investment import Investment
+from ledger.domain.investor import Investor, WalletClaim
+from ledger.domain.proposal import Proposal
 from projections.schema import snapshot
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 EVENTS_PER_PAGE = 100
+AGGREGATES = (
+    Asset, Investor, WalletClaim, Investment, Distribution, Proposal, ApiKey,
+    ChainOperation, ChainLog, ChainMirror, Reconciliation,
+)
+
+
+def event_types() -> list[str]:
+    """Every event type as the history names it (`Asset.TokensTransferred`), for the type filter:
+    each aggregate's own events (not the library's generic `Event`, nor its `Created` where the
+    aggregate names its creation otherwise)."""
+    found = []
+    for aggregate in AGGREGATES:
+        events = {
+            name: kind
+            for name, kind in vars(aggregate).items()
+            if isinstance(kind, type) and issubclass(kind, Aggregate.Event) and name != "Event"
+        }
+        if any(issubclass(kind, Aggregate.Created) for name, kind in events.items() if name != "Created"):
+            events.pop("Created", None)
+        found += [f"{aggregate.__name__}.{name}" for name in events]
+    return sorted(found)
+
 
 EVENT_COLUMNS = (
     Column("position", "Position", numeric=True),
@@ -72,7 +102,7 @@ def history_page(request: Request, signed: Signed) -> Response:
         following = urlencode({**{k: v for k, v in entered.items() if v}, "from": next_first})
     return render(
         request, "history.html", Page("History", [table]), signed, 422 if problems else 200,
-        entered=entered, problems=problems, following=following,
+        entered=entered, problems=problems, following=following, event_types=event_types(),
     )
 
 
