@@ -127,7 +127,11 @@ def _asset_tables(
             Table(
                 "breaches",
                 "Compliance breaches, now",
-                (Column("kind", "Kind"), Column("investor_id", "Investor"), Column("detail", "Detail")),
+                (
+                    Column("kind", "Kind"),
+                    Column("investor_id", "Investor", link="/console/investors/{}"),
+                    Column("detail", "Detail"),
+                ),
                 [(b.kind, b.investor_id, b.detail) for b in checked.breaches],
                 empty="No breaches.",
             ),
@@ -268,7 +272,7 @@ def _reconciliation_tables(report: dict[str, Any] | None) -> list[Table]:
             "Differences found by the latest reconciliation",
             (
                 Column("kind", "Kind"),
-                Column("investor_id", "Investor"),
+                Column("investor_id", "Investor", link="/console/investors/{}"),
                 Column("wallets", "Wallets"),
                 Column("ledger", "Ledger"),
                 Column("chain", "Chain"),
