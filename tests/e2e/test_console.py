@@ -8,7 +8,8 @@ import csv
 import io
 import re
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,6 +18,7 @@ from starlette.routing import BaseRoute
 
 from adapters.api.keys import KeyAdmin
 from adapters.console import asset_pages, history_pages, investor_pages, pages, session
+from ledger.transparency import new_signing_key
 from tests.e2e.conftest import ASSET_ID, Api
 
 SCRIPT = "<script>alert(1)</script>"
@@ -286,3 +288,24 @@ def test_the_history_filters_by_asset_investor_type_and_positions(api: Api) -> N
     assert verified.status_code == 200
     assert "Verified" in verified.text
     assert f">{api.events_checked()}<" in verified.text
+
+
+def test_verify_proves_an_events_inclusion_in_the_signed_tree_head(api: Api, tmp_path: Path) -> None:
+    small_world(api)
+    signed_in(api)
+    empty = api.client.get("/console/history/verify?position=5")
+    assert "No inclusion proof: the Merkle tree is empty" in empty.text
+    key = new_signing_key(tmp_path / "audit.pem")
+    head = api.services.ledger.transparency.sign_head(key, datetime.now(tz=UTC))
+    page = api.client.get("/console/history/verify?position=5")
+    assert "Verified:" in page.text
+    assert f"matches the signed tree head of {head.tree_size} events" in page.text
+    proven = csv_rows(api, "/console/history/verify?position=5&csv=inclusion-proof")
+    facts = {r["field"]: r["value"] for r in proven}
+    assert (facts["ok"], facts["tree_size"], facts["root"]) == ("yes", str(head.tree_size), head.root)
+    proof = api.read("/v1/audit/proofs/inclusion", position=5, tree_size=head.tree_size)
+    path = csv_rows(api, "/console/history/verify?position=5&csv=audit-path")
+    assert [r["hash"] for r in path] == proof["path"]
+    assert facts["leaf_hash"] == proof["leaf_hash"]
+    beyond = api.client.get(f"/console/history/verify?position={head.tree_size + 100}")
+    assert "No inclusion proof" in beyond.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 from urllib.parse import urlencode
@@ -21,6 +22,7 @@ from ledger.domain.distribution import Distribution
 from ledger.domain.investment import Investment
 from ledger.domain.investor import Investor, WalletClaim
 from ledger.domain.proposal import Proposal
+from ledger.errors import NotFoundError
 from projections.schema import snapshot
 
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -132,4 +134,28 @@ def verify_page(request: Request, signed: Signed) -> Response:
         note="" if head is not None else "No tree head has been signed yet (ledger audit sign).",
     )
     page = Page("Verify", [chain_table, tree_table])
-    return render(request, "verify.html", page, signed, report=report)
+    wanted = request.query_params.get("position", "").strip()
+    problem = None
+    if wanted:
+        position = _position(wanted)
+        try:
+            if position is None:
+                raise NotFoundError("a position is digits")
+            page.tables += _inclusion_tables(queries.inclusion(services(request).ledger, position))
+        except NotFoundError as error:
+            problem = f"No inclusion proof: {error.detail}"
+    return render(request, "verify.html", page, signed, report=report, position=wanted, problem=problem)
+
+
+def _inclusion_tables(proof: queries.InclusionReport) -> list[Table]:
+    summary = [(k, v) for k, v in dataclasses.asdict(proof).items() if k != "path"]
+    return [
+        facts("inclusion-proof", f"Inclusion proof of position {proof.position}", summary),
+        Table(
+            "audit-path",
+            "Audit path, leaf to root",
+            (Column("level", "Level", numeric=True), Column("hash", "Hash")),
+            list(enumerate(proof.path)),
+            empty="No path: the tree has this one event.",
+        ),
+    ]
