@@ -24,6 +24,9 @@ HERE = Path(__file__).parent
 templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True)
 templates.filters["cell"] = cell_text
 templates.filters["quote"] = lambda value: quote(str(value), safe="")
+# A page shows this many rows of a table at most (a cap table of 100,000 holders stays a page);
+# its CSV has every row.
+templates.globals["shown_rows"] = 1000
 router = APIRouter(prefix="/console", include_in_schema=False)
 Signed = Annotated[Session, Depends(session.current)]
 ASSET_ID = re.compile(r"^[A-Z0-9][A-Z0-9-]{1,31}$")
