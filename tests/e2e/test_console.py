@@ -8,14 +8,17 @@ import csv
 import io
 import re
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
 from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
 
 from adapters.api.keys import KeyAdmin
-from adapters.console import pages, session
+from adapters.console import asset_pages, history_pages, investor_pages, pages, session
+from ledger.transparency import new_signing_key
 from tests.e2e.conftest import ASSET_ID, Api
 
 SCRIPT = "<script>alert(1)</script>"
@@ -44,6 +47,14 @@ def signed_in(api: Api, who: str = "auditor") -> Api:
     return api
 
 
+def csv_rows(api: Api, path: str) -> list[dict[str, str]]:
+    """A console table's CSV download, as rows by header."""
+    response = api.client.get(path)
+    assert response.status_code == 200, (path, response.status_code)
+    assert response.headers["content-type"].startswith("text/csv")
+    return list(csv.DictReader(io.StringIO(response.text)))
+
+
 def small_world(api: Api) -> None:
     """An asset with three holders, a transfer and a freeze."""
     api.open_asset()
@@ -58,8 +69,11 @@ def small_world(api: Api) -> None:
 
 def console_paths() -> list[str]:
     """Every console page, path parameters filled in."""
-    paths = []
-    for route in pages.router.routes:
+    paths: list[str] = []
+    routes: list[BaseRoute] = []
+    for module in (pages, asset_pages, investor_pages, history_pages):
+        routes.extend(module.router.routes)
+    for route in routes:
         if isinstance(route, APIRoute) and "GET" in route.methods:
             paths.append(route.path.replace("{asset_id}", ASSET_ID).replace("{investor_id}", "alice"))
     return paths
@@ -185,8 +199,7 @@ def test_forms_need_their_token_and_the_consoles_origin(lite_api: Api) -> None:
     assert api.client.get("/console/assets").status_code == 200  # still signed in
 
 
-def test_every_page_escapes_data(lite_api: Api) -> None:
-    api = lite_api
+def test_every_page_escapes_data(api: Api) -> None:
     api.open_asset(name=f"Toll road {SCRIPT}")
     api.onboard("alice")
     api.holding(ASSET_ID, "alice", 10)
@@ -213,8 +226,7 @@ def test_every_page_escapes_data(lite_api: Api) -> None:
     assert "<script" not in api.client.get("/console/investors/alice").text.lower()
 
 
-def test_the_csv_of_a_table_is_the_apis_data(lite_api: Api) -> None:
-    api = lite_api
+def test_the_csv_of_a_table_is_the_apis_data(api: Api) -> None:
     small_world(api)
     signed_in(api)
     issued = api.read("/v1/audit/events", after=0, limit=1000)["events"]
@@ -231,39 +243,69 @@ def test_the_csv_of_a_table_is_the_apis_data(lite_api: Api) -> None:
         assert rows == [{k: str(h[k]) for k in ("investor_id", "quantity", "frozen", "ownership_bps")}
                         for h in table["holders"]]
     assert api.client.get(f"/console/assets/{ASSET_ID}?csv=nothing").status_code == 404
+    last = csv_rows(api, f"/console/assets/{ASSET_ID}?csv=supply-history")[-1]
+    asset = api.read(f"/v1/assets/{ASSET_ID}")
+    assert (last["total_supply"], int(last["holder_count"])) == (asset["total_supply"], asset["holder_count"])
 
 
-def test_the_statement_lists_every_movement_with_the_balance_after_it(lite_api: Api) -> None:
-    api = lite_api
+def test_the_cap_table_as_of_a_date_is_that_days_last(api: Api) -> None:
     small_world(api)
     signed_in(api)
-    response = api.client.get("/console/investors/alice?csv=statement")
-    rows = list(csv.DictReader(io.StringIO(response.text)))
+    current = api.client.get(f"/console/assets/{ASSET_ID}?csv=cap-table").text
+    assert api.client.get(f"/console/assets/{ASSET_ID}?csv=cap-table&as_of=2999-01-01").text == current
+    before = api.client.get(f"/console/assets/{ASSET_ID}?csv=cap-table&as_of=2000-01-01").text
+    assert before.splitlines() == ["investor_id,quantity,frozen,ownership_bps"]
+    assert api.client.get(f"/console/assets/{ASSET_ID}?as_of=yesterday").status_code == 422
+
+
+def test_the_statement_lists_every_movement_with_the_balance_after_it(api: Api) -> None:
+    small_world(api)
+    signed_in(api)
+    rows = csv_rows(api, "/console/investors/alice?csv=statement")
     assert [(r["kind"], r["counterparty"], r["quantity"], r["balance_after"]) for r in rows] == [
         ("invest", "", "30", "30"),
         ("transfer_out", "bob", "-5", "25"),
     ]
     portfolio = api.read("/v1/investors/alice/portfolio")
     assert rows[-1]["balance_after"] == portfolio["positions"][0]["quantity"]
-    carol = list(csv.DictReader(io.StringIO(api.client.get("/console/investors/carol?csv=statement").text)))
+    carol = csv_rows(api, "/console/investors/carol?csv=statement")
     assert [(r["kind"], r["balance_after"], r["frozen_after"]) for r in carol] == [
         ("invest", "10", "0"),
         ("freeze", "10", "4"),
     ]
 
 
-def test_the_history_filters_by_asset_investor_type_and_positions(lite_api: Api) -> None:
-    api = lite_api
+def test_the_history_filters_by_asset_investor_type_and_positions(api: Api) -> None:
     small_world(api)
     signed_in(api)
-    response = api.client.get("/console/history?csv=events&investor_id=bob&type=transferred")
-    rows = list(csv.DictReader(io.StringIO(response.text)))
+    rows = csv_rows(api, "/console/history?csv=events&investor_id=bob&type=transferred")
     assert [r["type"] for r in rows] == ["Asset.TokensTransferred"]
     position = int(rows[0]["position"])
-    around = api.client.get(f"/console/history?csv=events&from={position - 1}&to={position}")
-    assert [int(r["position"]) for r in csv.DictReader(io.StringIO(around.text))] == [position - 1, position]
+    around = csv_rows(api, f"/console/history?csv=events&from={position - 1}&to={position}")
+    assert [int(r["position"]) for r in around] == [position - 1, position]
     assert api.client.get("/console/history?from=x").status_code == 422
     verified = api.client.get("/console/history/verify")
     assert verified.status_code == 200
     assert "Verified" in verified.text
     assert f">{api.events_checked()}<" in verified.text
+
+
+def test_verify_proves_an_events_inclusion_in_the_signed_tree_head(api: Api, tmp_path: Path) -> None:
+    small_world(api)
+    signed_in(api)
+    empty = api.client.get("/console/history/verify?position=5")
+    assert "No inclusion proof: the Merkle tree is empty" in empty.text
+    key = new_signing_key(tmp_path / "audit.pem")
+    head = api.services.ledger.transparency.sign_head(key, datetime.now(tz=UTC))
+    page = api.client.get("/console/history/verify?position=5")
+    assert "Verified:" in page.text
+    assert f"matches the signed tree head of {head.tree_size} events" in page.text
+    proven = csv_rows(api, "/console/history/verify?position=5&csv=inclusion-proof")
+    facts = {r["field"]: r["value"] for r in proven}
+    assert (facts["ok"], facts["tree_size"], facts["root"]) == ("yes", str(head.tree_size), head.root)
+    proof = api.read("/v1/audit/proofs/inclusion", position=5, tree_size=head.tree_size)
+    path = csv_rows(api, "/console/history/verify?position=5&csv=audit-path")
+    assert [r["hash"] for r in path] == proof["path"]
+    assert facts["leaf_hash"] == proof["leaf_hash"]
+    beyond = api.client.get(f"/console/history/verify?position={head.tree_size + 100}")
+    assert "No inclusion proof" in beyond.text

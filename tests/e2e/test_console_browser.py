@@ -105,6 +105,31 @@ def api_cap_table(demo: Demo, as_of: int | None = None) -> list[list[str]]:
     return [[h["investor_id"], h["quantity"], h["frozen"], str(h["ownership_bps"])] for h in table["holders"]]
 
 
+def focused(page: Page) -> str:
+    return str(page.evaluate("document.activeElement.textContent.trim()"))
+
+
+def test_the_console_works_from_the_keyboard(demo: Demo, browser: Browser) -> None:
+    page = new_page(browser)
+    page.goto(f"{demo.base}/console")
+    page.keyboard.type(demo.keys["auditor"])  # the key field has the focus
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/console/assets")
+    page.keyboard.press("Tab")
+    assert focused(page) == "Skip to content"
+    reached = []
+    for _ in range(30):
+        page.keyboard.press("Tab")
+        reached.append(focused(page))
+    for wanted in ("Assets", "Investors", "History", "Sign out", ASSET, "CSV of Assets as of position"):
+        assert any(text.startswith(wanted) for text in reached), (wanted, reached)
+    while focused(page) != ASSET:
+        page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**/console/assets/{ASSET}")
+    page.context.close()
+
+
 def test_an_auditor_walks_through_the_console(demo: Demo, browser: Browser) -> None:
     page = new_page(browser)
     sign_in(page, demo, demo.keys["auditor"])
@@ -121,7 +146,7 @@ def test_an_auditor_walks_through_the_console(demo: Demo, browser: Browser) -> N
     page.wait_for_url(f"**/console/assets/{ASSET}")
     assert rows_of(page, "cap-table") == api_cap_table(demo)
     assert page.locator("svg[role=img] polyline").count() == 2
-    shot(page, "asset", full=True)
+    shot(page, "asset")
     head = int(page.locator("#shown-position").inner_text())
     past = head // 2
     page.get_by_role("textbox", name="Cap table as of").fill(str(past))

@@ -9,13 +9,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
-from adapters.console import pages, session
+from adapters.console import asset_pages, history_pages, investor_pages, pages, session
 from adapters.console.tables import Page
 
 
 def install(api: FastAPI) -> None:
     """Adds the console's pages, its style sheet and its two refusals to the API's app."""
-    api.include_router(pages.router)
+    for module in (pages, asset_pages, investor_pages, history_pages):
+        api.include_router(module.router)
     static = StaticFiles(directory=Path(__file__).parent / "static")
     api.mount("/console/static", static, name="console-static")
 

@@ -16,9 +16,11 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from adapters.api.routers.audit import _concerns, event_json
+from ledger import merkle
 from ledger.application import LedgerApplication
-from ledger.store import Verification
-from ledger.transparency import HeadVerification, TreeHead, verify_against
+from ledger.errors import NotFoundError
+from ledger.store import Verification, canonical_record
+from ledger.transparency import HeadVerification, TreeHead, record_from_json, verify_against
 from projections.analytics import days, flows
 from projections.chain import latest_reconciliation
 from projections.compliance import AssetCompliance, InvestorCompliance, asset_compliance, investor_compliance
@@ -323,3 +325,42 @@ def verify(ledger: LedgerApplication) -> VerifyReport:
     signed = log.latest_head()
     head_check = verify_against(ledger.admin, signed, None) if signed is not None else None
     return VerifyReport(chain, log.size(), signed, head_check, datetime.now(tz=UTC))
+
+
+@dataclass(frozen=True)
+class InclusionReport:
+    """An event's inclusion proof, checked: its record hashes to its leaf, and the audit path
+    leads from the leaf to the root of the newest signed head (or, with no head signed yet, of
+    the tree as kept)."""
+
+    position: int
+    against: str
+    tree_size: int
+    root: str
+    leaf_index: int
+    leaf_hash: str
+    path: list[str]
+    ok: bool
+    reason: str | None
+
+
+def inclusion(ledger: LedgerApplication, position: int) -> InclusionReport:
+    """`NotFoundError` when the position is not in the tree (or the tree is empty)."""
+    log = ledger.transparency
+    signed = log.latest_head()
+    size = signed.tree_size if signed is not None else log.size()
+    if size == 0:
+        raise NotFoundError("the Merkle tree is empty: `ledger audit sign` (or the worker) extends it")
+    proof = log.inclusion(position, size)  # never extends the tree: the console only reads
+    root = bytes.fromhex(signed.root) if signed is not None else log.root(size)[1]
+    leaf = merkle.leaf_hash(canonical_record(*record_from_json(proof["event"])))
+    path = [bytes.fromhex(h) for h in proof["path"]]
+    reason: str | None
+    if leaf.hex() != proof["leaf_hash"]:
+        ok, reason = False, "the event does not hash to its leaf"
+    else:
+        ok = merkle.verify_inclusion(proof["leaf_index"], size, leaf, path, root)
+        reason = None if ok else "the audit path does not lead to the root"
+    against = f"the signed tree head of {size} events" if signed is not None else f"the tree of {size} events"
+    index, leaf_hex, hexes = proof["leaf_index"], proof["leaf_hash"], proof["path"]
+    return InclusionReport(position, against, size, root.hex(), index, leaf_hex, hexes, ok, reason)

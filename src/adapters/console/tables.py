@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -27,6 +27,11 @@ class Table:
     rows: Sequence[Sequence[Any]]
     empty: str = "None."
     note: str = ""
+
+
+def facts(name: str, caption: str, rows: Iterable[tuple[str, Any]], note: str = "") -> Table:
+    """A two-column table of named values (a record, a verification's outcome)."""
+    return Table(name, caption, (Column("field", "Field"), Column("value", "Value")), list(rows), note=note)
 
 
 @dataclass
@@ -87,10 +92,15 @@ class Chart:
     first: int  # the x axis: positions
     last: int
     series: list[Series]
+    marker: float | None = None  # where a chosen position is, on the x axis
 
 
 def line_chart(
-    xs: Sequence[int], named: dict[str, Sequence[int]], width: int = 640, height: int = 200
+    xs: Sequence[int],
+    named: dict[str, Sequence[int]],
+    mark: int | None = None,
+    width: int = 640,
+    height: int = 200,
 ) -> Chart:
     """Lines over a shared x axis, each scaled to its own range (their values differ by orders of
     magnitude); steps drawn as stairs, as a holding changes at an event and stays."""
@@ -115,4 +125,5 @@ def line_chart(
                 coords.append(f"{x(px):.1f},{y(ys[i - 1]):.1f}")
             coords.append(f"{x(px):.1f},{y(py):.1f}")
         series.append(Series(label, " ".join(coords), low, high))
-    return Chart(width, height, first, last, series)
+    marker = round(x(mark), 1) if mark is not None and first <= mark <= last else None
+    return Chart(width, height, first, last, series, marker)
