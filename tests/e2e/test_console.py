@@ -263,15 +263,15 @@ def test_the_statement_lists_every_movement_with_the_balance_after_it(api: Api) 
     signed_in(api)
     rows = csv_rows(api, "/console/investors/alice?csv=statement")
     assert [(r["kind"], r["counterparty"], r["quantity"], r["balance_after"]) for r in rows] == [
-        ("invest", "", "30", "30"),
-        ("transfer_out", "bob", "-5", "25"),
+        ("issuance", "", "30", "30"),
+        ("transfer_out", "bob", "5", "25"),
     ]
     portfolio = api.read("/v1/investors/alice/portfolio")
     assert rows[-1]["balance_after"] == portfolio["positions"][0]["quantity"]
     carol = csv_rows(api, "/console/investors/carol?csv=statement")
     assert [(r["kind"], r["balance_after"], r["frozen_after"]) for r in carol] == [
-        ("invest", "10", "0"),
-        ("freeze", "10", "4"),
+        ("issuance", "10", "0"),
+        ("tokens_frozen", "10", "4"),
     ]
 
 

@@ -105,17 +105,21 @@ def investor_page(request: Request, investor_id: str, signed: Signed) -> Respons
         "Statement: every movement, with the balance after it",
         (
             Column("position", "Position", numeric=True),
-            Column("date", "Date"),
+            Column("occurred_at", "Time"),
             Column("asset_id", "Asset", link="/console/assets/{}"),
             Column("kind", "Movement"),
             Column("counterparty", "Counterparty", link="/console/investors/{}"),
             Column("quantity", "Tokens", numeric=True),
             Column("balance_after", "Balance after", numeric=True),
             Column("frozen_after", "Frozen after", numeric=True),
-            Column("cash", "Cash", numeric=True),
+            Column("amount", "Cash", numeric=True),
+            Column("reference", "Reference"),
         ),
         [
-            (m.position, m.day, m.asset_id, m.kind, m.counterparty, m.quantity, m.balance, m.frozen, m.cash)
+            (
+                m.position, m.occurred_at, m.asset_id, m.kind, m.counterparty, m.quantity,
+                m.balance_after, m.frozen_after, m.amount, m.reference,
+            )
             for m in movements
         ],
         empty="No movements.",

@@ -8,7 +8,6 @@ read models (`projections.schema.snapshot`), so a page shows one consistent posi
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -21,7 +20,7 @@ from ledger.application import LedgerApplication
 from ledger.errors import NotFoundError
 from ledger.store import Verification, canonical_record
 from ledger.transparency import HeadVerification, TreeHead, record_from_json, verify_against
-from projections.analytics import days, flows
+from projections.analytics import days
 from projections.chain import latest_reconciliation
 from projections.compliance import AssetCompliance, InvestorCompliance, asset_compliance, investor_compliance
 from projections.distributions import DistributionRecord, distribution_record, distributions
@@ -37,6 +36,7 @@ from projections.investors import InvestorRecord, investor_record, investors
 from projections.portfolio import Portfolio, portfolio_view
 from projections.proposals import ProposalRecord, proposal_record, proposals
 from projections.schema import view_position
+from projections.statements import Movement, StatementFilter, whole_statement
 from projections.streams import streams_of_asset, streams_of_investor
 
 __all__ = [
@@ -201,67 +201,11 @@ def eligibility(conn: Connection, investor_id: str, now: datetime) -> InvestorCo
     return investor_compliance(conn, investor_id, now)
 
 
-@dataclass(frozen=True)
-class Movement:
-    """One line of an investor's statement: what one event did to their holding of an asset."""
-
-    position: int
-    day: date
-    asset_id: str
-    kind: str  # invest, transfer_in, transfer_out, redeem, freeze, entitled, dividend
-    counterparty: str | None
-    quantity: int  # tokens in (+) or out (-)
-    balance: int  # tokens held right after the event
-    frozen: int  # of which frozen
-    cash: int  # money of the movement (investment, dividend, value of tokens moved)
-
-
 def statement(conn: Connection, investor_id: str) -> list[Movement]:
-    """Every movement of the investor's holdings, oldest first, with the balance after it.
-
-    Read from the analytics view's flow rows (one per event that changed the investor's
-    holding or dividends) and, for transfers, the other holder the same event changed. To be
-    replaced by the statement query of the lists API (`GET /v1/investors/{id}/transactions`)
-    once it exists: the page only needs `Movement`s."""
-    f, c = flows.c, holding_changes.c
-    rows = conn.execute(
-        select(f.position, f.day, f.asset_id, f.kind, f.cash, f.quantity, f.frozen)
-        .where(f.investor_id == investor_id)
-        .order_by(f.position, f.asset_id)
-    ).all()
-    transfers = [r.position for r in rows if r.kind in ("transfer_in", "transfer_out")]
-    others: dict[tuple[int, str], str] = {}
-    for chunk in _chunks(transfers, 500):
-        for row in conn.execute(
-            select(c.position, c.asset_id, c.investor_id).where(
-                c.position.in_(chunk), c.investor_id != investor_id
-            )
-        ):
-            others[(row.position, row.asset_id)] = row.investor_id
-    balances: dict[str, int] = {}
-    movements = []
-    for r in rows:
-        before = balances.get(r.asset_id, 0)
-        balances[r.asset_id] = r.quantity
-        movements.append(
-            Movement(
-                r.position,
-                date.fromordinal(r.day),
-                r.asset_id,
-                r.kind,
-                others.get((r.position, r.asset_id)),
-                r.quantity - before,
-                r.quantity,
-                r.frozen,
-                r.cash,
-            )
-        )
-    return movements
-
-
-def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+    """Every movement of the investor's holdings, oldest first, with the balance after it: the
+    statement of `GET /v1/investors/{id}/transactions`, whole."""
+    whole = whole_statement(conn, StatementFilter(investor_id=investor_id))
+    return [movement for chunk in whole for movement in chunk]
 
 
 # ----- history -----
