@@ -90,6 +90,7 @@ def _keep_extending(url: str, stop: Any) -> None:
 def appends_with_tree(app: LedgerApplication, url: str, asset_id: str) -> tuple[float, float]:
     """Transfers/s without and with a process extending the tree every second."""
     context = multiprocessing.get_context("spawn")
+    ledger_transfers(app, asset_id, 1.0, 16, "warm-up")  # the asset brought up to the history's head
     without = ledger_transfers(app, asset_id, SECONDS, 16, "no-tree").rate
     stop = context.Event()
     extender = context.Process(target=_keep_extending, args=(url, stop))
