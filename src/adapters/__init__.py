@@ -1,1 +1,4 @@
-"""The outside world: CLI (and, later, HTTP API, chain and workers)."""
+"""The outside world: the HTTP API (`api/`), the `ledger` command line (`cli.py`, `audit_cli.py`,
+`demo.py`), the chain adapter (`chain/`: T-REX client, outbox worker, mirror, reconciliation,
+anchoring), the background jobs (`worker.py`), and `bootstrap.py`, which reads the configuration
+and wires them to the ledger."""

@@ -43,7 +43,7 @@ from ledger.errors import (
     LedgerError,
     NotFoundError,
 )
-from ledger.outbox import chain_operations
+from ledger.outbox import OutboxEntry, chain_operations
 from ledger.pauses import gc_paused
 from ledger.store import IdempotencyRecord, StoreAdmin, WriterTurn
 
@@ -99,6 +99,15 @@ class _Pending:
         self.error = error
         self.done = True
         self.wake.set()
+
+
+@dataclass(frozen=True)
+class _Ran:
+    """A command of the batch that ran and recorded events: to be appended, then answered."""
+
+    pending: _Pending
+    events: list[Any]
+    result: dict[str, Any]
 
 
 class _PoisonedBatchError(Exception):
@@ -161,12 +170,6 @@ class UnitOfWork:
         self._committer.working[aggregate.id] = aggregate
         self._touched[aggregate.id] = (aggregate, 0)
         return aggregate
-
-    def record_created(self, event: Any) -> None:
-        """Takes the creation event of a new aggregate that is written, never read back in
-        this process: no aggregate is built."""
-        assert event.originator_version == 1, "only a creation event"
-        self._created.append(event)
 
     def record_created_state(self, originator_id: UUID, topic: str, state: dict[str, Any]) -> None:
         """Takes the creation event of a new aggregate as the event's topic and state, stored
@@ -377,12 +380,10 @@ class GroupCommitter:
             return self.admin.idempotency_records(keys)
         return {key: self._recent_keys[key] for key in keys if key in self._recent_keys}
 
-    def _run_commands(
-        self, batch: list[_Pending], *, alone: bool
-    ) -> list[tuple[_Pending, list[Any], dict[str, Any]]]:
+    def _run_commands(self, batch: list[_Pending], *, alone: bool) -> list[_Ran]:
         keys = [p.command.idempotency_key for p in batch if p.command.idempotency_key]
         stored = self._stored_outcomes(keys, from_store=alone)
-        ran: list[tuple[_Pending, list[Any], dict[str, Any]]] = []
+        ran: list[_Ran] = []
         seen: dict[str, _Pending] = {}
         now = self.clock()
         for pending in batch:
@@ -408,7 +409,7 @@ class GroupCommitter:
                 seen[key] = pending
             new_events = uow.new_events()
             assert new_events, f"{pending.command.name} recorded nothing"
-            ran.append((pending, new_events, result))
+            ran.append(_Ran(pending, new_events, result))
         return ran
 
     def _replay(self, pending: _Pending, stored: tuple[str, str, int]) -> None:
@@ -418,31 +419,54 @@ class GroupCommitter:
         else:
             pending.succeed(Outcome(json.loads(response), position))
 
-    def _append(self, ran: list[tuple[_Pending, list[Any], dict[str, Any]]]) -> None:
-        events: list[Any] = []
+    def _append(self, ran: list[_Ran]) -> None:
+        """Appends the events of the commands that ran, in one transaction, then answers them."""
+        events = [event for r in ran for event in r.events]
+        records = self._idempotency_records(ran)
+        outbox = chain_operations(events, self.working)
+        positions, prev_position = self._store(events, records, outbox)
+        appended = self._collect_appended()
+        self._note_appended(positions, prev_position, records)
+        self._wake(ran, positions)
+        self._take_due_snapshots(appended)
+
+    @staticmethod
+    def _idempotency_records(ran: list[_Ran]) -> list[IdempotencyRecord]:
+        """The first outcome of each command sent with an idempotency key, with the index of
+        its last event in the batch (the store turns it into a position)."""
         records: list[IdempotencyRecord] = []
-        for pending, new_events, result in ran:
-            events.extend(new_events)
-            if pending.command.idempotency_key is not None:
+        end = 0
+        for r in ran:
+            end += len(r.events)
+            key = r.pending.command.idempotency_key
+            if key is not None:
                 records.append(
                     IdempotencyRecord(
-                        pending.command.idempotency_key,
-                        pending.command.request_hash,
-                        json.dumps(result, default=str),
-                        len(events) - 1,
+                        key, r.pending.command.request_hash, json.dumps(r.result, default=str), end - 1
                     )
                 )
+        return records
+
+    def _store(
+        self, events: list[Any], records: list[IdempotencyRecord], outbox: list[OutboxEntry]
+    ) -> tuple[list[int], int | None]:
+        """The events' positions, and the position before them (None: not known, a commit
+        found after a lost connection)."""
         info: dict[str, Any] = {}
-        outbox = chain_operations(events, self.working)
         to_stored = self.app.mapper.to_stored_event
         stored = [e if type(e) is StoredEvent else to_stored(e) for e in events]
         ids = self.app.recorder.insert_events(stored, idempotency=records, outbox=outbox, commit_info=info)
         assert ids is not None and len(ids) == len(stored)
-        appended: dict[UUID, int] = {}
-        for aggregate in self.working.values():
-            appended[aggregate.id] = len(aggregate.collect_events())
-        positions = list(ids)
-        prev_position = info.get("prev_position")  # None: not known (a commit found after a lost connection)
+        return list(ids), info.get("prev_position")
+
+    def _collect_appended(self) -> dict[UUID, int]:
+        """How many events each aggregate of the batch had appended (now collected)."""
+        return {aggregate.id: len(aggregate.collect_events()) for aggregate in self.working.values()}
+
+    def _note_appended(
+        self, positions: list[int], prev_position: int | None, records: list[IdempotencyRecord]
+    ) -> None:
+        """The cache's bookkeeping: how far it is complete, and the outcomes of the keys used."""
         if prev_position is not None and prev_position == self._complete_at:
             self._complete_at = positions[-1]
         else:
@@ -454,10 +478,16 @@ class GroupCommitter:
             self._remember(
                 record.key, (record.request_hash, record.response, positions[record.last_event_index])
             )
+
+    @staticmethod
+    def _wake(ran: list[_Ran], positions: list[int]) -> None:
+        """Answers each command with its result and the position of its last event."""
         end = 0
-        for pending, new_events, result in ran:
-            end += len(new_events)
-            pending.succeed(Outcome(result, positions[end - 1]))
+        for r in ran:
+            end += len(r.events)
+            r.pending.succeed(Outcome(r.result, positions[end - 1]))
+
+    def _take_due_snapshots(self, appended: dict[UUID, int]) -> None:
         for aggregate_id, count in appended.items():
             aggregate = self.working[aggregate_id]
             if count and snapshots.due(aggregate.version - count, aggregate.version):

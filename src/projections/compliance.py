@@ -10,7 +10,8 @@ from datetime import datetime
 from sqlalchemy import Connection, or_, select
 
 from ledger.domain.investor import ineligibility
-from projections.holdings import assets, holdings
+from projections.assets import assets
+from projections.holdings import holdings
 from projections.investors import investors
 
 

@@ -1,4 +1,4 @@
-"""Asset catalogue, current holdings and cap tables as of any past position.
+"""Current holdings and cap tables as of any past position, and the asset catalogue's totals.
 
 History is kept as one change row per holder per event (quantity and frozen
 after the event) plus periodic checkpoints of the whole cap table, each one row
@@ -23,7 +23,6 @@ from sqlalchemy import (
     Boolean,
     Column,
     Connection,
-    Integer,
     Select,
     String,
     Table,
@@ -35,6 +34,8 @@ from sqlalchemy import (
 from ledger.domain.asset import Asset
 from ledger.domain.investment import Investment
 from ledger.pauses import gc_paused
+from projections import assets as catalogue
+from projections.assets import LifecycleEvent, catalogue_row, lifecycle_values
 from projections.batch import Batch
 from projections.schema import Exact, metadata
 
@@ -44,35 +45,6 @@ CHECKPOINT_MIN_CHANGES = 1000
 # rows, and a checkpoint (one row) costs the runner about a microsecond per change.
 CHECKPOINT_SHARE = 2
 HOLDINGS_FILLFACTOR = 70
-
-assets = Table(
-    "rm_assets",
-    metadata,
-    Column("asset_id", String(32), primary_key=True),
-    Column("name", Text, nullable=False),
-    Column("symbol", String(16), nullable=False),
-    Column("decimals", Integer, nullable=False),
-    Column("currency", String(3), nullable=False),
-    Column("unit_price", Exact, nullable=False),
-    Column("authorized_supply", Exact, nullable=False),
-    Column("min_investment", Exact, nullable=False),
-    Column("max_investment", Exact, nullable=False),
-    Column("max_holders", Integer),
-    Column("max_balance", Exact),
-    Column("allowed_countries", Text, nullable=False),
-    Column("accredited_only", Boolean, nullable=False),
-    Column("lockup_seconds", BigInteger, nullable=False),
-    Column("status", String(16), nullable=False),
-    Column("offering_open", Boolean, nullable=False),
-    Column("paused", Boolean, nullable=False),
-    Column("chain_id", BigInteger),
-    Column("token_address", String(42)),
-    Column("identity_registry", String(42)),
-    Column("total_supply", Exact, nullable=False),
-    Column("holder_count", Integer, nullable=False),
-    Column("changes_since_checkpoint", Integer, nullable=False),
-    Column("registered_position", BigInteger, nullable=False),
-)
 
 holdings = Table(
     "rm_holdings",
@@ -157,7 +129,8 @@ def decode_holders(text: str) -> dict[str, tuple[int, int]]:
 
 
 class HoldingsView:
-    """Projects asset events into the catalogue, current holdings and cap-table history.
+    """Projects asset events into current holdings, cap-table history and the catalogue
+    (`projections.assets`: its rows, with the supply and holder count kept here).
 
     It keeps the current holdings in memory (loaded from its own tables when it
     starts or when another process moved the view), so each event costs no read.
@@ -207,72 +180,14 @@ class HoldingsView:
     def _(self, event: Asset.Registered, batch: Batch) -> None:
         self.state[event.asset_id] = AssetTotals()
         self.asset_ids[event.originator_id] = event.asset_id
-        batch.insert(
-            self.assets,
-            {
-                "asset_id": event.asset_id,
-                "name": event.name,
-                "symbol": event.symbol,
-                "decimals": event.decimals,
-                "currency": event.currency,
-                "unit_price": event.unit_price,
-                "authorized_supply": event.authorized_supply,
-                "min_investment": event.min_investment,
-                "max_investment": event.max_investment,
-                "max_holders": event.max_holders,
-                "max_balance": event.max_balance,
-                "allowed_countries": json.dumps(event.allowed_countries),
-                "accredited_only": event.accredited_only,
-                "lockup_seconds": event.lockup_seconds,
-                "status": "draft",
-                "offering_open": False,
-                "paused": False,
-                "chain_id": None,
-                "token_address": None,
-                "identity_registry": None,
-                "total_supply": 0,
-                "holder_count": 0,
-                "changes_since_checkpoint": 0,
-                "registered_position": batch.position,
-            },
-        )
+        batch.insert(self.assets, catalogue_row(event, batch.position))
 
-    def _asset_flags(self, event: Any, batch: Batch, **values: Any) -> None:
-        batch.update(self.assets, {"asset_id": self._asset_id(event)}, values)
+    @process_event.register
+    def _(self, event: LifecycleEvent, batch: Batch) -> None:
+        batch.update(self.assets, {"asset_id": self._asset_id(event)}, lifecycle_values(event))
 
     def _asset_id(self, event: Any) -> str:
         return self.asset_ids[event.originator_id]
-
-    @process_event.register
-    def _(self, event: Asset.Approved, batch: Batch) -> None:
-        self._asset_flags(event, batch, status="approved")
-
-    @process_event.register
-    def _(self, event: Asset.OfferingOpened, batch: Batch) -> None:
-        self._asset_flags(event, batch, offering_open=True)
-
-    @process_event.register
-    def _(self, event: Asset.OfferingClosed, batch: Batch) -> None:
-        self._asset_flags(event, batch, offering_open=False)
-
-    @process_event.register
-    def _(self, event: Asset.Paused, batch: Batch) -> None:
-        self._asset_flags(event, batch, paused=True)
-
-    @process_event.register
-    def _(self, event: Asset.Unpaused, batch: Batch) -> None:
-        self._asset_flags(event, batch, paused=False)
-
-    @process_event.register
-    def _(self, event: Asset.TokenBound, batch: Batch) -> None:
-        self._asset_flags(
-            event,
-            batch,
-            status="tokenized",
-            chain_id=event.chain_id,
-            token_address=event.token_address,
-            identity_registry=event.identity_registry,
-        )
 
     @process_event.register
     def _(self, event: Investment.Placed, batch: Batch) -> None:
@@ -507,30 +422,5 @@ def _fetch(conn: Connection, query: _Query, **params: Any) -> Sequence[Any]:
         return cursor.execute(statement, defaults | params).fetchall()  # type: ignore[no-any-return]
 
 
-def asset_record(conn: Connection, asset_id: str) -> dict[str, Any] | None:
-    """The catalogue entry of an asset: terms, lifecycle, supply and holders."""
-    row = conn.execute(select(assets).where(assets.c.asset_id == asset_id)).first()
-    return None if row is None else _asset_record(row)
-
-
-def assets_page(
-    conn: Connection, status: str | None, after: str | None, limit: int
-) -> tuple[list[dict[str, Any]], bool]:
-    """Up to `limit` catalogue entries (of one status, if given) after asset id `after`, in
-    asset id order, and whether more follow."""
-    query = select(assets)
-    if status is not None:
-        query = query.where(assets.c.status == status)
-    if after is not None:
-        query = query.where(assets.c.asset_id > after)
-    rows = conn.execute(query.order_by(assets.c.asset_id).limit(limit + 1)).all()
-    return [_asset_record(r) for r in rows[:limit]], len(rows) > limit
-
-
-def _asset_record(row: Any) -> dict[str, Any]:
-    record = dict(row._mapping)
-    record["allowed_countries"] = json.loads(record["allowed_countries"])
-    record.pop("changes_since_checkpoint")
-    token = {k: record.pop(k) for k in ("chain_id", "token_address", "identity_registry")}
-    record["token"] = token if token["token_address"] else None
-    return record
+# Where callers found them before the catalogue had its module.
+assets, asset_record = catalogue.assets, catalogue.asset_record

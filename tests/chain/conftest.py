@@ -15,14 +15,15 @@ from ledger.config import store_env
 from projections.migrate import upgrade
 from projections.runner import ProjectionRunner
 from projections.schema import engine_for
+from tests.chain.trex_helpers import TrexTestClient
 from tests.chain.world import CONFIRMATIONS, World
 
 ID, SG = 360, 702
 
 
 @pytest.fixture
-def trex_client(anvil: Anvil) -> TrexClient:
-    return TrexClient(anvil.url, DEV_KEYS[0])
+def trex_client(anvil: Anvil) -> TrexTestClient:
+    return TrexTestClient(anvil.url, DEV_KEYS[0])
 
 
 @pytest.fixture
@@ -38,7 +39,7 @@ def world(store_url: str, anvil: Anvil) -> Iterator[World]:
     engine = engine_for(store_url)
     upgrade(engine)
     runner = ProjectionRunner(app, engine)
-    client = TrexClient(anvil.url, DEV_KEYS[0])
+    client = TrexTestClient(anvil.url, DEV_KEYS[0])
     service = ChainService(app, runner, Rpc(anvil.url), client, CONFIRMATIONS)
     yield World(app, engine, service, anvil, client)
     app.close()

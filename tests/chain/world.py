@@ -11,8 +11,9 @@ from sqlalchemy import Engine
 from adapters.chain.anvil import DEV_KEYS, Anvil
 from adapters.chain.mirror import SyncReport
 from adapters.chain.service import ChainService
-from adapters.chain.trex import Suite, TrexClient
+from adapters.chain.trex import Suite
 from ledger.application import LedgerApplication
+from tests.chain.trex_helpers import TrexTestClient
 from tests.support import open_asset
 
 CONFIRMATIONS = 3
@@ -29,7 +30,7 @@ class World:
     engine: Engine
     service: ChainService
     anvil: Anvil
-    client: TrexClient
+    client: TrexTestClient
 
     def settle(self) -> None:
         """Carries the outbox out and buries it under enough blocks to be final."""

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from typing import Any, cast
 from uuid import UUID, uuid4
 
-import psycopg
 import pytest
 from eventsourcing.persistence import StoredEvent
 from hypothesis import HealthCheck, given, settings
@@ -17,7 +16,7 @@ from hypothesis import strategies as st
 from ledger.application import LedgerApplication
 from ledger.config import store_env
 from ledger.store import GENESIS, UNNEST_FROM, LedgerPostgresRecorder, hash_rows
-from tests.conftest import PG_URL, require_postgres
+from tests.conftest import scratch_schema_url
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
@@ -29,16 +28,10 @@ batches = st.lists(records, min_size=1, max_size=UNNEST_FROM - 1)
 @pytest.fixture(scope="module")
 def recorder() -> Iterator[LedgerPostgresRecorder]:
     """One store for every example: each batch links to the chain the earlier ones left."""
-    require_postgres()
-    schema = f"t_{uuid4().hex[:12]}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    sep = "&" if "?" in PG_URL else "?"
-    application = LedgerApplication(store_env(f"{PG_URL}{sep}schema={schema}"))
-    yield cast(LedgerPostgresRecorder, application.recorder)
-    application.close()
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    with scratch_schema_url() as url:
+        application = LedgerApplication(store_env(url))
+        yield cast(LedgerPostgresRecorder, application.recorder)
+        application.close()
 
 
 def stored_links(recorder: LedgerPostgresRecorder, after: int) -> dict[int, tuple[int, bytes]]:

@@ -7,6 +7,7 @@ import ast
 import importlib.metadata
 import inspect
 import textwrap
+import typing
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from uuid import uuid4
@@ -62,8 +63,9 @@ def _declared_handlers(view_class: type) -> dict[type, int]:
         ):
             annotation = node.args.args[1].annotation
             assert annotation is not None
-            event_class = eval(ast.unparse(annotation), vars(module))
-            found[event_class] = node.lineno + first - 1
+            declared = eval(ast.unparse(annotation), vars(module))
+            for event_class in typing.get_args(declared) or (declared,):  # a union: each member
+                found[event_class] = node.lineno + first - 1
     return found
 
 

@@ -54,11 +54,11 @@ from ledger.domain.investment import Investment
 from ledger.domain.investor import Investor
 from ledger.domain.proposal import Proposal
 from ledger.errors import LedgerError
+from projections.assets import assets
 from projections.distributions import distribution_record, distributions, entitlements
 from projections.holdings import (
     CapTable,
     CapTableRow,
-    assets,
     cap_table_as_of,
     current_cap_table,
     holdings,

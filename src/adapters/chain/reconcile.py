@@ -22,8 +22,9 @@ from ledger.commit import Outcome
 from ledger.errors import InvalidStateError
 from ledger.outbox import BURN, DONE, FORCED_TRANSFER, MINT, OPEN_STATES, PAUSE, RECOVER, UNPAUSE
 from ledger.store import OutboxRow
+from projections.assets import assets
 from projections.chain import ChainState, InvestorPosition, by_investor, chain_state, mirror_of
-from projections.holdings import assets, holdings
+from projections.holdings import holdings
 from projections.investors import wallets
 from projections.schema import snapshot, view_position
 

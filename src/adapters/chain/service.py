@@ -26,8 +26,8 @@ from ledger.application import LedgerApplication
 from ledger.commit import Outcome
 from ledger.domain.chain import ANCHOR_MIRROR
 from ledger.errors import InvalidStateError, NotFoundError
+from projections.assets import assets
 from projections.chain import reconciliation
-from projections.holdings import assets
 from projections.runner import ProjectionRunner
 from projections.schema import snapshot
 

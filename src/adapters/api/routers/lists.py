@@ -47,8 +47,8 @@ from adapters.api.listing import (
 )
 from ledger.domain import values
 from ledger.domain.investor import KYC_STATUSES
+from projections.assets import assets, assets_page
 from projections.distributions import distributions_page
-from projections.holdings import assets, assets_page
 from projections.investors import investments_page, investors, investors_page, investors_page_async
 from projections.proposals import proposals_page
 from projections.schema import snapshot
