@@ -1,13 +1,11 @@
-"""What every router shares: services, authentication, problem+json errors, exact integers,
-read-your-writes consistency."""
+"""What every router shares: the services (`adapters.services`, built by `bootstrap`),
+authentication, problem+json errors, exact integers, read-your-writes consistency."""
 
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -17,14 +15,12 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy import Connection
 
-from adapters.api.keys import KeyStore, Principal
-from adapters.api.metrics import Metrics
+from adapters.api.keys import Principal
 from adapters.api.readpool import ReadPool
 from adapters.api.responses import PROBLEM, QUERY
+from adapters.services import Services as Services  # noqa: PLC0414 (re-exported for the routers)
 from ledger.actor import Actor, set_actor
-from ledger.application import LedgerApplication
 from ledger.commit import Outcome
-from projections.runner import ProjectionRunner
 from projections.schema import snapshot, view_position
 
 WAIT_SECONDS = 5.0
@@ -108,15 +104,6 @@ def exact(value: Any, key: str | None = None) -> Any:
     if isinstance(value, UUID):
         return str(value)
     return value
-
-
-@dataclass
-class Services:
-    ledger: LedgerApplication
-    runner: ProjectionRunner
-    keys: KeyStore
-    metrics: Metrics
-    started: float = dataclasses.field(default_factory=time.monotonic)
 
 
 def services(request: Request) -> Services:
