@@ -31,7 +31,6 @@ object per measure and nothing else; progress goes to stderr.
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing
 import random
 import statistics
@@ -45,7 +44,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from common import PG_URL, emit, logger, percentile, scratch_schema, with_schema
+from common import PG_URL, arguments, logger, measure, percentile, scratch_schema, served, with_schema
 
 # isort: split
 # (`common` has put the repository on the import path)
@@ -335,43 +334,16 @@ async def _http_load(port: int, requests: Callable[[int, int], bytes], seconds: 
     return run
 
 
-def http_measure(url: str, schema: str, asset_id: str, explain: bool) -> None:
+def http_measure(url: str, asset_id: str, explain: bool) -> None:
     import asyncio
     import json as json_module
-    import os
-    import signal
-    import socket
-    import subprocess
-    import sys
-    from pathlib import Path
 
     from adapters import bootstrap
     from adapters.api.keys import KeyStore
     from ledger.config import Settings
 
     key = KeyStore(bootstrap.read_engine(Settings(database_url=url))).create("admin")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    ledger = Path(sys.executable).parent / "ledger"
-    env = {**os.environ, "LEDGER_DATABASE_URL": url}
-    server = subprocess.Popen(
-        [str(ledger), "serve", "--workers", "2", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-                    if b" 200 " in sock.recv(100):
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise RuntimeError("ledger serve --workers 2 did not come up")
-            time.sleep(0.2)
+    with served(log, url, "--workers", "2", quiet=True, start_seconds=120) as (_, port):
         time.sleep(2.0)  # both workers up
         health = b"GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n"
         run_id = uuid.uuid4().hex[:8]
@@ -392,36 +364,17 @@ def http_measure(url: str, schema: str, asset_id: str, explain: bool) -> None:
         asyncio.run(_http_load(port, lambda *_: health, 1.0, CLIENTS))  # warm-up
         base = asyncio.run(_http_load(port, lambda *_: health, SECONDS, CLIENTS))
         ours = asyncio.run(_http_load(port, transfer, SECONDS, CLIENTS))
-        log(f"http: healthz {base.rate:.0f}/s, transfers {ours.rate:.0f}/s "
-            f"(failed {ours.failed}, conflicts {ours.conflicts}, rejected {ours.rejected})")
-        ratio = ours.rate / base.rate
-        line("append_http_workers_2", ours.rate, "transfers/s", base.rate,
-             "GET /healthz, same server and connections", f">= {TARGET_HTTP}",
-             ratio >= TARGET_HTTP and ours.failed == 0, ours.explained() if explain else None,
-             failed=ours.failed, conflicts=ours.conflicts)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-
-
-def line(name: str, value: float, unit: str, baseline: float, baseline_name: str, target: str,
-         passed: bool, explain: dict[str, Any] | None, **extra: Any) -> None:
-    ratio = value / baseline if baseline else 0.0
-    emit({
-        "name": name, "value": round(value, 3), "unit": unit, "baseline": round(baseline, 3),
-        "baseline_name": baseline_name, "ratio": round(ratio, 3), "target": target, "pass": passed,
-        **extra, **(explain or {}),
-    })
+    log(f"http: healthz {base.rate:.0f}/s, transfers {ours.rate:.0f}/s "
+        f"(failed {ours.failed}, conflicts {ours.conflicts}, rejected {ours.rejected})")
+    ratio = ours.rate / base.rate
+    measure("append_http_workers_2", ours.rate, "transfers/s", base.rate,
+            "GET /healthz, same server and connections", f">= {TARGET_HTTP}",
+            ratio >= TARGET_HTTP and ours.failed == 0, ours.explained() if explain else None,
+            failed=ours.failed, conflicts=ours.conflicts)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--explain", action="store_true", help="latencies, CPU and counts per line")
-    parser.add_argument("--http", action="store_true", help="only the HTTP measure")
-    args = parser.parse_args()
+    args = arguments(__doc__, ("--http", "only the HTTP measure"))
     explain = args.explain
     with scratch_schema(log) as schema:
         url = with_schema(PG_URL, schema)
@@ -431,7 +384,7 @@ def main() -> None:
                 asset_id = set_up(app)
             finally:
                 app.close()
-            http_measure(url, schema, asset_id, explain)
+            http_measure(url, asset_id, explain)
             return
         try:
             asset_id = set_up(app)
@@ -441,14 +394,14 @@ def main() -> None:
                 base = sql_ledger_transfers(schema, SECONDS, clients)
                 ours = ledger_transfers(app, asset_id, SECONDS, clients, f"ledger-{clients}")
                 ratio = ours.rate / base.rate
-                line(f"append_{clients}_clients", ours.rate, "transfers/s", base.rate,
+                measure(f"append_{clients}_clients", ours.rate, "transfers/s", base.rate,
                      f"pgledger-style plpgsql transfer(), {clients} connections", f">= {TARGET_SQL_LEDGER}",
                      ratio >= TARGET_SQL_LEDGER, ours.explained() if explain else None,
                      conflicts=ours.conflicts)
             raw = raw_single_commits(schema, 1.5)
             single = ledger_transfers(app, asset_id, SECONDS, 1, "one-client")
             p50, raw_p50 = statistics.median(single.latencies_ms), statistics.median(raw)
-            line("append_p50_latency", p50, "ms", raw_p50, "raw single-row INSERT+COMMIT p50",
+            measure("append_p50_latency", p50, "ms", raw_p50, "raw single-row INSERT+COMMIT p50",
                  f"<= {TARGET_P50}", p50 / raw_p50 <= TARGET_P50, single.explained() if explain else None)
         finally:
             app.close()
@@ -456,7 +409,7 @@ def main() -> None:
             base = processes_transfers(url, asset_id, 1)  # spawned too, asset loaded before the clock
             ours = processes_transfers(url, asset_id, processes)
             ratio = ours.rate / base.rate
-            line(f"append_{processes}_processes", ours.rate, "transfers/s", base.rate,
+            measure(f"append_{processes}_processes", ours.rate, "transfers/s", base.rate,
                  f"one process of {PROCESS_CLIENTS} clients", f">= {TARGET_PROCESSES}, conflicts == 0",
                  ratio >= TARGET_PROCESSES and ours.conflicts == 0, ours.explained() if explain else None,
                  conflicts=ours.conflicts)

@@ -1,12 +1,25 @@
-"""What the chain benchmarks share: the import path, the database, a scratch schema, output."""
+"""The benchmarks' harness: the import path, the database and a scratch schema, a history of
+events appended in batches, the served API, timing, percentiles and the JSON line of a measure.
+
+A benchmark prints one JSON line per measure on stdout (`measure`) and its progress on stderr
+(`logger`); `--explain` (`arguments`) adds the diagnostics a reader does not need to judge the
+figure against its target.
+"""
 
 from __future__ import annotations
 
+import argparse
+import http.client
 import json
 import os
+import resource
+import signal
+import socket
 import subprocess
 import sys
+import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +34,18 @@ for entry in (ROOT / "src", ROOT):
         sys.path.insert(0, str(entry))
 
 PG_URL = os.environ.get("LEDGER_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+KEEP_SCHEMA = os.environ.get("BENCH_KEEP_SCHEMA") == "1"
+PUT_BATCH = int(os.environ.get("BENCH_PUT_BATCH", "5000"))
+HOST = "127.0.0.1"
+
+
+def arguments(doc: str, *flags: tuple[str, str]) -> argparse.Namespace:
+    """The command line of a benchmark: `--explain` and its own flags, (name, help) each."""
+    parser = argparse.ArgumentParser(description=doc.split("\n", maxsplit=1)[0])
+    parser.add_argument("--explain", action="store_true", help="diagnostics beside each figure")
+    for flag, text in flags:
+        parser.add_argument(flag, action="store_true", help=text)
+    return parser.parse_args()
 
 
 def logger(name: str) -> Callable[[str], None]:
@@ -36,11 +61,33 @@ def emit(record: dict[str, Any]) -> None:
     print(json.dumps(record), flush=True)
 
 
+def measure(
+    name: str, value: float, unit: str, baseline: float | None, baseline_name: str | None,
+    target: str | None, passed: bool | None, explain: dict[str, Any] | None = None, **extra: Any,
+) -> None:
+    """One measure's JSON line: the figure, its baseline and their ratio, the target and whether
+    it is met, what a reader needs besides (`extra`), then the diagnostics (`explain`, only
+    under `--explain`)."""
+    ratio = round(value / baseline, 3) if baseline else None
+    emit({
+        "name": name, "value": round(value, 3), "unit": unit,
+        "baseline": None if baseline is None else round(baseline, 3), "baseline_name": baseline_name,
+        "ratio": ratio, "target": target, "pass": passed, **extra, **(explain or {}),
+    })
+
+
 def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100) of a non-empty list."""
     ordered = sorted(values)
     rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
     return ordered[rank - 1]
+
+
+def timed(action: Callable[[], Any]) -> tuple[Any, float]:
+    """What `action` returns, and the seconds it took."""
+    started = time.perf_counter()
+    result = action()
+    return result, time.perf_counter() - started
 
 
 def with_schema(url: str, schema: str) -> str:
@@ -49,10 +96,10 @@ def with_schema(url: str, schema: str) -> str:
 
 @contextmanager
 def scratch_schema(
-    log: Callable[[str], None], *, prefix: str = "bench_", digits: int = 12, keep: bool = False
+    log: Callable[[str], None], *, prefix: str = "bench_", digits: int = 12, keep: bool = KEEP_SCHEMA
 ) -> Iterator[str]:
     """A fresh schema of the benchmark database (`prefix` and `digits` random hex digits), dropped
-    afterwards whatever happens, unless `keep` (the caller's `BENCH_KEEP_SCHEMA=1`)."""
+    afterwards whatever happens, unless `keep` (`BENCH_KEEP_SCHEMA=1`)."""
     schema = f"{prefix}{uuid.uuid4().hex[:digits]}"
     with psycopg.connect(PG_URL, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
@@ -68,11 +115,147 @@ def scratch_schema(
             log(f"schema {schema} dropped")
 
 
+def analyze(schema: str) -> int:
+    """`ANALYZE` of every table of `schema` (what autovacuum would soon do); the tables' count."""
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        tables = conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY tablename", (schema,)
+        ).fetchall()
+        for (table,) in tables:
+            conn.execute(sql.SQL("ANALYZE {}.{}").format(sql.Identifier(schema), sql.Identifier(table)))
+    return len(tables)
+
+
+class EventBatches:
+    """A history made by driving the aggregates' own command methods in memory (every rule is
+    checked, as in the application): each command's new events are collected from the aggregates
+    it touched, in the order the application's unit of work would, and appended with those of
+    the commands before it (`app.events.put`: the real recorder, its lock and hash chain) once
+    `PUT_BATCH` events are waiting; a command is never split."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.buffer: list[Any] = []
+        self.events = 0  # collected so far
+        self.head = 0  # the position of the last event appended
+        self.kinds: Counter[str] = Counter()  # commands by kind
+        self.rejected = 0  # commands a rule rejected
+
+    def commit(self, kind: str, *aggregates: Any) -> None:
+        """One command's new events, in the order of the aggregates it touched."""
+        self.record(kind, [event for aggregate in aggregates for event in aggregate.collect_events()])
+
+    def record(self, kind: str, events: list[Any]) -> None:
+        """One command's events (or a fact's, made without an aggregate)."""
+        assert events, f"{kind} recorded nothing"
+        self.buffer.extend(events)
+        self.events += len(events)
+        self.kinds[kind] += 1
+        if len(self.buffer) >= PUT_BATCH:
+            self.flush()
+
+    def attempt(self, kind: str, command: Callable[[], tuple[Any, ...]]) -> bool:
+        """Runs one command (returning the aggregates it touched); a rule's rejection records
+        nothing, as in the application."""
+        from ledger.errors import LedgerError
+
+        try:
+            touched = command()
+        except LedgerError:
+            self.rejected += 1
+            return False
+        self.commit(kind, *touched)
+        return True
+
+    def flush(self) -> None:
+        if self.buffer:
+            self.append(self.buffer)
+            self.buffer = []
+
+    def append(self, events: list[Any]) -> None:
+        self.head = self.app.events.put(events)[-1].notification.id
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+def ledger_command() -> list[str]:
+    script = Path(sys.executable).parent / "ledger"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "from adapters.cli import main; main()"]
+
+
+def http_get(port: int, path: str, key: str | None) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection(HOST, port, timeout=10)
+    try:
+        conn.request("GET", path, headers={"Authorization": f"Bearer {key}"} if key else {})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+@contextmanager
+def served(
+    log: Callable[[str], None], url: str, *options: str, quiet: bool = False, start_seconds: float = 60
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """`ledger serve` (with `options`) on the store at `url`, in a process of its own on a free
+    port of loopback, once it answers `/healthz`; stopped with SIGTERM afterwards. Its output
+    goes to stderr (nowhere if `quiet`)."""
+    port = free_port()
+    env = {**os.environ, "LEDGER_DATABASE_URL": url, "LEDGER_READ_DATABASE_URL": url}
+    command = [*ledger_command(), "serve", *options, "--host", HOST, "--port", str(port)]
+    log(f"starting: {' '.join(command)} (LEDGER_DATABASE_URL={url})")
+    output = subprocess.DEVNULL if quiet else sys.stderr
+    process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=output, stderr=output)
+    try:
+        deadline = time.monotonic() + start_seconds
+        while True:
+            if process.poll() is not None:
+                msg = f"the server exited with code {process.returncode} before it answered"
+                raise RuntimeError(msg)
+            try:
+                if http_get(port, "/healthz", None)[0] == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                msg = f"the server did not answer /healthz within {start_seconds:.0f} s"
+                raise RuntimeError(msg)
+            time.sleep(0.1)
+        log(f"server pid {process.pid} listening on {HOST}:{port}")
+        yield process, port
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        log(f"server stopped (exit code {process.returncode})")
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM: per address space, so not inherited over exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def source_state() -> dict[str, Any]:
     """The commit measured and whether src/ or migrations/ differ from it (others may be editing)."""
 
     def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+        try:
+            done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+        except OSError:
+            return ""
         return done.stdout.strip() if done.returncode == 0 else ""
 
     return {

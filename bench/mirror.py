@@ -1,7 +1,7 @@
 """Mirror benchmark (SPEC section 8, "mirror"): chain logs ingested into the ledger per second,
 against raw `eth_getLogs` over the same block range from the same anvil, on PostgreSQL.
 
-Run from the repository root: `.venv/bin/python bench/mirror.py`.
+Run from the repository root: `.venv/bin/python bench/mirror.py [--explain]`.
 
 1. Chain: a fresh anvil (`Anvil.start`, block gas limit `BENCH_GAS_LIMIT`). A ledger on a
    fresh PostgreSQL schema of `LEDGER_BENCH_DATABASE_URL` (default: the test database)
@@ -18,32 +18,29 @@ Run from the repository root: `.venv/bin/python bench/mirror.py`.
 2. Baseline: raw `eth_getLogs` of the token's and the identity registry's logs over the
    whole range (deployment block to head) with plain `requests`, JSON parsed; best of
    `BENCH_RAW_RUNS` (default 3).
-3. `mirror_ingest`: `Mirror.sync(asset_id)` (confirmations `BENCH_CONFIRMATIONS`, default
-   0) from the deployment block to the head: logs recorded in the ledger per second.
-   Verified: the `ChainLog` streams in the store are exactly the logs of `eth_getLogs`
-   (same ids, keyed by chain id, block hash and log index; none missing, none twice).
-4. `mirror_resync`: a second sync with nothing new.
-   `get_logs_reads` and `logs_fetched` count the mirror's reads (ranges refused for holding
-   more than `MAX_LOGS` logs are read again, smaller); `refetch_seconds_estimate` is what
-   reading the surplus costs at the baseline's rate.
-5. If the target is missed, the same sync into another fresh schema is profiled
-   (cProfile, wall clock) into `BENCH_PROFILE`, with a text summary next to it.
+Measures and targets:
 
-stdout carries one JSON object per measure and nothing else; progress goes to stderr.
-The schemas are dropped and anvil stopped at the end, also on failure.
+- `mirror_ingest`: `Mirror.sync(asset_id)` (confirmations `BENCH_CONFIRMATIONS`, default 0)
+  from the deployment block to the head: logs recorded in the ledger per second, against the
+  baseline. Target >= 0.15 x, and `verified`: the `ChainLog` streams in the store are exactly
+  the logs of `eth_getLogs` (same ids, keyed by chain id, block hash and log index; none
+  missing, none twice).
+- `mirror_resync`: a second sync with nothing new, against the baseline's one read. Target:
+  no new logs recorded.
+
+`--explain` adds the range, the counts and the mirror's reads (`get_logs_reads`,
+`logs_fetched`: ranges refused for holding more than `MAX_LOGS` logs are read again, smaller;
+`refetch_seconds_estimate` is what reading the surplus costs at the baseline's rate). stdout
+carries one JSON object per measure; progress goes to stderr. The schema is dropped and anvil
+stopped at the end, also on failure.
 """
 
 from __future__ import annotations
 
-import cProfile
-import io
 import os
-import pstats
 import random
-import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -58,7 +55,7 @@ from adapters.chain.anvil import DEV_KEYS, Anvil
 from adapters.chain.rpc import Rpc
 from adapters.chain.service import ChainService
 from adapters.chain.trex import Suite, TokenCall, TrexClient
-from common import PG_URL, emit, logger, scratch_schema, source_state, with_schema
+from common import PG_URL, arguments, logger, measure, scratch_schema, source_state, with_schema
 from ledger.application import LedgerApplication
 from ledger.config import store_env
 from ledger.domain.chain import ChainLog
@@ -73,7 +70,6 @@ PER_BLOCK = int(os.environ.get("BENCH_PER_BLOCK", "150"))
 GAS_LIMIT = int(os.environ.get("BENCH_GAS_LIMIT", "1000000000"))
 RAW_RUNS = int(os.environ.get("BENCH_RAW_RUNS", "3"))
 CONFIRMATIONS = int(os.environ.get("BENCH_CONFIRMATIONS", "0"))
-PROFILE_PATH = Path(os.environ.get("BENCH_PROFILE", "/tmp/ledger_mirror_sync.prof"))
 SEED = int(os.environ.get("BENCH_SEED", "20261121"))
 
 TARGET_INGEST = 0.15  # ledger logs/s >= 0.15 x raw eth_getLogs logs/s
@@ -101,10 +97,6 @@ TERMS = {
 
 
 log = logger("mirror")
-
-
-def load_average() -> float:
-    return round(os.getloadavg()[0], 2)
 
 
 class CountingRpc(Rpc):
@@ -245,45 +237,15 @@ def expected_ids(logs: list[dict[str, Any]], chain_id: int) -> set[str]:
     return {str(ChainLog.create_id(chain_id, e["blockHash"], int(e["logIndex"], 16))) for e in logs}
 
 
-def profile_sync(node: Anvil, suite: Suite) -> str:
-    """The same sync into another fresh ledger, under cProfile; returns a text summary."""
-    with scratch_schema(log) as schema:
-        ledger = Ledger(schema, node, None)
-        try:
-            ledger.app.register_asset(TERMS)
-            ledger.app.approve_asset(ASSET_ID)
-            ledger.app.bind_token(ASSET_ID, suite.chain_id, suite.token, suite.identity_registry)
-            ledger.service.mirror.attach(ASSET_ID, suite.deployed_at_block, suite.as_dict())
-            profiler = cProfile.Profile()
-            started = time.perf_counter()
-            profiler.enable()
-            report = ledger.service.mirror.sync(ASSET_ID)
-            profiler.disable()
-            seconds = time.perf_counter() - started
-        finally:
-            ledger.close()
-    profiler.dump_stats(PROFILE_PATH)
-    out = io.StringIO()
-    out.write(f"profiled sync: {report.logs} logs in {seconds:.2f}s = {report.logs / seconds:.0f} logs/s\n")
-    stats = pstats.Stats(profiler, stream=out)
-    stats.sort_stats("cumulative").print_stats(45)
-    stats.sort_stats("tottime").print_stats(30)
-    summary = out.getvalue()
-    PROFILE_PATH.with_suffix(".txt").write_text(summary)
-    return summary
-
-
-def main() -> None:
+def main(explain: bool) -> None:
     overall = time.perf_counter()
-    source = source_state()
-    log(f"commit {source['commit']} (src dirty: {source['src_dirty']}), load average {load_average()}")
     node = Anvil.start(gas_limit=GAS_LIMIT)
     log(f"anvil on {node.url}, gas limit {GAS_LIMIT}")
     try:
         with scratch_schema(log) as schema:
             ledger = Ledger(schema, node, TrexClient(node.url, DEV_KEYS[0], timeout=60))
             try:
-                run(node, ledger, source)
+                run(node, ledger, explain)
             finally:
                 ledger.close()
     finally:
@@ -292,7 +254,7 @@ def main() -> None:
     log(f"done in {time.perf_counter() - overall:.1f}s")
 
 
-def run(node: Anvil, ledger: Ledger, source: dict[str, Any]) -> None:
+def run(node: Anvil, ledger: Ledger, explain: bool) -> None:
     client = ledger.service.client
     assert client is not None
     ledger.app.register_asset(TERMS)
@@ -325,7 +287,6 @@ def run(node: Anvil, ledger: Ledger, source: dict[str, Any]) -> None:
     )
 
     before = ledger.head()
-    load = load_average()
     started = time.perf_counter()
     report = ledger.service.mirror.sync(ASSET_ID)
     seconds = time.perf_counter() - started
@@ -349,63 +310,31 @@ def run(node: Anvil, ledger: Ledger, source: dict[str, Any]) -> None:
     caught_up = ledger.runner.catch_up()
     log(f"read models caught up: {caught_up} events in {time.perf_counter() - started:.1f}s")
 
-    info = {"commit": source["commit"], "src_dirty": source["src_dirty"]}
-    passed = rate >= TARGET_INGEST * raw_rate and verified
-    emit(
+    code = source_state() if explain else {}
+    measure(
+        "mirror_ingest", rate, "logs/s", raw_rate,
+        f"raw eth_getLogs of the range, plain requests + JSON parse, best of {RAW_RUNS}",
+        f">= {TARGET_INGEST}", rate >= TARGET_INGEST * raw_rate and verified,
         {
-            "name": "mirror_ingest",
-            "value": round(rate, 1),
-            "unit": "logs/s",
-            "baseline": round(raw_rate, 1),
-            "baseline_unit": "logs/s",
-            "baseline_name": f"raw eth_getLogs of the range, plain requests + JSON parse, best of {RAW_RUNS}",
-            "ratio": round(rate / raw_rate, 4),
-            "target": f">= {TARGET_INGEST}",
-            "pass": passed,
-            "logs": report.logs,
-            "blocks": head - first + 1,
-            "block_range": f"{first}..{head}",
-            "seconds": round(seconds, 3),
-            "baseline_seconds": round(raw_seconds, 4),
-            "events_appended": appended,
-            "chain_logs_in_store": stored,
-            "eth_get_logs_logs": len(raw_logs),
-            "verified": verified,
-            "holder_transfers": transfers_on_chain,
-            "transfers_sent": TRANSFERS,
-            "wallets": WALLETS,
-            "unrecognised": report.unrecognised,
-            "get_logs_reads": reads_measured,
+            "blocks": head - first + 1, "block_range": f"{first}..{head}", "seconds": round(seconds, 3),
+            "baseline_seconds": round(raw_seconds, 4), "events_appended": appended,
+            "chain_logs_in_store": stored, "eth_get_logs_logs": len(raw_logs),
+            "holder_transfers": transfers_on_chain, "transfers_sent": TRANSFERS, "wallets": WALLETS,
+            "unrecognised": report.unrecognised, "get_logs_reads": reads_measured,
             "logs_fetched": fetched_measured,
             "refetch_seconds_estimate": round((fetched_measured - report.logs) / raw_rate, 3),
-            "confirmations": CONFIRMATIONS,
-            "load_average_1m": load,
-            **info,
-        }
+            "confirmations": CONFIRMATIONS, **code,
+        } if explain else None,
+        logs=report.logs, verified=verified,
     )
-    emit(
-        {
-            "name": "mirror_resync",
-            "value": round(resync_seconds * 1000, 2),
-            "unit": "ms",
-            "baseline": round(raw_seconds * 1000, 2),
-            "baseline_unit": "ms",
-            "baseline_name": "raw eth_getLogs of the whole range (the mirror's first read)",
-            "ratio": round(resync_seconds / raw_seconds, 3),
-            "target": "no new logs recorded",
-            "pass": again.logs == 0 and stored_after == stored,
-            "logs": again.logs,
-            "chain_logs_in_store": stored_after,
-            "load_average_1m": load_average(),
-            **info,
-        }
+    measure(
+        "mirror_resync", resync_seconds * 1000, "ms", raw_seconds * 1000,
+        "raw eth_getLogs of the whole range (the mirror's first read)", "no new logs recorded",
+        again.logs == 0 and stored_after == stored,
+        {"chain_logs_in_store": stored_after, **code} if explain else None,
+        logs=again.logs,
     )
-    if not passed:
-        log("target missed: profiling the same sync into a fresh schema")
-        summary = profile_sync(node, suite)
-        log(f"profile in {PROFILE_PATH}, summary in {PROFILE_PATH.with_suffix('.txt')}")
-        print(summary[:6000], file=sys.stderr)
 
 
 if __name__ == "__main__":
-    main()
+    main(arguments(__doc__).explain)

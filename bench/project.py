@@ -1,57 +1,38 @@
 """Projection benchmark (SPEC section 8, "project" and "as-of cap table"): catch-up rate,
 full replay time and memory, and as-of cap table latency, on PostgreSQL.
 
-Run from the repository root: `.venv/bin/python bench/project.py`.
+Run from the repository root: `.venv/bin/python bench/project.py [--explain]`.
 
-Everything runs in one fresh PostgreSQL schema (dropped at the end; kept with
-`BENCH_KEEP_SCHEMA=1`) of the database named by `LEDGER_BENCH_DATABASE_URL` (default:
-the test database); the read models live in the same schema, as by default.
+One fresh PostgreSQL schema (dropped at the end; kept with `BENCH_KEEP_SCHEMA=1`) gets a
+history of `BENCH_EVENTS` events (default 1,000,000) of a realistic mix, made by driving the
+aggregates' command methods in memory (`common.EventBatches`, appended on a thread of its own):
+four assets, the largest with `BENCH_HOLDERS` holders (default 10,000; fewer for small
+`BENCH_EVENTS`); registrations, investments (a few cancelled), transfers (most of the history),
+freezes, forced transfers, redemptions, a pause, distributions, proposals with votes. The raw
+read, the catch-up, the replay and the as-of queries each run in a process of their own, so
+that their memory and garbage collections are theirs alone. Measures and targets:
 
-1. History: `BENCH_EVENTS` events (default 1,000,000) of a realistic mix, made by
-   driving the aggregates' own command methods in memory (every rule is checked, as
-   in the application) and appending each command's events, in command order, with
-   `app.events.put` in batches of `BENCH_PUT_BATCH` events: the real recorder, with
-   its table lock and hash chain, but without one group-commit round trip per
-   command. Four assets; the largest has `BENCH_HOLDERS` holders (default 10,000;
-   fewer for small `BENCH_EVENTS`), traded among themselves.
-   Investor registrations (wallet claim, KYC), investments with payment
-   confirmations (a few cancelled), transfers (most of the history), partial and
-   address freezes, forced transfers, redemptions, a pause, distributions paid all
-   at once or one holder at a time, proposals with votes.
-2. `raw read`: `recorder.select_notifications` pages of `BENCH_READ_BATCH` events over
-   the whole history (one warm-up pass, one measured pass), and the same again with
-   every notification decoded into a domain event (for the breakdown only).
-3. `project_catch_up`: `ProjectionRunner.catch_up()` from freshly migrated, empty
-   read-model tables over the whole history, events/s, against the raw read rate.
-4. `project_replay`: `replay(app, engine)` (fresh `build_` tables, catch-up, swap).
-5. `project_peak_rss`: the peak RSS of the replay process (VmHWM; catch-up's too).
-6. `captable_as_of_p95`: `cap_table_as_of` of the largest asset at `BENCH_AS_OF`
-   (default 200) random positions after its holders were onboarded, each with its own
-   pooled connection as a request would, against the current cap table query
-   (`current_cap_table`) of the same asset; also the same two statements through
-   plain psycopg (the floor of the design) and a profile of 20 queries. Every measured
-   cap table, and the head's, is compared with one folded independently from the
-   stored events (`differing_from_fold`, `correct`).
+- `project_catch_up`: events/s of `ProjectionRunner.catch_up()` from freshly migrated, empty
+  read models over the whole history, against reading the same events raw
+  (`recorder.select_notifications` pages of `BENCH_READ_BATCH`). Target >= 0.25 x.
+- `project_replay`: seconds of `replay(app, engine)` (fresh tables, catch-up, swap), against
+  the raw read (no target).
+- `project_peak_rss`: the replay process's peak RSS (VmHWM, and sampled from outside), against
+  the raw-read process's. Target < 500 MB.
+- `captable_as_of_p95`: `cap_table_as_of` of the largest asset at `BENCH_AS_OF` (200) random
+  positions after its holders were onboarded, each on its own pooled connection, against the
+  current cap table of the same asset. Target <= 50 ms, and every measured cap table equal to
+  one folded independently from the stored events (`differing_from_fold` == 0).
 
-Raw read, catch-up, replay, the as-of measures and the profile each run in a subprocess
-of their own, so that their RSS (VmHWM, and sampled from outside) and their garbage
-collections are theirs alone. Every line names the commit measured and flags source
-changes during the run (other people may be committing).
-
-stdout carries one JSON object per measure and nothing else; progress goes to stderr.
-The catch-up of `BENCH_PROFILE_EVENTS` events (default 50,000) right after the
-onboarding phase is profiled (cProfile, wall clock) into fresh `prof_` tables after the
-measures; the pstats go to `BENCH_PROFILE` and a text summary next to it.
+The holdings after catch-up and after replay must equal the generator's aggregates.
+`--explain` adds CPU seconds, p50s, row counts and the table sizes, and the commit measured.
 """
 
 from __future__ import annotations
 
-import cProfile
 import hashlib
-import io
 import json
 import os
-import pstats
 import queue
 import random
 import statistics
@@ -73,7 +54,19 @@ import psycopg
 from eventsourcing.domain import Aggregate
 from psycopg import sql
 
-from common import PG_URL, ROOT, emit, logger, percentile, scratch_schema, with_schema
+from common import (
+    PG_URL,
+    ROOT,
+    EventBatches,
+    arguments,
+    logger,
+    measure,
+    peak_rss_mb,
+    percentile,
+    scratch_schema,
+    source_state,
+    with_schema,
+)
 from ledger.application import LedgerApplication, validate_asset_terms
 from ledger.config import store_env
 from ledger.domain import values as v
@@ -82,18 +75,13 @@ from ledger.domain.distribution import Distribution
 from ledger.domain.investment import Investment
 from ledger.domain.investor import Investor, WalletClaim
 from ledger.domain.proposal import Proposal
-from ledger.errors import LedgerError
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "1000000"))
 HOLDERS = min(int(os.environ.get("BENCH_HOLDERS", "10000")), max(200, EVENTS // 25))
-PUT_BATCH = int(os.environ.get("BENCH_PUT_BATCH", "5000"))
 READ_BATCH = int(os.environ.get("BENCH_READ_BATCH", "5000"))  # the runner's default batch
 AS_OF_QUERIES = int(os.environ.get("BENCH_AS_OF", "200"))
 CURRENT_QUERIES = 50
 AS_OF_EXAMPLES = 3  # as-of cap tables differing from the fold of the history that are described
-PROFILE_EVENTS = min(int(os.environ.get("BENCH_PROFILE_EVENTS", "50000")), max(1000, EVENTS // 5))
-PROFILE_PATH = Path(os.environ.get("BENCH_PROFILE", "/tmp/ledger_project_catch_up.prof"))
-KEEP_SCHEMA = os.environ.get("BENCH_KEEP_SCHEMA") == "1"
 SEED = int(os.environ.get("BENCH_SEED", "20261121"))
 RSS_SAMPLE_SECONDS = 0.05
 
@@ -106,14 +94,6 @@ HOLDING_EVENTS = {"TokensIssued", "TokensTransferred", "TokensRedeemed", "Tokens
 
 
 log = logger("project")
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident set (VmHWM: per address space, so not inherited over exec)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float(psutil.Process().memory_info().rss) / 2**20  # not Linux: the current RSS at least
 
 
 def admin_sql(statement: str) -> None:
@@ -223,14 +203,6 @@ class Voting:
     voters: deque[str]
 
 
-@dataclass
-class GenerationStats:
-    events: int = 0
-    commands: int = 0
-    rejected: int = 0
-    kinds: dict[str, int] = field(default_factory=dict)
-
-
 class Appender:
     """Appends batches of events with `app.events.put`, in order, on a thread of its own, so
     that the database's work overlaps with the generation of the next batch."""
@@ -240,7 +212,6 @@ class Appender:
         self.queue: queue.Queue[list[Any] | None] = queue.Queue(maxsize=3)
         self.error: BaseException | None = None
         self.head = 0
-        self.puts = 0
         self.seconds = 0.0
         self.thread = threading.Thread(target=self._run, name="appender", daemon=True)
         self.thread.start()
@@ -274,7 +245,6 @@ class Appender:
                     started = time.perf_counter()
                     recordings = self.app.events.put(events)
                     self.seconds += time.perf_counter() - started
-                    self.puts += 1
                     self.head = recordings[-1].notification.id
             except BaseException as error:  # handed to the generating thread
                 self.error = error
@@ -282,16 +252,12 @@ class Appender:
                 self.queue.task_done()
 
 
-class History:
-    """Drives the aggregates' command methods like the application does, one command at a time.
-
-    Each command's new events are collected from the aggregates it touched, in the
-    order the application's unit of work would, and appended with the events of the
-    commands before it once `PUT_BATCH` events are waiting (a command is never split).
-    """
+class History(EventBatches):
+    """Drives the aggregates' command methods like the application does, one command at a time;
+    the batches are appended on the appender's thread."""
 
     def __init__(self, app: LedgerApplication, target: int, holders: int) -> None:
-        self.app = app
+        super().__init__(app)
         self.target = target
         self.rng = random.Random(SEED)
         self.plans = asset_plans(holders)
@@ -305,50 +271,21 @@ class History:
         self.votings: list[Voting] = []
         self.distributions: list[Distribution] = []
         self.paying: deque[tuple[Distribution, deque[str]]] = deque()
-        self.buffer: list[Any] = []
         self.appender = Appender(app)
-        self.head = 0
         self.onboarded_at = 0  # position after which every asset holds all its first holders
         self.marks: dict[str, int] = {}  # notable positions
-        self.stats = GenerationStats()
         self.now = datetime.now(tz=UTC)
 
     # ----- plumbing -----
 
-    @property
-    def count(self) -> int:
-        return self.stats.events
-
-    def commit(self, kind: str, *aggregates: Aggregate) -> None:
-        """Collects one command's new events, in the order of the aggregates it touched."""
-        before = len(self.buffer)
-        for aggregate in aggregates:
-            self.buffer.extend(aggregate.collect_events())
-        added = len(self.buffer) - before
-        assert added, f"{kind} recorded nothing"
-        self.stats.events += added
-        self.stats.commands += 1
-        self.stats.kinds[kind] = self.stats.kinds.get(kind, 0) + 1
-        if len(self.buffer) >= PUT_BATCH:
-            self.flush()
+    def append(self, events: list[Any]) -> None:
+        self.appender.put(events)
 
     def flush(self, wait: bool = False) -> None:
         """Hands the waiting events to the appender; with `wait`, until they are all appended."""
-        if self.buffer:
-            self.appender.put(self.buffer)
-            self.buffer = []
+        super().flush()
         if wait:
             self.head = self.appender.drain()
-
-    def attempt(self, kind: str, command: Callable[[], tuple[Aggregate, ...]]) -> bool:
-        """Runs one command; a rule's rejection records nothing, as in the application."""
-        try:
-            touched = command()
-        except LedgerError:
-            self.stats.rejected += 1
-            return False
-        self.commit(kind, *touched)
-        return True
 
     def pick_holder(self, asset: Asset) -> str | None:
         plan = self.plan_of(asset.asset_id)
@@ -433,7 +370,7 @@ class History:
     def transfer(self, asset: Asset) -> None:
         sender = self.pick_holder(asset)
         if sender is None:
-            self.stats.rejected += 1
+            self.rejected += 1
             return
         receiver = self.receiver(asset)
         quantity = self.rng.randint(1, max(1, asset.balances[sender] // 20))
@@ -525,7 +462,7 @@ class History:
         asset = self.assets[asset_id]
         distribution = Distribution.declare(asset_id, amount, None, asset.version, asset.balances)
         self.commit("declare_distribution", distribution)
-        self.marks[f"distribution_{len(self.distributions) + 1}_{asset_id}"] = self.count
+        self.marks[f"distribution_{len(self.distributions) + 1}_{asset_id}"] = self.events
         self.distributions.append(distribution)
         holders = sorted(distribution.entitlements)
         self.rng.shuffle(holders)
@@ -551,7 +488,7 @@ class History:
             asset.total_supply,
         )
         self.commit("create_proposal", proposal)
-        self.marks[f"proposal_{len(self.votings) + 1}_{asset_id}"] = self.count
+        self.marks[f"proposal_{len(self.votings) + 1}_{asset_id}"] = self.events
         snapshot = dict(asset.balances)
         chosen = self.rng.sample(sorted(snapshot), min(voters, len(snapshot)))
         self.votings.append(Voting(proposal, snapshot, deque(chosen)))
@@ -586,19 +523,19 @@ class History:
         started = time.perf_counter()
         self.onboard()
         progress(
-            f"onboarding: {self.count} events, {len(self.investors)} investors, holders "
+            f"onboarding: {self.events} events, {len(self.investors)} investors, holders "
             + ", ".join(f"{a}={len(x.balances)}" for a, x in self.assets.items())
         )
         schedule = self.schedule()
-        next_report = self.count + max(1, self.target // 10)
-        while self.count < self.target:
-            while schedule and self.count >= schedule[0][0]:
+        next_report = self.events + max(1, self.target // 10)
+        while self.events < self.target:
+            while schedule and self.events >= schedule[0][0]:
                 schedule.pop(0)[1]()
             self.step()
-            if self.count >= next_report:
+            if self.events >= next_report:
                 elapsed = time.perf_counter() - started
                 progress(
-                    f"{self.count} events in {elapsed:.1f}s = {self.count / elapsed:.0f}/s"
+                    f"{self.events} events in {elapsed:.1f}s = {self.events / elapsed:.0f}/s"
                     f" (appender busy {self.appender.seconds:.1f}s)"
                 )
                 next_report += max(1, self.target // 10)
@@ -661,7 +598,7 @@ class History:
             (0.75, lambda: self.declare_distribution(BIG, 9_000_000_000_000, 0)),
             (0.85, lambda: self.open_proposal(BIG, big_holders // 10)),
         ]
-        return [(max(self.count, int(at * share)), action) for share, action in events]
+        return [(max(self.events, int(at * share)), action) for share, action in events]
 
     def step(self) -> None:
         """One command of the everyday activity (shares in percent of the commands); one that
@@ -727,9 +664,8 @@ def reporter(label: str, total: int) -> Callable[[int], None]:
     return progress
 
 
-def read_all(app: LedgerApplication, decode: bool) -> tuple[int, float, float]:
+def read_all(app: LedgerApplication) -> tuple[int, float, float]:
     """Pages over the whole history like the runner does: (events, seconds, cpu seconds)."""
-    to_domain_event = app.mapper.to_domain_event
     count, position = 0, 0
     cpu = time.process_time()
     started = time.perf_counter()
@@ -739,9 +675,6 @@ def read_all(app: LedgerApplication, decode: bool) -> tuple[int, float, float]:
         )
         if not notifications:
             break
-        if decode:
-            for notification in notifications:
-                to_domain_event(notification)
         count += len(notifications)
         position = notifications[-1].id
     return count, time.perf_counter() - started, time.process_time() - cpu
@@ -750,12 +683,10 @@ def read_all(app: LedgerApplication, decode: bool) -> tuple[int, float, float]:
 def work_raw(schema: str, _: dict[str, Any]) -> dict[str, Any]:
     app = worker_app(schema)
     try:
-        warm = read_all(app, decode=False)
+        warm = read_all(app)
         log(f"raw read warm-up: {warm[0]} events in {warm[1]:.2f}s = {warm[0] / warm[1]:.0f}/s")
-        raw = read_all(app, decode=False)
+        raw = read_all(app)
         log(f"raw read: {raw[0]} events in {raw[1]:.2f}s = {raw[0] / raw[1]:.0f}/s")
-        decoded = read_all(app, decode=True)
-        log(f"raw read + decode: {decoded[0]} events in {decoded[1]:.2f}s = {decoded[0] / decoded[1]:.0f}/s")
     finally:
         app.close()
     return {
@@ -763,8 +694,6 @@ def work_raw(schema: str, _: dict[str, Any]) -> dict[str, Any]:
         "warmup_seconds": warm[1],
         "seconds": raw[1],
         "cpu_seconds": raw[2],
-        "decode_seconds": decoded[1],
-        "decode_cpu_seconds": decoded[2],
     }
 
 
@@ -806,58 +735,10 @@ def work_replay(schema: str, args: dict[str, Any]) -> dict[str, Any]:
     return {"reached": reached, "seconds": seconds, "cpu_seconds": cpu}
 
 
-def work_profile(schema: str, args: dict[str, Any]) -> dict[str, Any]:
-    """Catches up fresh `prof_` tables to `start` unprofiled, then profiles the next events."""
-    from projections.runner import ProjectionRunner
-    from projections.schema import build_copy, engine_for
-
-    app = worker_app(schema)
-    engine = engine_for(with_schema(PG_URL, schema))
-    tables = build_copy("prof_")
-    try:
-        with engine.begin() as conn:
-            for table in tables.values():
-                table.drop(conn, checkfirst=True)
-            for table in tables.values():
-                table.create(conn)
-        runner = ProjectionRunner(app, engine, tables, batch_size=READ_BATCH)
-        runner.catch_up(stop=args["start"])
-        profile = cProfile.Profile()
-        started = time.perf_counter()
-        profile.enable()
-        events = runner.catch_up(stop=args["stop"])
-        profile.disable()
-        seconds = time.perf_counter() - started
-        with engine.begin() as conn:
-            for table in tables.values():
-                table.drop(conn, checkfirst=True)
-    finally:
-        app.close()
-        engine.dispose()
-    stats = pstats.Stats(profile)
-    stats.dump_stats(str(PROFILE_PATH))
-    header = (
-        f"catch-up of positions {args['start'] + 1}..{args['stop']}: {events} events in {seconds:.2f}s"
-        f" = {events / seconds:.0f}/s with the profiler on\n"
-    )
-    texts = []
-    for limit_tottime, limit_cumulative in ((60, 80), (25, 35)):
-        out = io.StringIO()
-        out.write(header)
-        stats.stream = out  # type: ignore[attr-defined]
-        stats.sort_stats("tottime").print_stats(limit_tottime)
-        stats.sort_stats("cumulative").print_stats(limit_cumulative)
-        texts.append(out.getvalue())
-    PROFILE_PATH.with_suffix(".txt").write_text(texts[0])
-    return {"events": events, "seconds": seconds, "summary": texts[1]}
-
-
 def worker_main(kind: str, schema: str, args_path: str, result_path: str) -> None:
     args = json.loads(Path(args_path).read_text())
     result = WORKERS[kind](schema, args)
     result["peak_rss_mb"] = peak_rss_mb()
-    result["load_average_1m"] = os.getloadavg()[0]
-    result["end_rss_mb"] = psutil.Process().memory_info().rss / 2**20
     Path(result_path).write_text(json.dumps(result))
 
 
@@ -999,59 +880,8 @@ class AsOfResult:
     holders: list[int]
     verified: int
     positions: list[int]
-    sql_ms: list[float]
-    rows_read: list[int]
-    load_average: float
     mismatched: list[int]
     examples: list[str]
-
-
-def sql_only_as_of(schema: str, positions: list[int]) -> tuple[list[float], list[int]]:
-    """The as-of cap table's two statements through plain psycopg, rows fetched and dropped:
-    the floor of the checkpoint + changes design (ms and rows read per query: the checkpoint
-    row, whose JSON is not parsed, and the change rows)."""
-    name = sql.Identifier(schema)
-    last_checkpoint = sql.SQL(
-        "SELECT position, holders FROM {}.rm_captable_snapshots WHERE asset_id = %s AND position <= %s"
-        " ORDER BY position DESC LIMIT 1"
-    ).format(name)
-    change_rows = sql.SQL(
-        "SELECT investor_id, quantity, frozen FROM {}.rm_holding_changes "
-        "WHERE asset_id = %s AND position >= %s AND position <= %s ORDER BY position"
-    ).format(name)
-    timings: list[float] = []
-    rows_read: list[int] = []
-    with psycopg.connect(PG_URL) as conn:
-        for number, position in enumerate([*positions[:5], *positions]):
-            started = time.perf_counter()
-            row = conn.execute(last_checkpoint, (BIG, position), prepare=True).fetchone()
-            start = row[0] if row else 0
-            read = 1 if row else 0
-            read += len(conn.execute(change_rows, (BIG, start, position), prepare=True).fetchall())
-            conn.rollback()
-            if number >= 5:  # the first five warm up
-                timings.append((time.perf_counter() - started) * 1000)
-                rows_read.append(read)
-    return timings, rows_read
-
-
-def profile_as_of(engine: Any, positions: list[int]) -> str:
-    from projections.holdings import cap_table_as_of
-
-    profile = cProfile.Profile()
-    profile.enable()
-    for position in positions:
-        with engine.connect() as conn:
-            cap_table_as_of(conn, BIG, position)
-    profile.disable()
-    out = io.StringIO()
-    out.write(f"{len(positions)} as-of cap tables of {BIG}, profiler on\n")
-    stats = pstats.Stats(profile, stream=out)
-    stats.sort_stats("tottime").print_stats(25)
-    stats.sort_stats("cumulative").print_stats(25)
-    path = PROFILE_PATH.with_name("ledger_project_as_of.txt")
-    path.write_text(out.getvalue())
-    return str(path)
 
 
 def work_as_of(schema: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -1089,18 +919,13 @@ def work_as_of(schema: str, args: dict[str, Any]) -> dict[str, Any]:
             current_ms.append((time.perf_counter() - started) * 1000)
         with engine.connect() as conn:
             digests[high] = digest(holdings_of(cap_table_as_of(conn, BIG, high)))
-        load_average = os.getloadavg()[0]
-        sql_ms, rows_read = sql_only_as_of(schema, positions)
-        profile_path = profile_as_of(engine, positions[:20])
     finally:
         engine.dispose()
     log(
         f"as-of cap table of {BIG}: {len(as_of_ms)} positions in {low}..{high},"
         f" p50 {statistics.median(as_of_ms):.1f} ms, p95 {percentile(as_of_ms, 95):.1f} ms,"
         f" max {max(as_of_ms):.1f} ms; current cap table p50 {statistics.median(current_ms):.1f} ms,"
-        f" p95 {percentile(current_ms, 95):.1f} ms; the same statements through plain psycopg p50"
-        f" {statistics.median(sql_ms):.1f} ms, p95 {percentile(sql_ms, 95):.1f} ms"
-        f" ({statistics.fmean(rows_read):.0f} rows read on average); profile of 20 in {profile_path}"
+        f" p95 {percentile(current_ms, 95):.1f} ms"
     )
     return {
         "as_of_ms": as_of_ms,
@@ -1108,9 +933,6 @@ def work_as_of(schema: str, args: dict[str, Any]) -> dict[str, Any]:
         "holders": holders,
         "positions": positions,
         "digests": [[position, value] for position, value in digests.items()],
-        "sql_ms": sql_ms,
-        "rows_read": rows_read,
-        "load_average": load_average,
     }
 
 
@@ -1124,9 +946,6 @@ def measure_as_of(schema: str, history: History) -> AsOfResult:
         measured["holders"],
         len(digests),
         measured["positions"],
-        measured["sql_ms"],
-        measured["rows_read"],
-        measured["load_average"],
         mismatched,
         examples,
     )
@@ -1184,14 +1003,18 @@ def verify_as_of(schema: str, history: History, digests: dict[int, str]) -> tupl
 # ----- main -----
 
 
-def table_stats(schema: str) -> dict[str, Any]:
+def table_sizes(schema: str) -> dict[str, float]:
+    """Megabytes of the read models' tables and of the event store's, after the catch-up."""
     with psycopg.connect(PG_URL) as conn:
         rows = conn.execute(
-            "SELECT c.relname, c.reltuples::bigint, pg_total_relation_size(c.oid) FROM pg_class c "
+            "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c "
             "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'r'",
             (schema,),
         ).fetchall()
-    return {name: {"rows": int(rows_), "mb": round(size / 2**20, 1)} for name, rows_, size in rows}
+    return {
+        f"{kind}_mb": round(sum(size for name, size in rows if name.startswith(prefix)) / 2**20, 1)
+        for kind, prefix in (("read_model", "rm_"), ("event_store", "ledger_"))
+    }
 
 
 def count_rows(schema: str, table: str, asset_id: str) -> int:
@@ -1214,17 +1037,13 @@ def generate(schema: str) -> History:
         cpu = time.process_time()
         history.generate(lambda message: log(f"generate: {message}"))
         elapsed = time.perf_counter() - started
-        stats = history.stats
         log(
-            f"generated {stats.events} events ({stats.commands} commands, {stats.rejected} rejected by the"
-            f" rules) in {elapsed:.1f}s = {stats.events / elapsed:.0f} events/s; appending"
-            f" {history.appender.puts} batches kept the appender busy {history.appender.seconds:.1f}s ="
-            f" {stats.events / max(history.appender.seconds, 1e-9):.0f} events/s;"
+            f"generated {history.events} events ({history.kinds.total()} commands, {history.rejected}"
+            f" rejected by the rules) in {elapsed:.1f}s = {history.events / elapsed:.0f} events/s;"
             f" cpu {time.process_time() - cpu:.1f}s"
         )
-        log("commands: " + ", ".join(f"{k}={n}" for k, n in sorted(stats.kinds.items(), key=lambda x: -x[1])))
         head = app.admin.head_position()
-        assert head == history.head == stats.events, (head, history.head, stats.events)
+        assert head == history.head == history.events, (head, history.head, history.events)
         # Release the aggregates' cached snapshots of history; keep the final state for checks.
         history.buffer = []
         history.pending_investments.clear()
@@ -1234,43 +1053,17 @@ def generate(schema: str) -> History:
     return history
 
 
-def source_state() -> dict[str, Any]:
-    """The code measured: git commit, whether src/ or migrations/ differ from it, a digest of them."""
-    digest = hashlib.sha256()
-    for path in sorted([*(ROOT / "src").rglob("*.py"), *(ROOT / "migrations").rglob("*.py")]):
-        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
-
-    def git(*args: str) -> str:
-        try:
-            done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
-        except OSError:
-            return ""
-        return done.stdout.strip() if done.returncode == 0 else ""
-
-    return {
-        "commit": git("rev-parse", "--short", "HEAD") or None,
-        "src_dirty": bool(git("status", "--porcelain", "--", "src", "migrations")),
-        "digest": digest.hexdigest()[:16],
-    }
-
-
-def main() -> None:
+def main(explain: bool) -> None:
     overall = time.perf_counter()
-    source = source_state()
-    log(
-        f"{EVENTS} events, largest asset {HOLDERS} holders, put batch {PUT_BATCH}, read batch {READ_BATCH};"
-        f" code at {source['commit']}{' (src modified)' if source['src_dirty'] else ''}"
-    )
-    with scratch_schema(log, keep=KEEP_SCHEMA) as schema:
+    log(f"{EVENTS} events, largest asset {HOLDERS} holders, read batch {READ_BATCH}")
+    with scratch_schema(log) as schema:
         history = generate(schema)
         head = history.head
         admin_sql(f'VACUUM (ANALYZE) "{schema}".ledger_events')
         admin_sql(f'VACUUM (ANALYZE) "{schema}".ledger_event_hashes')
         checkpoint()
-
         raw = run_worker("raw", schema, {"head": head})
         raw_rate = raw["events"] / raw["seconds"]
-        decode_rate = raw["events"] / raw["decode_seconds"]
 
         from projections.migrate import upgrade
         from projections.schema import engine_for
@@ -1286,162 +1079,64 @@ def main() -> None:
         assert catch_up["events"] == head, f"catch-up processed {catch_up['events']} of {head} events"
         assert set(catch_up["positions"].values()) == {head}, catch_up["positions"]
         catch_up_rate = catch_up["events"] / catch_up["seconds"]
-        log(
-            f"catch-up: {catch_up['events']} events in {catch_up['seconds']:.1f}s = {catch_up_rate:.0f}/s"
-            f" ({catch_up_rate / raw_rate:.3f} x raw read {raw_rate:.0f}/s),"
-            f" cpu {catch_up['cpu_seconds']:.1f}s,"
-            f" peak RSS {catch_up['peak_rss_mb']:.0f} MB"
-        )
+        log(f"catch-up: {head} events in {catch_up['seconds']:.1f}s = {catch_up_rate:.0f}/s")
         check_holdings(schema, history, "after catch-up")
-        stats_after_catch_up = table_stats(schema)
-        checkpoints = count_rows(schema, "rm_captable_snapshots", BIG)
-        changes = count_rows(schema, "rm_holding_changes", BIG)
-
+        sizes = {
+            "captable_checkpoint_rows": count_rows(schema, "rm_captable_snapshots", BIG),
+            "holding_change_rows": count_rows(schema, "rm_holding_changes", BIG),
+            **table_sizes(schema),
+        } if explain else {}
         checkpoint()
         replayed = run_worker("replay", schema, {"head": head})
         assert replayed["reached"] == head, f"replay reached {replayed['reached']}, not {head}"
-        log(
-            f"replay: {head} events in {replayed['seconds']:.1f}s = {head / replayed['seconds']:.0f}/s,"
-            f" cpu {replayed['cpu_seconds']:.1f}s, peak RSS {replayed['peak_rss_mb']:.0f} MB"
-            f" (sampled {replayed['sampled_peak_rss_mb']:.0f} MB)"
-        )
+        log(f"replay: {head} events in {replayed['seconds']:.1f}s, peak RSS {replayed['peak_rss_mb']:.0f} MB")
         check_holdings(schema, history, "after replay")
-
         as_of = measure_as_of(schema, history)
-
-        checkpoint()
-        start = history.onboarded_at
-        profiled = run_worker(
-            "profile", schema, {"head": head, "start": start, "stop": min(head, start + PROFILE_EVENTS)}
-        )
-        log(f"profile: {PROFILE_PATH} (pstats), {PROFILE_PATH.with_suffix('.txt')} (text)")
-        log("catch-up profile:\n" + profiled["summary"])
-
-    info = run_info(source)
+    code = source_state() if explain else {}
     ratio = catch_up_rate / raw_rate
-    emit(
-        {
-            "name": "project_catch_up",
-            "value": round(catch_up_rate, 1),
-            "unit": "events/s",
-            "baseline": round(raw_rate, 1),
-            "baseline_unit": "events/s",
-            "baseline_name": f"raw recorder.select_notifications pages of {READ_BATCH} over the same events",
-            "ratio": round(ratio, 4),
-            "target": f">= {TARGET_CATCH_UP}",
-            "pass": ratio >= TARGET_CATCH_UP,
-            "events": catch_up["events"],
-            "seconds": round(catch_up["seconds"], 2),
-            "cpu_seconds": round(catch_up["cpu_seconds"], 2),
-            "raw_read_seconds": round(raw["seconds"], 2),
-            "raw_read_cpu_seconds": round(raw["cpu_seconds"], 2),
-            "read_and_decode_events_per_s": round(decode_rate, 1),
-            "batch_size": READ_BATCH,
-            "peak_rss_mb": round(catch_up["peak_rss_mb"], 1),
-            "sampled_peak_rss_mb": round(catch_up["sampled_peak_rss_mb"], 1),
-            "holders": HOLDERS,
-            "load_average_1m": round(catch_up["load_average_1m"], 2),
-            "raw_read_load_average_1m": round(raw["load_average_1m"], 2),
-            "captable_checkpoint_rows": checkpoints,
-            "holding_change_rows": changes,
-            "read_model_mb": round(
-                sum(t["mb"] for name, t in stats_after_catch_up.items() if name.startswith("rm_")), 1
-            ),
-            "event_store_mb": round(
-                sum(t["mb"] for name, t in stats_after_catch_up.items() if name.startswith("ledger_")), 1
-            ),
-            **info,
-        }
+    measure(
+        "project_catch_up", catch_up_rate, "events/s", raw_rate,
+        f"raw recorder.select_notifications pages of {READ_BATCH} over the same events",
+        f">= {TARGET_CATCH_UP}", ratio >= TARGET_CATCH_UP,
+        {"seconds": round(catch_up["seconds"], 2), "cpu_seconds": round(catch_up["cpu_seconds"], 2),
+         "raw_read_cpu_seconds": round(raw["cpu_seconds"], 2), "holders": HOLDERS, **sizes, **code}
+        if explain else None,
+        events=head,
     )
-    emit(
-        {
-            "name": "project_replay",
-            "value": round(replayed["seconds"], 2),
-            "unit": "s",
-            "baseline": round(raw["seconds"], 2),
-            "baseline_unit": "s",
-            "baseline_name": "raw read of the same events (select_notifications pages)",
-            "ratio": round(replayed["seconds"] / raw["seconds"], 3),
-            "target": None,
-            "pass": None,
-            "events": head,
-            "events_per_s": round(head / replayed["seconds"], 1),
-            "cpu_seconds": round(replayed["cpu_seconds"], 2),
-            "rss_mb": round(replayed["peak_rss_mb"], 1),
-            "sampled_peak_rss_mb": round(replayed["sampled_peak_rss_mb"], 1),
-            "load_average_1m": round(replayed["load_average_1m"], 2),
-            **info,
-        }
+    measure(
+        "project_replay", replayed["seconds"], "s", raw["seconds"],
+        "raw read of the same events (select_notifications pages)", None, None,
+        {"cpu_seconds": round(replayed["cpu_seconds"], 2), **code} if explain else None,
+        events=head,
     )
     rss = max(replayed["peak_rss_mb"], replayed["sampled_peak_rss_mb"])
-    emit(
-        {
-            "name": "project_peak_rss",
-            "value": round(rss, 1),
-            "unit": "MB",
-            "baseline": round(raw["peak_rss_mb"], 1),
-            "baseline_unit": "MB",
-            "baseline_name": "peak RSS of the raw-read process (same imports and store, pages of events)",
-            "ratio": round(rss / raw["peak_rss_mb"], 3),
-            "target": f"< {TARGET_RSS_MB:.0f}",
-            "pass": rss < TARGET_RSS_MB,
-            "events": head,
-            "measured_on": "full replay",
-            "catch_up_peak_rss_mb": round(max(catch_up["peak_rss_mb"], catch_up["sampled_peak_rss_mb"]), 1),
-            "catch_up_pass": max(catch_up["peak_rss_mb"], catch_up["sampled_peak_rss_mb"]) < TARGET_RSS_MB,
-            **info,
-        }
+    catch_up_rss = max(catch_up["peak_rss_mb"], catch_up["sampled_peak_rss_mb"])
+    measure(
+        "project_peak_rss", rss, "MB", raw["peak_rss_mb"],
+        "peak RSS of the raw-read process (same imports and store, pages of events)",
+        f"< {TARGET_RSS_MB:.0f}", rss < TARGET_RSS_MB,
+        {"catch_up_peak_rss_mb": round(catch_up_rss, 1), "catch_up_pass": catch_up_rss < TARGET_RSS_MB,
+         **code} if explain else None,
+        events=head,
     )
     p95, current_p95 = percentile(as_of.as_of_ms, 95), percentile(as_of.current_ms, 95)
-    emit(
-        {
-            "name": "captable_as_of_p95",
-            "value": round(p95, 3),
-            "unit": "ms",
-            "baseline": round(current_p95, 3),
-            "baseline_unit": "ms",
-            "baseline_name": f"current cap table (rm_holdings) of {BIG}, p95",
-            "ratio": round(p95 / current_p95, 3),
-            "target": f"<= {TARGET_AS_OF_P95_MS:.0f}",
-            "pass": p95 <= TARGET_AS_OF_P95_MS and not as_of.mismatched,
-            "p50_ms": round(statistics.median(as_of.as_of_ms), 3),
-            "p99_ms": round(percentile(as_of.as_of_ms, 99), 3),
-            "max_ms": round(max(as_of.as_of_ms), 3),
-            "baseline_p50_ms": round(statistics.median(as_of.current_ms), 3),
-            "samples": len(as_of.as_of_ms),
-            "baseline_samples": len(as_of.current_ms),
-            "holders_min": min(as_of.holders),
-            "holders_max": max(as_of.holders),
-            "positions": f"{history.onboarded_at}..{head}",
-            "verified_against_fold": as_of.verified,
-            "differing_from_fold": len(as_of.mismatched),
-            "correct": not as_of.mismatched,
-            "sql_only_p50_ms": round(statistics.median(as_of.sql_ms), 3),
-            "sql_only_p95_ms": round(percentile(as_of.sql_ms, 95), 3),
-            "rows_read_mean": round(statistics.fmean(as_of.rows_read), 1),
-            "rows_read_max": max(as_of.rows_read),
-            "load_average_1m": round(as_of.load_average, 2),
-            **info,
-        }
+    measure(
+        "captable_as_of_p95", p95, "ms", current_p95, f"current cap table (rm_holdings) of {BIG}, p95",
+        f"<= {TARGET_AS_OF_P95_MS:.0f}", p95 <= TARGET_AS_OF_P95_MS and not as_of.mismatched,
+        {"p50_ms": round(statistics.median(as_of.as_of_ms), 3), "max_ms": round(max(as_of.as_of_ms), 3),
+         "baseline_p50_ms": round(statistics.median(as_of.current_ms), 3), "samples": len(as_of.as_of_ms),
+         "holders_min": min(as_of.holders), "holders_max": max(as_of.holders),
+         "positions": f"{history.onboarded_at}..{head}", "verified_against_fold": as_of.verified, **code}
+        if explain else None,
+        differing_from_fold=len(as_of.mismatched),
     )
     log(f"done in {time.perf_counter() - overall:.1f}s")
-
-
-def run_info(source: dict[str, Any]) -> dict[str, Any]:
-    """What every JSON line carries about the code measured; warns if it changed during the run."""
-    changed = source_state()["digest"] != source["digest"]
-    if changed:
-        log(
-            "WARNING: src/ or migrations/ changed during the run: the phases may have measured different code"
-        )
-    return {"commit": source["commit"], "src_dirty": source["src_dirty"], "src_changed_during_run": changed}
 
 
 WORKERS: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
     "raw": work_raw,
     "catch_up": work_catch_up,
     "replay": work_replay,
-    "profile": work_profile,
     "as_of": work_as_of,
 }
 
@@ -1450,4 +1145,4 @@ if __name__ == "__main__":
     if len(sys.argv) == 6 and sys.argv[1] == "--worker":
         worker_main(*sys.argv[2:6])
     else:
-        main()
+        main(arguments(__doc__).explain)

@@ -1,7 +1,7 @@
 """Verifiable-history benchmark (SPEC section 8): Merkle proofs over a long log, tree building,
 and appends while the tree is kept.
 
-Run from the repository root: `.venv/bin/python bench/proofs.py`.
+Run from the repository root: `.venv/bin/python bench/proofs.py [--explain]`.
 
 One fresh PostgreSQL schema (dropped at the end) gets `BENCH_PROOF_EVENTS` events (default
 1,000,000: transfers appended as the committer appends them, hash chain included). Measures:
@@ -17,7 +17,8 @@ One fresh PostgreSQL schema (dropped at the end) gets `BENCH_PROOF_EVENTS` event
   tree every second (as the worker's periodic signing does), against the same without it.
   Target >= 0.9 x.
 
-stdout carries one JSON object per measure; progress goes to stderr.
+`--explain` adds the proofs' p50s. stdout carries one JSON object per measure; progress goes
+to stderr.
 """
 
 from __future__ import annotations
@@ -31,10 +32,9 @@ import statistics
 import time
 from typing import Any
 
-from api import HOST, server
 from append import ledger_transfers, set_up
 from coldstart import build_history
-from common import PG_URL, emit, logger, percentile, scratch_schema, with_schema
+from common import HOST, PG_URL, arguments, logger, measure, percentile, scratch_schema, served, with_schema
 
 # isort: split
 from tests.support import holding, onboard
@@ -104,14 +104,8 @@ def appends_with_tree(app: LedgerApplication, url: str, asset_id: str) -> tuple[
     return without, with_tree
 
 
-def line(name: str, value: float, unit: str, baseline: float, baseline_name: str, target: str,
-         passed: bool, **extra: Any) -> None:
-    emit({"name": name, "value": round(value, 3), "unit": unit, "baseline": round(baseline, 3),
-          "baseline_name": baseline_name, "ratio": round(value / baseline, 3) if baseline else None,
-          "target": target, "pass": passed, **extra})
-
-
 def main() -> None:
+    explain = arguments(__doc__).explain
     with scratch_schema(log) as schema:
         url = with_schema(PG_URL, schema)
         app = LedgerApplication(store_env(url))
@@ -126,17 +120,17 @@ def main() -> None:
             size = app.transparency.extend()
             built = size / (time.perf_counter() - started)
             log(f"tree of {size} leaves at {built:.0f}/s; raw read {raw:.0f}/s")
-            line("proofs_tree_build", built, "events/s", raw, "raw read of the same events", ">= 0.5",
-                 built / raw >= 0.5, events=size)
+            measure("proofs_tree_build", built, "events/s", raw, "raw read of the same events", ">= 0.5",
+                    built / raw >= 0.5, events=size)
             without, with_tree = appends_with_tree(app, url, asset_id)
-            line("proofs_append_with_tree", with_tree, "transfers/s", without,
-                 "the same 16 clients with no tree kept", ">= 0.9", with_tree / without >= 0.9)
+            measure("proofs_append_with_tree", with_tree, "transfers/s", without,
+                    "the same 16 clients with no tree kept", ">= 0.9", with_tree / without >= 0.9)
             size = app.transparency.extend()
         finally:
             app.close()
         key = KeyStore(bootstrap.read_engine(Settings(database_url=url))).create("auditor")
         rng = random.Random(7)
-        with server(schema) as (_, port):
+        with served(log, url, "--no-projector") as (_, port):
             health = latencies(port, key, ["/healthz"] * REQUESTS)
             inclusion = latencies(port, key, [
                 f"/v1/audit/proofs/inclusion?position={rng.randint(1, size)}&tree_size={size}"
@@ -149,8 +143,9 @@ def main() -> None:
         base = percentile(health, 95)
         for name, sample in (("inclusion", inclusion), ("consistency", consistency)):
             p95 = percentile(sample, 95)
-            line(f"proofs_{name}_p95", p95, "ms", base, "GET /healthz p95, same connection", "<= 5 ms",
-                 p95 <= 5.0, p50=round(statistics.median(sample), 3), tree_size=size)
+            measure(f"proofs_{name}_p95", p95, "ms", base, "GET /healthz p95, same connection", "<= 5 ms",
+                    p95 <= 5.0, {"p50_ms": round(statistics.median(sample), 3)} if explain else None,
+                    tree_size=size)
     log(json.dumps({"done": True}))
 
 

@@ -1,40 +1,32 @@
 """Reconciliation benchmark (SPEC section 8, "reconcile"): 100,000 holders in <= 5 s, on PostgreSQL.
 
-Run from the repository root: `.venv/bin/python bench/reconcile.py`.
+Run from the repository root: `.venv/bin/python bench/reconcile.py [--explain]`.
 
 Everything runs in one fresh PostgreSQL schema of `LEDGER_BENCH_DATABASE_URL` (default: the
 test database), dropped at the end (also on failure); the read models live in the same schema.
 
-1. History (not timed), made like bench/project.py makes its history: the aggregates' own
-   command methods driven in memory (every rule checked) and their events appended with
-   `app.events.put` in batches (the real recorder, hash chain included). One asset,
-   registered, approved, offering, bound to a token; `BENCH_HOLDERS` investors (default
-   100,000), each registered with a wallet (wallet claim), KYC approved, an investment
-   placed (supply reserved) and paid (tokens issued). The chain side as the mirror would
-   have recorded it: a `ChainMirror` started at the binding block, the token's `Unpaused`,
-   then per holder the identity registry's `IdentityRegistered` and the token's mint
-   (`Transfer` from 0x0), `BENCH_LOGS_PER_BLOCK` logs a block, with one `ChainMirror.Advanced`
-   per 5,000 logs (as `Mirror.sync` records them). Then `ProjectionRunner.catch_up()` builds
-   every read model.
-2. Baseline: the rows reconciliation needs (the asset's holdings, every investor wallet, the
-   asset's chain logs up to the final block, in block order), read with plain psycopg and
-   fetched (best of 3).
-3. `reconcile_100k`: `reconcile(app, engine, asset_id)` on the consistent state (comparison
-   and recording of the run), `BENCH_RUNS` runs (default 3); value = the median. It must find
-   no difference.
-4. Planted differences: a few more mirrored logs (a transfer between two holders, a holder's
-   whole balance to an unknown wallet, a partial freeze, an address freeze) and the runner
-   caught up; one more reconcile must report exactly the expected differences.
-5. A cProfile of one more run gives the breakdown (ledger side, chain side, compare, record).
+History (not timed), made with `common.EventBatches`: one asset, registered, approved,
+offering, bound to a token; `BENCH_HOLDERS` investors (default 100,000), each registered with a
+wallet, KYC approved, an investment placed and paid. The chain side as the mirror would have
+recorded it: a `ChainMirror` started at the binding block, the token's `Unpaused`, then per
+holder `IdentityRegistered` and the mint (`Transfer` from 0x0), `BENCH_LOGS_PER_BLOCK` logs a
+block, one `ChainMirror.Advanced` per 5,000 logs (as `Mirror.sync` records them); then the read
+models are caught up. Measure and target:
 
-stdout carries one JSON object per measure and nothing else; progress goes to stderr.
+- `reconcile_100k`: `reconcile(app, engine, asset_id)` on the consistent state (comparison and
+  recording of the run), the median of `BENCH_RUNS` runs (default 3), against reading the rows
+  it needs (the asset's holdings, every investor wallet, the asset's chain logs up to the final
+  block) with plain psycopg, best of 3. Target <= 5 s, no difference found; and after a few
+  planted chain facts (a transfer between holders, a whole balance to an unknown wallet, a
+  partial freeze, an address freeze), exactly the expected differences (`differences_exact`).
+
+`--explain` adds every run's seconds, row and event counts, and the commit measured. stdout
+carries one JSON object per measure; progress goes to stderr.
 """
 
 from __future__ import annotations
 
-import cProfile
 import os
-import pstats
 import statistics
 import time
 from datetime import UTC, datetime
@@ -43,10 +35,19 @@ from typing import Any
 import psycopg
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
-from eventsourcing.domain import Aggregate
 
 from adapters.chain.reconcile import reconcile
-from common import PG_URL, emit, logger, scratch_schema, source_state, with_schema
+from common import (
+    PG_URL,
+    EventBatches,
+    arguments,
+    logger,
+    measure,
+    scratch_schema,
+    source_state,
+    timed,
+    with_schema,
+)
 from ledger.application import LedgerApplication, validate_asset_terms
 from ledger.config import store_env
 from ledger.domain.asset import Asset
@@ -59,7 +60,6 @@ from projections.schema import engine_for
 
 HOLDERS = int(os.environ.get("BENCH_HOLDERS", "100000"))
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
-PUT_BATCH = int(os.environ.get("BENCH_PUT_BATCH", "5000"))
 LOGS_PER_BLOCK = int(os.environ.get("BENCH_LOGS_PER_BLOCK", "200"))
 MIRROR_LOGS = 5_000  # logs per ChainMirror.Advanced, as Mirror.sync records them
 TARGET_SECONDS = 5.0
@@ -100,13 +100,11 @@ def wallet_of(index: int) -> str:
 # ----- the history -----
 
 
-class History:
-    """Commands run on in-memory aggregates, their events appended in order in big batches."""
+class History(EventBatches):
+    """The asset, its holders and the mirrored chain logs."""
 
     def __init__(self, app: LedgerApplication) -> None:
-        self.app = app
-        self.buffer: list[Any] = []
-        self.events = 0
+        super().__init__(app)
         self.now = datetime(2026, 1, 1, tzinfo=UTC)
         self.asset = Asset.register(**validate_asset_terms(TERMS))
         self.wallets: dict[str, str] = {}  # investor -> wallet
@@ -116,48 +114,36 @@ class History:
         self.log_index = 0
         self.unflushed_logs = 0
 
-    def commit(self, *aggregates: Aggregate) -> None:
-        for aggregate in aggregates:
-            self.buffer.extend(aggregate.collect_events())
-        if len(self.buffer) >= PUT_BATCH:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.buffer:
-            self.app.events.put(self.buffer)
-            self.events += len(self.buffer)
-            self.buffer = []
-
     def ledger(self, holders: int) -> None:
         asset = self.asset
-        self.commit(asset)
+        self.commit("register_asset", asset)
         asset.approve()
-        self.commit(asset)
+        self.commit("approve_asset", asset)
         asset.set_offering(True)
-        self.commit(asset)
+        self.commit("set_offering", asset)
         asset.bind_token(CHAIN_ID, TOKEN, REGISTRY)
-        self.commit(asset)
+        self.commit("bind_token", asset)
         started = time.perf_counter()
         for number in range(holders):
             investor_id = f"inv-{number:06d}"
             wallet = wallet_of(number)
             investor = Investor.register(investor_id, "ID" if number % 10 else "SG", wallet, number % 4 == 0)
-            self.commit(WalletClaim.claim(wallet, investor_id), investor)
+            self.commit("register_investor", WalletClaim.claim(wallet, investor_id), investor)
             investor.update_kyc("approved", None)
-            self.commit(investor)
+            self.commit("update_kyc", investor)
             amount = UNIT_PRICE * (1 + number % 997) + number % 7
             purchase = asset.check_investment(investor_id, investor.eligible_for(asset, self.now), amount)
             investment = Investment.place(investor_id, ASSET_ID, amount, purchase)
             asset.reserve(investment.id, investor_id, purchase.quantity)
-            self.commit(asset, investment)
+            self.commit("place_investment", asset, investment)
             investment.confirm_payment(f"PAY-{number:08d}")
             asset.issue(investment.id, investor_id, purchase.quantity, self.now)
-            self.commit(investment, asset)
+            self.commit("confirm_payment", investment, asset)
             self.wallets[investor_id] = wallet
             self.quantities[investor_id] = purchase.quantity
             if (number + 1) % 20_000 == 0:
                 elapsed = time.perf_counter() - started
-                log(f"ledger: {number + 1}/{holders} holders, {self.events} events appended, {elapsed:.1f}s")
+                log(f"ledger: {number + 1}/{holders} holders, {self.events} events, {elapsed:.1f}s")
         self.flush()
 
     # the chain side, as Mirror.sync records it
@@ -176,9 +162,7 @@ class History:
             args=args,
             problem=None,
         )
-        self.buffer.append(mirrored)
-        if len(self.buffer) >= PUT_BATCH:
-            self.flush()
+        self.record("mirror_log", [mirrored])
         self.log_index += 1
         self.unflushed_logs += 1
         if self.log_index >= LOGS_PER_BLOCK:
@@ -194,7 +178,7 @@ class History:
         to_block = self.block - 1
         window = [[to_block, hex32(f"block-{to_block}"), hex32(f"block-{to_block - 1}")]]
         self.mirror.advance(to_block, to_block, window, {})
-        self.commit(self.mirror)
+        self.commit("mirror_advanced", self.mirror)
         self.unflushed_logs = 0
 
     def chain(self) -> None:
@@ -207,7 +191,7 @@ class History:
             paused=True,
             contracts={"chain_id": CHAIN_ID, "token": TOKEN, "identity_registry": REGISTRY},
         )
-        self.commit(self.mirror)
+        self.commit("mirror_started", self.mirror)
         self.chain_log(TOKEN, "Unpaused", {"_userAddress": AGENT})
         for number, (investor_id, wallet) in enumerate(self.wallets.items()):
             identity = to_checksum_address(keccak(text=f"identity-{number}")[12:])
@@ -267,12 +251,6 @@ def raw_read(schema: str, final_block: int) -> tuple[float, int]:
         return time.perf_counter() - started, count
 
 
-def timed_reconcile(app: LedgerApplication, engine: Any) -> tuple[float, dict[str, Any]]:
-    started = time.perf_counter()
-    outcome = reconcile(app, engine, ASSET_ID)
-    return time.perf_counter() - started, outcome.result
-
-
 def latest_report(engine: Any) -> dict[str, Any]:
     from projections.chain import latest_reconciliation
 
@@ -282,46 +260,21 @@ def latest_report(engine: Any) -> dict[str, Any]:
     return report
 
 
-def breakdown(app: LedgerApplication, engine: Any) -> dict[str, float]:
-    """Seconds spent in each part of one reconcile run (cProfile, cumulative)."""
-    profiler = cProfile.Profile()
-    profiler.enable()
-    reconcile(app, engine, ASSET_ID)
-    profiler.disable()
-    stats = pstats.Stats(profiler)
-    parts = {
-        "_ledger_side": "ledger_side_s",
-        "chain_state": "chain_state_s",
-        "compare": "compare_s",
-        "unsettled": "outbox_s",
-        "record_reconciliation": "record_s",
-        "reconcile": "total_profiled_s",
-    }
-    found: dict[str, float] = {}
-    for (path, _, function), row in stats.stats.items():  # type: ignore[attr-defined]
-        if function in parts and ("/src/" in path):
-            found[parts[function]] = round(found.get(parts[function], 0.0) + row[3], 3)
-    profiler.dump_stats("/tmp/ledger_reconcile.prof")
-    return found
-
-
-def main() -> None:
+def main(explain: bool) -> None:
     overall = time.perf_counter()
-    source = source_state()
-    log(f"commit {source['commit']} (src dirty: {source['src_dirty']}), load {os.getloadavg()[0]:.2f}")
     with scratch_schema(log) as schema:
         url = with_schema(PG_URL, schema)
         app = LedgerApplication(store_env(url))
         engine = engine_for(url)
         try:
-            run(app, engine, schema, source)
+            run(app, engine, schema, explain)
         finally:
             app.close()
             engine.dispose()
     log(f"done in {time.perf_counter() - overall:.1f}s")
 
 
-def run(app: LedgerApplication, engine: Any, schema: str, source: dict[str, Any]) -> None:
+def run(app: LedgerApplication, engine: Any, schema: str, explain: bool) -> None:
     upgrade(engine)
     history = History(app)
     started = time.perf_counter()
@@ -339,9 +292,10 @@ def run(app: LedgerApplication, engine: Any, schema: str, source: dict[str, Any]
     raw_seconds, raw_rows = min(raw_runs)
     log(f"raw read: {raw_rows} rows, best {raw_seconds:.3f}s of {[round(s, 3) for s, _ in raw_runs]}")
 
-    load = os.getloadavg()[0]
-    runs = [timed_reconcile(app, engine) for _ in range(RUNS)]
-    seconds = [s for s, _ in runs]
+    def reconciled() -> float:
+        return timed(lambda: reconcile(app, engine, ASSET_ID))[1]
+
+    seconds = [reconciled() for _ in range(RUNS)]
     value = statistics.median(seconds)
     runner.catch_up()
     report = latest_report(engine)
@@ -353,43 +307,28 @@ def run(app: LedgerApplication, engine: Any, schema: str, source: dict[str, Any]
 
     expected = history.plant()
     runner.catch_up()
-    planted_seconds, _ = timed_reconcile(app, engine)
+    planted_seconds = reconciled()
     runner.catch_up()
     planted = latest_report(engine)
     found = sorted((d["kind"], d["investor_id"] or "") for d in planted["differences"])
     wanted = sorted((kind, investor or "") for kind, investor in expected)
     log(f"planted: expected {wanted}, found {found} in {planted_seconds:.3f}s")
-    parts = breakdown(app, engine)
-    log(f"breakdown of one run: {parts}")
 
-    emit(
+    measure(
+        "reconcile_100k", value, "s", raw_seconds,
+        "plain psycopg read of the same rows (holdings, wallets, chain logs), best of 3",
+        f"<= {TARGET_SECONDS:.0f}",
+        value <= TARGET_SECONDS and consistent_differences == 0 and found == wanted,
         {
-            "name": "reconcile_100k",
-            "value": round(value, 3),
-            "unit": "s",
-            "baseline": round(raw_seconds, 3),
-            "baseline_unit": "s",
-            "baseline_name": "plain psycopg read of the same rows (holdings, wallets, chain logs), best of 3",
-            "ratio": round(value / raw_seconds, 2),
-            "target": f"<= {TARGET_SECONDS:.0f}",
-            "pass": value <= TARGET_SECONDS and consistent_differences == 0 and found == wanted,
-            "holders": report["holders_checked"],
-            "differences": consistent_differences,
-            "runs_seconds": [round(s, 3) for s in seconds],
-            "max_seconds": round(max(seconds), 3),
-            "baseline_rows": raw_rows,
-            "chain_logs": 2 * HOLDERS + 1,
-            "events_in_store": app.admin.head_position(),
-            "differences_expected": len(wanted),
-            "differences_found": len(found),
-            "differences_exact": found == wanted,
-            "seconds_with_differences": round(planted_seconds, 3),
-            "breakdown": parts,
-            "load_average_1m": round(load, 2),
-            **source,
-        }
+            "runs_seconds": [round(s, 3) for s in seconds], "baseline_rows": raw_rows,
+            "chain_logs": 2 * HOLDERS + 1, "events_in_store": app.admin.head_position(),
+            "differences_expected": len(wanted), "differences_found": len(found),
+            "seconds_with_differences": round(planted_seconds, 3), **source_state(),
+        } if explain else None,
+        holders=report["holders_checked"], differences=consistent_differences,
+        differences_exact=found == wanted,
     )
 
 
 if __name__ == "__main__":
-    main()
+    main(arguments(__doc__).explain)
