@@ -27,6 +27,7 @@ from rich.table import Table
 from sqlalchemy import select
 
 from adapters import bootstrap
+from adapters.api import responses
 from adapters.api.common import Services, exact
 from adapters.api.keys import KeyAdmin, KeyInfo, KeyStore, duration
 from adapters.api.limits import restore_recursion_limit
@@ -404,7 +405,8 @@ def history(
     finally:
         ledger.close()
     if as_json:
-        out.print_json(json.dumps(exact(events)))  # as GET /v1/audit/events shows them
+        shown = exact(events, list[responses.AuditEvent])
+        out.print_json(json.dumps(shown))  # as GET /v1/audit/events shows them
         return
     table = Table("position", "occurred at", "type", "actor", "request", "data")
     for event in events:
@@ -747,7 +749,7 @@ def _key_admin() -> Iterator[KeyAdmin]:
 
 
 def _print_key(info: KeyInfo, key: str | None, position: int | None, as_json: bool) -> None:
-    body = {**exact(info), "key": key, "position": position}
+    body = {**exact(info, responses.ApiKey), "key": key, "position": position}
     if as_json:
         out.print_json(json.dumps(body))
     elif key is not None:
@@ -781,7 +783,7 @@ def keys_list(as_json: JsonOption = False) -> None:
     finally:
         engine.dispose()
     if as_json:
-        out.print_json(json.dumps([exact(info) for info in found]))
+        out.print_json(json.dumps([exact(info, responses.ApiKey) for info in found]))
         return
     table = Table("key id", "role", "investor", "created", "last used", "expires", "revoked")
     for info in found:

@@ -1,5 +1,5 @@
-"""Request bodies. Quantities and amounts are a JSON integer or a string of digits, never a float;
-the ledger validates every value again, so these only shape the input."""
+"""Request bodies. Quantities and amounts are the ledger's `Quantity` (a JSON integer or a string of
+digits, never a float); the ledger validates every value again, so these only shape the input."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
-Digits = Annotated[str, Field(pattern=r"^[0-9]{1,40}$")]
-Integer = StrictInt | Digits
+from ledger.domain.quantity import DIGITS, Quantity
+
+# An integer that is not a quantity (a holder limit), accepted in the same two forms.
+Integer = StrictInt | Annotated[str, Field(pattern=DIGITS)]
 
 
 class Body(BaseModel):
@@ -21,19 +23,19 @@ class AssetIn(Body):
     symbol: StrictStr
     decimals: StrictInt
     currency: StrictStr
-    unit_price: Integer
-    authorized_supply: Integer
-    min_investment: Integer
-    max_investment: Integer
+    unit_price: Quantity
+    authorized_supply: Quantity
+    min_investment: Quantity
+    max_investment: Quantity
     max_holders: Integer | None = None
-    max_balance: Integer | None = None
+    max_balance: Quantity | None = None
     allowed_countries: list[StrictStr] = []
     accredited_only: StrictBool = False
     lockup_seconds: StrictInt = 0
 
 
 class ValuationIn(Body):
-    price_per_token: Integer
+    price_per_token: Quantity
     valued_at: StrictStr
     source: StrictStr
     method: StrictStr | None = None
@@ -50,7 +52,7 @@ class TokenIn(Body):
 
 
 class QuantityIn(Body):
-    quantity: Integer
+    quantity: Quantity
 
 
 class InvestorIn(Body):
@@ -77,7 +79,7 @@ class RecoveryIn(Body):
 class InvestmentIn(Body):
     investor_id: StrictStr
     asset_id: StrictStr
-    amount: Integer
+    amount: Quantity
 
 
 class PaymentIn(Body):
@@ -88,19 +90,19 @@ class TransferIn(Body):
     asset_id: StrictStr
     from_investor_id: StrictStr
     to_investor_id: StrictStr
-    quantity: Integer
+    quantity: Quantity
     forced: StrictBool = False
 
 
 class RedemptionIn(Body):
     asset_id: StrictStr
     investor_id: StrictStr
-    quantity: Integer
+    quantity: Quantity
 
 
 class DistributionIn(Body):
     asset_id: StrictStr
-    amount: Integer
+    amount: Quantity
     record_position: StrictInt | None = None
 
 

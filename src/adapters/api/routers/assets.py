@@ -182,7 +182,9 @@ def list_valuations(
             raise ApiError(404, "not_found", f"asset {asset_id} not found")
         page, more = valuations_page(conn, asset_id, after, limit)
     next_cursor = encode_cursor(page[-1].position) if more else None
-    return read_response({"asset_id": asset_id, "valuations": page, "next_cursor": next_cursor}, as_of)
+    return read_response(
+        {"asset_id": asset_id, "valuations": page, "next_cursor": next_cursor}, as_of, responses.Valuations
+    )
 
 
 @router.get("/{asset_id}", response_model=responses.Asset, responses=responses.QUERY)
@@ -198,7 +200,7 @@ def get_asset(
         analytics = asset_analytics(
             conn, asset_id, record["total_supply"], record["decimals"], record["unit_price"]
         )
-    return read_response(record | vars(analytics), as_of)
+    return read_response(record | vars(analytics), as_of, responses.Asset)
 
 
 @router.get(
@@ -232,7 +234,7 @@ def get_cap_table(
         "holder_count": table.holder_count,
         "holders": table.holders,
     }
-    return read_response(body, table.as_of_position)
+    return read_response(body, table.as_of_position, responses.CapTable)
 
 
 @router.get("/{asset_id}/compliance", response_model=responses.AssetCompliance, responses=responses.QUERY)
@@ -246,7 +248,7 @@ def get_asset_compliance(
         view = asset_compliance(conn, asset_id, svc.ledger.clock())
     if view is None:
         raise ApiError(404, "not_found", f"asset {asset_id} not found")
-    return read_response(view, as_of)
+    return read_response(view, as_of, responses.AssetCompliance)
 
 
 def encode_cursor(position: int) -> str:

@@ -95,7 +95,7 @@ def get_investor(
         record = investor_record(conn, _investor(investor_id))
     if record is None:
         raise ApiError(404, "not_found", f"investor {investor_id} not found")
-    return read_response(record, as_of)
+    return read_response(record, as_of, responses.Investor)
 
 
 AsOf = Annotated[int | None, Query(ge=0, le=2**62, description="The portfolio as of this position.")]
@@ -244,4 +244,4 @@ def get_investor_compliance(
         view = investor_compliance(conn, _investor(investor_id), svc.ledger.clock())
     if view is None:
         raise ApiError(404, "not_found", f"investor {investor_id} not found")
-    return read_response(view, as_of)
+    return read_response(view, as_of, responses.InvestorCompliance)
