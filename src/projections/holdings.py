@@ -34,6 +34,7 @@ from sqlalchemy import (
 
 from ledger.domain.asset import Asset
 from ledger.domain.investment import Investment
+from ledger.domain.terms import AssetTerms
 from ledger.pauses import gc_paused
 from projections.batch import Batch
 from projections.schema import Exact, metadata
@@ -210,20 +211,8 @@ class HoldingsView:
         batch.insert(
             self.assets,
             {
-                "asset_id": event.asset_id,
-                "name": event.name,
-                "symbol": event.symbol,
-                "decimals": event.decimals,
-                "currency": event.currency,
-                "unit_price": event.unit_price,
-                "authorized_supply": event.authorized_supply,
-                "min_investment": event.min_investment,
-                "max_investment": event.max_investment,
-                "max_holders": event.max_holders,
-                "max_balance": event.max_balance,
+                **AssetTerms.row_of(event),  # a column per term
                 "allowed_countries": json.dumps(event.allowed_countries),
-                "accredited_only": event.accredited_only,
-                "lockup_seconds": event.lockup_seconds,
                 "status": "draft",
                 "offering_open": False,
                 "paused": False,

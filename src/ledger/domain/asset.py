@@ -17,6 +17,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.domain import Snapshot as LibrarySnapshot
 
 from ledger.domain.quantity import Count
+from ledger.domain.terms import AssetTerms
 from ledger.domain.values import held_stream_id
 from ledger.errors import (
     AmountAboveMaximumError,
@@ -132,8 +133,8 @@ class Asset(Aggregate):
         return held_stream_id("asset", asset_id)
 
     @classmethod
-    def register(cls, **terms: Any) -> Asset:
-        return cls._create(cls.Registered, id=cls.create_id(terms["asset_id"]), **terms)
+    def register(cls, terms: AssetTerms) -> Asset:
+        return cls._create(cls.Registered, id=cls.create_id(terms.asset_id), **terms.payload())
 
     # ----- queries on the current state (pure) -----
 

@@ -23,6 +23,7 @@ from adapters.api.common import (
 from adapters.api.listing import CSV_RESPONSE, csv_lines, csv_response, wants_csv
 from adapters.api.schemas import AssetIn, OfferingIn, QuantityIn, TokenIn, ValuationIn
 from ledger.domain import values
+from ledger.domain.terms import AssetTerms
 from projections.analytics import asset_analytics, valuations_page
 from projections.compliance import asset_compliance
 from projections.holdings import asset_record, cap_table_as_of, current_cap_table
@@ -37,7 +38,7 @@ def register_asset(
 ) -> JSONResponse:
     require(caller)
     ledger = services(request).ledger
-    return run_command(request, lambda: ledger.register_asset(body.model_dump(), key), 201)
+    return run_command(request, lambda: ledger.register_asset(AssetTerms.parse(body.model_dump()), key), 201)
 
 
 @router.post("/{asset_id}/approve", response_model=responses.AssetChanged, responses=responses.COMMAND)

@@ -26,6 +26,7 @@ from adapters.api.common import (
 )
 from adapters.api.schemas import InvestorIn, KycIn, RecoveryIn, WalletIn
 from ledger.domain import values
+from ledger.domain.terms import InvestorRegistration
 from projections.compliance import investor_compliance
 from projections.investors import investor_record
 from projections.portfolio import (
@@ -48,7 +49,7 @@ def register_investor(
     ledger = services(request).ledger
     return run_command(
         request,
-        lambda: ledger.register_investor(body.investor_id, body.country, body.wallet, body.accredited, key),
+        lambda: ledger.register_investor(InvestorRegistration.parse(body.model_dump()), idempotency_key=key),
         201,
     )
 
