@@ -1,4 +1,4 @@
 """The outside world: the HTTP API (`api/`), the `ledger` command line (`cli.py`, `audit_cli.py`,
 `demo.py`), the chain adapter (`chain/`: T-REX client, outbox worker, mirror, reconciliation,
 anchoring), the background jobs (`worker.py`), and `bootstrap.py`, which reads the configuration
-and wires them to the ledger."""
+and wires them to the ledger (`services.py`: what it hands the API)."""

@@ -150,10 +150,10 @@ def check_(
 
 
 def _agent() -> tuple[TrexClient, Rpc]:
-    config = bootstrap.settings()
-    if not config.chain_rpc_url or not config.chain_agent_key:
+    agent = bootstrap.chain_agent(bootstrap.settings())
+    if agent is None:
         raise _fail("anchoring needs LEDGER_CHAIN_RPC_URL and LEDGER_CHAIN_AGENT_KEY", 2)
-    return TrexClient(config.chain_rpc_url, config.chain_agent_key), Rpc(config.chain_rpc_url)
+    return agent
 
 
 @anchor_cli.command("deploy")
@@ -180,10 +180,7 @@ def anchor_publish() -> None:
     client, rpc = _agent()
     ledger = bootstrap.build_application()
     try:
-        publisher = anchor.AnchorPublisher(
-            client, rpc, address, ledger.transparency, key.public_key(), config.anchor_from_block
-        )
-        published = publisher.publish_latest()
+        published = bootstrap.anchor_publisher(client, rpc, address, ledger, key, config).publish_latest()
     except ChainError as error:
         raise _fail(f"anchoring failed: {error}") from None
     finally:

@@ -1,30 +1,48 @@
-"""Reads the configuration and wires the ledger; the only place that does."""
+"""Reads the configuration and wires the ledger; the only place that does: the application
+and its store, the projection runner, the API's services and the served API (uvicorn), the
+chain adapter, the background jobs, the API keys' administration. The CLI, the API and the
+worker only translate arguments and results."""
 
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from urllib.parse import parse_qs, unquote, urlencode, urlparse
 
+import uvicorn
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from dotenv import dotenv_values
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from adapters.api.app import create_app
-from adapters.api.common import Services
-from adapters.api.keys import KeyStore
+from adapters.api.keys import KeyAdmin, KeyStore
 from adapters.api.limits import restore_recursion_limit
 from adapters.api.metrics import Metrics
+from adapters.chain.anchor import Anchor, AnchorPublisher, verify_anchored
+from adapters.chain.anvil import DEV_KEYS
 from adapters.chain.rpc import Rpc
 from adapters.chain.service import ChainService
 from adapters.chain.trex import TrexClient
+from adapters.services import Services
+from adapters.worker import PERIODS, Jobs, WorkerProcess, build_broker
 from ledger.application import LedgerApplication
 from ledger.config import Settings, known_variables, store_env
 from ledger.environment import check_library_environment, ledger_settings, unknown_ledger_variables
 from ledger.errors import ConfigurationError
 from ledger.selfcheck import Check, missing_tables, refusal, store_checks, structure_checks
+from ledger.transparency import HeadSigner, HeadVerification
 from projections.migrate import is_current, upgrade
 from projections.runner import ProjectionRunner
 from projections.schema import engine_for
+
+GRACE_SECONDS = 4  # SIGTERM: requests in flight (and open event streams) get this long
+# A worker process answers the supervisor's health pings only once it has imported this module
+# again (spawned, it re-imports the `ledger` script: web3 and all); uvicorn's 5 s killed and
+# restarted slow starters on a busy machine, for ever.
+WORKER_START_SECONDS = 60
 
 
 def settings() -> Settings:
@@ -125,16 +143,23 @@ def build_runner(app: LedgerApplication, config: Settings | None = None) -> Proj
     return ProjectionRunner(app, read_engine(config))
 
 
-def build_services(config: Settings | None = None) -> Services:
-    """Everything the HTTP API needs, on the configured stores; `ConfigurationError` if the
-    store fails its self-check."""
-    config = config or settings()
+def checked_application(config: Settings) -> LedgerApplication:
+    """The ledger of a process that serves or runs jobs, once the store has passed its
+    self-check; closed and `ConfigurationError` if it fails."""
     ledger = build_application(config)
     try:
         startup_check(ledger, config)  # in every process that serves, however many there are
     except ConfigurationError:
         ledger.close()
         raise
+    return ledger
+
+
+def build_services(config: Settings | None = None) -> Services:
+    """Everything the HTTP API needs, on the configured stores; `ConfigurationError` if the
+    store fails its self-check."""
+    config = config or settings()
+    ledger = checked_application(config)
     runner = build_runner(ledger, config)
     return Services(ledger, runner, KeyStore(runner.engine), Metrics())
 
@@ -147,11 +172,81 @@ def build_chain(
     config = config or settings()
     if not config.chain_rpc_url:
         return None
-    client = TrexClient(config.chain_rpc_url, config.chain_agent_key) if config.chain_agent_key else None
+    return _chain_at(app, runner, config, config.chain_rpc_url, config.chain_agent_key)
+
+
+def build_local_chain(
+    app: LedgerApplication, runner: ProjectionRunner, config: Settings, node_url: str
+) -> ChainService:
+    """The chain adapter on a local development node (the demo's anvil): its first account is
+    the agent; no anchor contract."""
+    local = config.model_copy(update={"anchor_address": None, "anchor_from_block": 0})
+    return _chain_at(app, runner, local, node_url, DEV_KEYS[0])
+
+
+def _chain_at(
+    app: LedgerApplication, runner: ProjectionRunner, config: Settings, url: str, agent_key: str | None
+) -> ChainService:
+    client = TrexClient(url, agent_key) if agent_key else None
     return ChainService(
-        app, runner, Rpc(config.chain_rpc_url), client, config.chain_confirmations,
+        app, runner, Rpc(url), client, config.chain_confirmations,
         config.anchor_address, config.anchor_from_block,
     )
+
+
+@contextmanager
+def chain_service(app: LedgerApplication, config: Settings) -> Iterator[ChainService | None]:
+    """The chain adapter on `app` with a projection runner of its own (None when the adapter
+    is off); the runner's engine is disposed on leaving."""
+    runner = build_runner(app, config)
+    try:
+        yield build_chain(app, runner, config)
+    finally:
+        runner.engine.dispose()
+
+
+def chain_agent(config: Settings) -> tuple[TrexClient, Rpc] | None:
+    """The agent's T-REX client and a reader on the configured chain (None without both
+    `LEDGER_CHAIN_RPC_URL` and `LEDGER_CHAIN_AGENT_KEY`)."""
+    if not config.chain_rpc_url or not config.chain_agent_key:
+        return None
+    return TrexClient(config.chain_rpc_url, config.chain_agent_key), Rpc(config.chain_rpc_url)
+
+
+def anchor_publisher(
+    client: TrexClient, rpc: Rpc, address: str, app: LedgerApplication, key: Ed25519PrivateKey,
+    config: Settings,
+) -> AnchorPublisher:
+    """Anchors the heads `key` signs on the anchor contract at `address`."""
+    return AnchorPublisher(
+        client, rpc, address, app.transparency, key.public_key(), config.anchor_from_block
+    )
+
+
+def anchored_verifier(
+    rpc_url: str, anchor_address: str, public: Ed25519PublicKey, config: Settings
+) -> Callable[[LedgerApplication], tuple[Anchor | None, HeadVerification]]:
+    """What `verify --anchored` runs: the store against the latest head anchored at
+    `anchor_address` on the chain at `rpc_url`, its signature checked with `public`."""
+    rpc = Rpc(rpc_url)
+    confirmations, start = config.chain_confirmations, config.anchor_from_block
+    return lambda app: verify_anchored(app.admin, rpc, anchor_address, public, start, confirmations)
+
+
+def build_worker(
+    app: LedgerApplication, chain: ChainService | None, key: Ed25519PrivateKey | None,
+    config: Settings, threads: int = 1,
+) -> WorkerProcess:
+    """`ledger worker`'s jobs on the configured broker: the chain jobs with the chain adapter
+    on (`chain`), the signing of tree heads with a signing key (`key`), and the anchoring of
+    each head signed with both and an anchor contract."""
+    signer = HeadSigner(app.transparency, key) if key is not None else None
+    periods = {**PERIODS, "sign_tree_head": config.audit_sign_seconds}
+    anchor = None
+    if chain is not None and chain.client is not None and key is not None and config.anchor_address:
+        anchor = anchor_publisher(chain.client, chain.rpc, config.anchor_address, app, key, config)
+    jobs = Jobs(chain, build_broker(config.redis_url), periods, signer, anchor)
+    return WorkerProcess(jobs, threads=threads)
 
 
 def build_api(config: Settings | None = None) -> FastAPI:
@@ -167,3 +262,75 @@ def api_for(services: Services, config: Settings) -> FastAPI:
     api = create_app(services, config)
     api.state.chain = build_chain(services.ledger, build_runner(services.ledger, config), config)
     return api
+
+
+def api_target(services: Services, config: Settings, workers: int) -> FastAPI | str:
+    """What uvicorn serves: one worker, the API on `services`; several, the factory each
+    worker process builds its own API with (`build_api`)."""
+    return api_for(services, config) if workers == 1 else "adapters.bootstrap:build_api"
+
+
+def run_api(target: FastAPI | str, host: str, port: int, workers: int) -> None:
+    """Serves the HTTP API until SIGTERM (requests in flight get `GRACE_SECONDS`)."""
+    uvicorn.run(
+        target,
+        host=host,
+        port=port,
+        workers=workers,
+        factory=workers > 1,
+        log_level="warning",
+        timeout_graceful_shutdown=GRACE_SECONDS,
+        timeout_worker_healthcheck=WORKER_START_SECONDS,
+    )
+
+
+@contextmanager
+def serving(services: Services, config: Settings, projector: bool) -> Iterator[WorkerProcess | None]:
+    """What the process that serves runs beside the API: the projection runner (unless
+    `projector` is off) and, with the chain adapter on and no Redis to share them over, the
+    chain jobs (yielded, else None). On leaving: the jobs stop, the runner commits its batch
+    in flight and stops, the ledger closes."""
+    projecting = None
+    if projector:
+        projecting = threading.Thread(
+            target=services.runner.run_forever, args=(config.database_url,), daemon=True
+        )
+        projecting.start()
+    jobs = None
+    try:
+        if config.chain_rpc_url and not config.redis_url:
+            # The chain adapter gets runners of its own: a runner instance serves one thread.
+            own = build_chain(services.ledger, build_runner(services.ledger, config), config)
+            assert own is not None  # the adapter is on
+            jobs = WorkerProcess(Jobs(own, build_broker(None)))
+            jobs.start()
+        yield jobs
+    finally:
+        if jobs is not None:
+            jobs.stop()
+        services.runner.stop()  # the batch in flight is committed, then the loop ends
+        if projecting is not None:
+            projecting.join(timeout=GRACE_SECONDS)
+        services.ledger.close()
+
+
+@contextmanager
+def key_admin(config: Settings) -> Iterator[KeyAdmin]:
+    """Creates, revokes and rotates API keys (recorded as events) on the configured stores."""
+    ledger = build_application(config)
+    engine = read_engine(config)
+    try:
+        yield KeyAdmin(ledger, KeyStore(engine))
+    finally:
+        ledger.close()
+        engine.dispose()
+
+
+@contextmanager
+def key_store(config: Settings) -> Iterator[KeyStore]:
+    """The API keys' table on the configured read-model database."""
+    engine = read_engine(config)
+    try:
+        yield KeyStore(engine)
+    finally:
+        engine.dispose()

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar, cast, get_args, get_origin, get_type_hints
 
 import typer
-import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -30,19 +29,17 @@ from sqlalchemy import select
 
 from adapters import bootstrap
 from adapters.api import responses
-from adapters.api.common import Services, exact
-from adapters.api.keys import KeyAdmin, KeyInfo, KeyStore, duration
+from adapters.api.common import exact
+from adapters.api.keys import KeyAdmin, KeyInfo, duration
 from adapters.api.limits import restore_recursion_limit
 from adapters.api.routers.audit import event_json
 from adapters.audit_cli import audit_cli
-from adapters.chain.anchor import Anchor, AnchorPublisher, verify_anchored
-from adapters.chain.anvil import DEV_KEYS, Anvil, AnvilError
+from adapters.chain.anchor import Anchor
+from adapters.chain.anvil import Anvil, AnvilError
 from adapters.chain.artifacts import ArtifactNotFoundError
-from adapters.chain.rpc import Rpc
 from adapters.chain.service import ChainService
-from adapters.chain.trex import TrexClient
 from adapters.demo import load_demo, run_anchor_demo, run_chain_demo
-from adapters.worker import PERIODS, Jobs, WorkerProcess, build_broker
+from adapters.services import Services
 from ledger.actor import acting_as, operator
 from ledger.application import LedgerApplication
 from ledger.commit import Outcome
@@ -53,7 +50,6 @@ from ledger.privileges import grant_runtime_role
 from ledger.selfcheck import record_digest, refusal, store_checks
 from ledger.store import LedgerPostgresRecorder, Verification
 from ledger.transparency import (
-    HeadSigner,
     HeadVerification,
     TreeHead,
     check_heads,
@@ -83,11 +79,6 @@ app.add_typer(distribution_cli, name="distribution")
 app.add_typer(proposal_cli, name="proposal")
 app.add_typer(audit_cli, name="audit")
 
-GRACE_SECONDS = 4  # SIGTERM: requests in flight (and open event streams) get this long
-# A worker process answers the supervisor's health pings only once it has imported this module
-# again (spawned, it re-imports the `ledger` script: web3 and all); uvicorn's 5 s killed and
-# restarted slow starters on a busy machine, for ever.
-WORKER_START_SECONDS = 60
 out = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
@@ -177,12 +168,12 @@ def _grant_runtime_role(owner: LedgerApplication, config: Settings) -> None:
         out.print(f"runtime role {role}: SELECT and INSERT on the history, no DDL")
 
 
-def _checked(ledger: LedgerApplication, config: Settings) -> None:
-    """The store's start-up self-check: a process refuses to start (exit 1) if it fails."""
+def _checked(config: Settings) -> LedgerApplication:
+    """The ledger, past the store's start-up self-check: a process refuses to start (exit 1)
+    if it fails."""
     try:
-        bootstrap.startup_check(ledger, config)
+        return bootstrap.checked_application(config)
     except ConfigurationError as error:
-        ledger.close()
         err.print(f"[red]{error.code}[/red]: {error.detail}")
         raise typer.Exit(1) from None
 
@@ -217,8 +208,7 @@ def project(
 ) -> None:
     """Run the projection runner: keep every read model at the head of the event store."""
     config = bootstrap.settings()
-    ledger = bootstrap.build_application(config)
-    _checked(ledger, config)
+    ledger = _checked(config)
     runner = bootstrap.build_runner(ledger, config)
     try:
         if once:
@@ -334,9 +324,7 @@ def _anchor_check(
             err.print("[red]usage[/red]: --anchored needs --public-key (or the signing key configured)")
             raise typer.Exit(2)
         public = key.public_key()
-    rpc, address = Rpc(config.chain_rpc_url), config.anchor_address
-    confirmations, start = config.chain_confirmations, config.anchor_from_block
-    return lambda ledger: verify_anchored(ledger.admin, rpc, address, public, start, confirmations)
+    return bootstrap.anchored_verifier(config.chain_rpc_url, config.anchor_address, public, config)
 
 
 def _signed_head_key(public_key: str) -> Ed25519PublicKey:
@@ -515,8 +503,7 @@ def _demo_chain(
         raise typer.Exit(2) from None
     err.print(f"local anvil chain at {node.url} (stopped when the demo ends)")
     try:
-        yield ChainService(ledger, runner, Rpc(node.url), TrexClient(node.url, DEV_KEYS[0]),
-                           config.chain_confirmations)
+        yield bootstrap.build_local_chain(ledger, runner, config, node.url)
     finally:
         node.stop()
 
@@ -569,18 +556,15 @@ app.add_typer(chain_cli, name="chain")
 @contextmanager
 def _chain() -> Iterator[ChainService]:
     config = bootstrap.settings()
-    ledger = bootstrap.build_application(config)
-    _checked(ledger, config)
-    runner = bootstrap.build_runner(ledger, config)
+    ledger = _checked(config)
     try:
-        service = bootstrap.build_chain(ledger, runner, config)
-        if service is None:
-            err.print("[red]usage[/red]: LEDGER_CHAIN_RPC_URL is not set: the chain adapter is off")
-            raise typer.Exit(2)
-        yield service
+        with bootstrap.chain_service(ledger, config) as service:
+            if service is None:
+                err.print("[red]usage[/red]: LEDGER_CHAIN_RPC_URL is not set: the chain adapter is off")
+                raise typer.Exit(2)
+            yield service
     finally:
         ledger.close()
-        runner.engine.dispose()
 
 
 @chain_cli.command("deploy")
@@ -664,19 +648,10 @@ def worker(threads: Annotated[int, typer.Option(help="dramatiq worker threads")]
     with _chain() if config.chain_rpc_url else _ledger_only(config) as services:
         chain = services if isinstance(services, ChainService) else None
         ledger = chain.app if chain is not None else cast(LedgerApplication, services)
-        signer = HeadSigner(ledger.transparency, key) if key is not None else None
-        periods = {**PERIODS, "sign_tree_head": config.audit_sign_seconds}
-        anchor = None
-        if chain is not None and chain.client is not None and key is not None and config.anchor_address:
-            anchor = AnchorPublisher(
-                chain.client, chain.rpc, config.anchor_address, ledger.transparency, key.public_key(),
-                config.anchor_from_block,
-            )
-        jobs = Jobs(chain, build_broker(config.redis_url), periods, signer, anchor)
-        process = WorkerProcess(jobs, threads=threads)
+        process = bootstrap.build_worker(ledger, chain, key, config, threads)
         process.start()
         where = "Redis" if config.redis_url else "in-process broker"
-        out.print(f"worker running {', '.join(jobs.actors)} on {where}; Ctrl-C or SIGTERM to stop")
+        out.print(f"worker running {', '.join(process.jobs.actors)} on {where}; Ctrl-C or SIGTERM to stop")
         stopped = threading.Event()
         signal.signal(signal.SIGTERM, lambda signum, frame: stopped.set())
         try:
@@ -700,8 +675,7 @@ def _configured_audit_key(config: Settings) -> Ed25519PrivateKey | None:
 
 @contextmanager
 def _ledger_only(config: Settings) -> Iterator[LedgerApplication]:
-    ledger = bootstrap.build_application(config)
-    _checked(ledger, config)
+    ledger = _checked(config)
     try:
         yield ledger
     finally:
@@ -739,18 +713,6 @@ keys_cli = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(keys_cli, name="keys")
 
 
-@contextmanager
-def _key_admin() -> Iterator[KeyAdmin]:
-    config = bootstrap.settings()
-    ledger = bootstrap.build_application(config)
-    engine = bootstrap.read_engine(config)
-    try:
-        yield KeyAdmin(ledger, KeyStore(engine))
-    finally:
-        ledger.close()
-        engine.dispose()
-
-
 def _print_key(info: KeyInfo, key: str | None, position: int | None, as_json: bool) -> None:
     body = {**exact(info, responses.ApiKey), "key": key, "position": position}
     if as_json:
@@ -771,7 +733,7 @@ def keys_create(
     as_json: JsonOption = False,
 ) -> None:
     """Create an API key; it is printed once and stored hashed (recorded as an event)."""
-    with _key_admin() as admin:
+    with bootstrap.key_admin(bootstrap.settings()) as admin:
         lifetime = None if expires_in is None else _guard(lambda: duration(expires_in, "--expires-in"))
         issued = _guard(lambda: admin.create(role, investor_id, lifetime))
     _print_key(issued.info, issued.key, issued.position, as_json)
@@ -780,11 +742,8 @@ def keys_create(
 @keys_cli.command("list")
 def keys_list(as_json: JsonOption = False) -> None:
     """The API keys: id, role, investor, created, last used, expires, revoked (never a secret)."""
-    engine = bootstrap.read_engine()
-    try:
-        found = KeyStore(engine).list()
-    finally:
-        engine.dispose()
+    with bootstrap.key_store(bootstrap.settings()) as keys:
+        found = keys.list()
     if as_json:
         out.print_json(json.dumps([exact(info, responses.ApiKey) for info in found]))
         return
@@ -799,7 +758,7 @@ def keys_list(as_json: JsonOption = False) -> None:
 @keys_cli.command("revoke")
 def keys_revoke(key_id: str, as_json: JsonOption = False) -> None:
     """Revoke a key: every API process refuses it within a second."""
-    with _key_admin() as admin:
+    with bootstrap.key_admin(bootstrap.settings()) as admin:
         info, outcome = _guard(lambda: admin.revoke(key_id))
     _print_key(info, None, outcome.position, as_json)
 
@@ -813,7 +772,7 @@ def keys_rotate(
     as_json: JsonOption = False,
 ) -> None:
     """Issue a new secret for a key (printed once); the current one stays valid for the grace period."""
-    with _key_admin() as admin:
+    with bootstrap.key_admin(bootstrap.settings()) as admin:
         period = None if grace is None else _guard(lambda: duration(grace, "--grace", zero=True))
         issued = _guard(lambda: admin.rotate(key_id, period))
     _print_key(issued.info, issued.key, issued.position, as_json)
@@ -854,45 +813,15 @@ def serve(
         _print_demo_keys(services, base)
     else:
         _print_urls(base)
-    worker = None
-    if projector:
-        worker = threading.Thread(
-            target=services.runner.run_forever, args=(config.database_url,), daemon=True
-        )
-        worker.start()
-    jobs = None
-    if config.chain_rpc_url and not config.redis_url:
-        # The chain adapter gets runners of its own: a runner instance serves one thread.
-        own = bootstrap.build_chain(services.ledger, bootstrap.build_runner(services.ledger, config))
-        assert own is not None
-        jobs = WorkerProcess(Jobs(own, build_broker(None)))
-        jobs.start()
-        out.print("chain jobs run in this process (LEDGER_REDIS_URL unset)")
-    target: Any = "adapters.bootstrap:build_api"  # each worker process builds its own
-    if workers == 1:
-        target = bootstrap.api_for(services, config)
-    if demo:  # started once the app is built: migrations (alembic) must not run in two threads
-        threading.Thread(
-            target=_serve_demo, args=(services, config, demo_chain, demo_keys, base), daemon=True
-        ).start()
-    try:
-        uvicorn.run(
-            target,
-            host=host,
-            port=port,
-            workers=workers,
-            factory=workers > 1,
-            log_level="warning",
-            timeout_graceful_shutdown=GRACE_SECONDS,
-            timeout_worker_healthcheck=WORKER_START_SECONDS,
-        )
-    finally:
+    with bootstrap.serving(services, config, projector) as jobs:
         if jobs is not None:
-            jobs.stop()
-        services.runner.stop()  # the batch in flight is committed, then the loop ends
-        if worker is not None:
-            worker.join(timeout=GRACE_SECONDS)
-        services.ledger.close()
+            out.print("chain jobs run in this process (LEDGER_REDIS_URL unset)")
+        target = bootstrap.api_target(services, config, workers)
+        if demo:  # started once the app is built: migrations (alembic) must not run in two threads
+            threading.Thread(
+                target=_serve_demo, args=(services, config, demo_chain, demo_keys, base), daemon=True
+            ).start()
+        bootstrap.run_api(target, host, port, workers)
 
 
 def _print_demo_keys(services: Services, base: str) -> None:

@@ -13,7 +13,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
 from adapters.api import outages
-from adapters.api.common import ApiError, Services, problem
+from adapters.api.common import ApiError, problem
 from adapters.api.docs import install_docs
 from adapters.api.limits import BodyLimits, restore_recursion_limit
 from adapters.api.metrics import LatencyMiddleware
@@ -33,6 +33,7 @@ from adapters.api.routers import (
     reconciliations,
 )
 from adapters.console import install as install_console
+from adapters.services import Services
 from ledger import errors
 from ledger.config import Settings
 

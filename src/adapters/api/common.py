@@ -1,14 +1,13 @@
-"""What every router shares: services, authentication, problem+json errors, answers written as
-their models say (exact integers), read-your-writes consistency."""
+"""What every router shares: the services (`adapters.services`, built by `bootstrap`),
+authentication, problem+json errors, answers written as their models say (exact integers),
+read-your-writes consistency."""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints
@@ -20,15 +19,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import Connection
 
-from adapters.api.keys import KeyStore, Principal
-from adapters.api.metrics import Metrics
+from adapters.api.keys import Principal
 from adapters.api.readpool import ReadPool
 from adapters.api.responses import PROBLEM, QUERY, AsIs
+from adapters.services import Services as Services  # noqa: PLC0414 (re-exported for the routers)
 from ledger.actor import Actor, set_actor
-from ledger.application import LedgerApplication
 from ledger.commit import Outcome
 from ledger.domain.quantity import Digits, Number
-from projections.runner import ProjectionRunner
 from projections.schema import snapshot, view_position
 
 WAIT_SECONDS = 5.0
@@ -174,15 +171,6 @@ def _marked(hint: Any, marker: type) -> bool:
     if get_origin(hint) is Annotated and any(isinstance(m, marker) for m in get_args(hint)[1:]):
         return True
     return any(_marked(arg, marker) for arg in get_args(hint))
-
-
-@dataclass
-class Services:
-    ledger: LedgerApplication
-    runner: ProjectionRunner
-    keys: KeyStore
-    metrics: Metrics
-    started: float = dataclasses.field(default_factory=time.monotonic)
 
 
 def services(request: Request) -> Services:
