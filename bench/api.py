@@ -72,13 +72,14 @@ from common import (
     served,
     with_schema,
 )
-from ledger.application import LedgerApplication, validate_asset_terms
+from ledger.application import LedgerApplication
 from ledger.config import store_env
 from ledger.domain import values as v
 from ledger.domain.asset import Asset
 from ledger.domain.distribution import Distribution
 from ledger.domain.investment import Investment
 from ledger.domain.investor import Investor, WalletClaim
+from ledger.domain.terms import AssetTerms, InvestorRegistration
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "100000"))
 INVESTORS = int(os.environ.get("BENCH_INVESTORS", "5000"))
@@ -224,7 +225,7 @@ class History(EventBatches):
     # ----- commands -----
 
     def register_asset(self, plan: AssetPlan) -> None:
-        asset = Asset.register(**validate_asset_terms(plan.terms))
+        asset = Asset.register(AssetTerms.parse(plan.terms))
         self.assets[asset.asset_id] = asset
         self.commit("register_asset", asset)
         asset.approve()
@@ -238,7 +239,8 @@ class History(EventBatches):
         country = "ID" if roll < 0.85 else "SG" if roll < 0.93 else "MY" if roll < 0.97 else "AU"
         wallet = v.wallet("0x" + uuid.UUID(int=self.rng.getrandbits(128)).hex + f"{number:08x}")
         claim = WalletClaim.claim(wallet, investor_id)
-        investor = Investor.register(investor_id, country, wallet, self.rng.random() < 0.3)
+        registration = InvestorRegistration(investor_id, country, wallet, self.rng.random() < 0.3)
+        investor = Investor.register(registration)
         self.investors[investor_id] = investor
         self.commit("register_investor", claim, investor)
         return investor

@@ -67,7 +67,7 @@ from common import (
     source_state,
     with_schema,
 )
-from ledger.application import LedgerApplication, validate_asset_terms
+from ledger.application import LedgerApplication
 from ledger.config import store_env
 from ledger.domain import values as v
 from ledger.domain.asset import Asset
@@ -75,6 +75,7 @@ from ledger.domain.distribution import Distribution
 from ledger.domain.investment import Investment
 from ledger.domain.investor import Investor, WalletClaim
 from ledger.domain.proposal import Proposal
+from ledger.domain.terms import AssetTerms, InvestorRegistration
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "1000000"))
 HOLDERS = min(int(os.environ.get("BENCH_HOLDERS", "10000")), max(200, EVENTS // 25))
@@ -309,7 +310,7 @@ class History(EventBatches):
     # ----- the commands, as the application runs them -----
 
     def register_asset(self, plan: AssetPlan) -> None:
-        asset = Asset.register(**validate_asset_terms(plan.terms))
+        asset = Asset.register(AssetTerms.parse(plan.terms))
         self.assets[asset.asset_id] = asset
         self.commit("register_asset", asset)
         asset.approve()
@@ -326,7 +327,9 @@ class History(EventBatches):
         country = "ID" if roll < 0.85 else "SG" if roll < 0.93 else "MY" if roll < 0.97 else "AU"
         wallet = v.wallet("0x" + uuid.UUID(int=self.rng.getrandbits(128)).hex + f"{number:08x}")
         claim = WalletClaim.claim(wallet, investor_id)
-        investor = Investor.register(investor_id, country, wallet, self.rng.random() < 0.25)
+        investor = Investor.register(
+            InvestorRegistration(investor_id, country, wallet, self.rng.random() < 0.25)
+        )
         self.investors[investor_id] = investor
         self.commit("register_investor", claim, investor)
         return investor

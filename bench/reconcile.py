@@ -48,12 +48,13 @@ from common import (
     timed,
     with_schema,
 )
-from ledger.application import LedgerApplication, validate_asset_terms
+from ledger.application import LedgerApplication
 from ledger.config import store_env
 from ledger.domain.asset import Asset
 from ledger.domain.chain import ChainLog, ChainMirror
 from ledger.domain.investment import Investment
 from ledger.domain.investor import Investor, WalletClaim
+from ledger.domain.terms import AssetTerms, InvestorRegistration
 from projections.migrate import upgrade
 from projections.runner import ProjectionRunner
 from projections.schema import engine_for
@@ -106,7 +107,7 @@ class History(EventBatches):
     def __init__(self, app: LedgerApplication) -> None:
         super().__init__(app)
         self.now = datetime(2026, 1, 1, tzinfo=UTC)
-        self.asset = Asset.register(**validate_asset_terms(TERMS))
+        self.asset = Asset.register(AssetTerms.parse(TERMS))
         self.wallets: dict[str, str] = {}  # investor -> wallet
         self.quantities: dict[str, int] = {}
         self.mirror: ChainMirror | None = None
@@ -127,7 +128,9 @@ class History(EventBatches):
         for number in range(holders):
             investor_id = f"inv-{number:06d}"
             wallet = wallet_of(number)
-            investor = Investor.register(investor_id, "ID" if number % 10 else "SG", wallet, number % 4 == 0)
+            investor = Investor.register(
+                InvestorRegistration(investor_id, "ID" if number % 10 else "SG", wallet, number % 4 == 0)
+            )
             self.commit("register_investor", WalletClaim.claim(wallet, investor_id), investor)
             investor.update_kyc("approved", None)
             self.commit("update_kyc", investor)

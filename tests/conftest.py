@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import redis
 from hypothesis import settings
 
 from adapters.chain.anvil import Anvil
@@ -20,6 +21,7 @@ from ledger.config import store_env
 
 PG_URL = os.environ.get("LEDGER_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_SERVICES = os.environ.get("LEDGER_REQUIRE_SERVICES") == "1"
+REDIS_URL = os.environ.get("LEDGER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 # CI (`.ci/run` sets LEDGER_REQUIRE_SERVICES=1) draws the same Hypothesis examples on every
 # run, so what passes before a push is what CI runs, and a failure there replays; other
@@ -116,3 +118,20 @@ def anvil() -> Iterator[Anvil]:
     node = Anvil.start()
     yield node
     node.stop()
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """The test Redis database, emptied before and after (skipped, or failed under
+    LEDGER_REQUIRE_SERVICES=1, when Redis is not reachable)."""
+    try:
+        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+        client.ping()
+    except redis.RedisError as error:
+        reason = f"Redis at {REDIS_URL} is not reachable: {error}"
+        if REQUIRE_SERVICES:
+            pytest.fail(f"LEDGER_REQUIRE_SERVICES=1 but {reason}")
+        pytest.skip(reason)
+    client.flushdb()
+    yield REDIS_URL
+    client.flushdb()

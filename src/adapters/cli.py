@@ -7,6 +7,8 @@ chain), 2 a usage error (bad arguments or invalid input values).
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import itertools
 import json
 import signal
@@ -16,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Annotated, Any, TypeVar, cast
+from typing import Annotated, Any, TypeVar, cast, get_args, get_origin, get_type_hints
 
 import typer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -26,6 +28,7 @@ from rich.table import Table
 from sqlalchemy import select
 
 from adapters import bootstrap
+from adapters.api import responses
 from adapters.api.common import exact
 from adapters.api.keys import KeyAdmin, KeyInfo, duration
 from adapters.api.limits import restore_recursion_limit
@@ -41,6 +44,7 @@ from ledger.actor import acting_as, operator
 from ledger.application import LedgerApplication
 from ledger.commit import Outcome
 from ledger.config import Settings
+from ledger.domain.terms import AssetTerms, InvestorRegistration, Terms, required
 from ledger.errors import ConfigurationError, LedgerError, ValidationError
 from ledger.privileges import grant_runtime_role
 from ledger.selfcheck import record_digest, refusal, store_checks
@@ -392,7 +396,8 @@ def history(
     finally:
         ledger.close()
     if as_json:
-        out.print_json(json.dumps(exact(events)))  # as GET /v1/audit/events shows them
+        shown = exact(events, list[responses.AuditEvent])
+        out.print_json(json.dumps(shown))  # as GET /v1/audit/events shows them
         return
     table = Table("position", "occurred at", "type", "actor", "request", "data")
     for event in events:
@@ -709,7 +714,7 @@ app.add_typer(keys_cli, name="keys")
 
 
 def _print_key(info: KeyInfo, key: str | None, position: int | None, as_json: bool) -> None:
-    body = {**exact(info), "key": key, "position": position}
+    body = {**exact(info, responses.ApiKey), "key": key, "position": position}
     if as_json:
         out.print_json(json.dumps(body))
     elif key is not None:
@@ -740,7 +745,7 @@ def keys_list(as_json: JsonOption = False) -> None:
     with bootstrap.key_store(bootstrap.settings()) as keys:
         found = keys.list()
     if as_json:
-        out.print_json(json.dumps([exact(info) for info in found]))
+        out.print_json(json.dumps([exact(info, responses.ApiKey) for info in found]))
         return
     table = Table("key id", "role", "investor", "created", "last used", "expires", "revoked")
     for info in found:
@@ -866,43 +871,52 @@ def _demo_investor(services: Services) -> list[str]:
 # ----- operator commands, one per command of the HTTP API -----
 
 
+def options_of(terms: type[Terms]) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Gives a command the arguments and options of a typed value's fields (their help, default
+    and name as the fields say), before its own; it is called with the fields as `given`."""
+    hints = get_type_hints(terms)
+    params = []
+    for f in dataclasses.fields(terms):  # type: ignore[arg-type]
+        meta, hint = f.metadata, hints[f.name]
+        if get_origin(hint) is tuple:  # repeated: `--allowed-country ID --allowed-country SG`
+            hint = list[get_args(hint)[0]] | None  # type: ignore[misc]
+        default = meta["cli_default"]
+        if default is dataclasses.MISSING:
+            default = inspect.Parameter.empty if required(f) else f.default
+        if default == ():
+            default = None
+        if meta["argument"]:
+            info: Any = typer.Argument(help=meta["help"] or None)
+            kind: inspect._ParameterKind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+        else:
+            info = typer.Option(*filter(None, [meta["option"]]), help=meta["help"] or None)
+            kind = inspect.Parameter.KEYWORD_ONLY
+        params.append(inspect.Parameter(f.name, kind, annotation=Annotated[hint, info], default=default))
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        own = [
+            p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+            for p in inspect.signature(command, eval_str=True).parameters.values()
+            if p.name != "given"
+        ]
+        every = [*params, *own]
+
+        @functools.wraps(command)
+        def run(**values: Any) -> None:
+            command(**{p.name: values.pop(p.name) for p in own}, given=values)
+
+        run.__signature__ = inspect.Signature(every)  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in every}
+        return run
+
+    return decorate
+
+
 @asset_cli.command("register")
-def asset_register(
-    asset_id: str,
-    name: Annotated[str, typer.Option()],
-    symbol: Annotated[str, typer.Option()],
-    currency: Annotated[str, typer.Option()],
-    unit_price: Annotated[int, typer.Option(help="Minor units per whole token.")],
-    authorized_supply: Annotated[int, typer.Option(help="Base units.")],
-    min_investment: Annotated[int, typer.Option()],
-    max_investment: Annotated[int, typer.Option()],
-    decimals: Annotated[int, typer.Option()] = 0,
-    max_holders: Annotated[int | None, typer.Option()] = None,
-    max_balance: Annotated[int | None, typer.Option()] = None,
-    allowed_country: Annotated[list[str] | None, typer.Option(help="Repeat for each country.")] = None,
-    accredited_only: Annotated[bool, typer.Option()] = False,
-    lockup_seconds: Annotated[int, typer.Option()] = 0,
-    key: KeyOption = None,
-    as_json: JsonOption = False,
-) -> None:
+@options_of(AssetTerms)
+def asset_register(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Register an asset (status draft)."""
-    terms = {
-        "asset_id": asset_id,
-        "name": name,
-        "symbol": symbol,
-        "decimals": decimals,
-        "currency": currency,
-        "unit_price": unit_price,
-        "authorized_supply": authorized_supply,
-        "min_investment": min_investment,
-        "max_investment": max_investment,
-        "max_holders": max_holders,
-        "max_balance": max_balance,
-        "allowed_countries": allowed_country or [],
-        "accredited_only": accredited_only,
-        "lockup_seconds": lockup_seconds,
-    }
-    _command(lambda ledger: ledger.register_asset(terms, key), as_json)
+    _command(lambda ledger: ledger.register_asset(AssetTerms.parse(given), key), as_json)
 
 
 @asset_cli.command("approve")
@@ -997,16 +1011,11 @@ def asset_value(
 
 
 @investor_cli.command("register")
-def investor_register(
-    investor_id: str,
-    country: str,
-    wallet: str,
-    accredited: Annotated[bool, typer.Option()] = False,
-    key: KeyOption = None,
-    as_json: JsonOption = False,
-) -> None:
+@options_of(InvestorRegistration)
+def investor_register(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Register an investor (KYC pending)."""
-    _command(lambda ledger: ledger.register_investor(investor_id, country, wallet, accredited, key), as_json)
+    registration = InvestorRegistration.parse
+    _command(lambda ledger: ledger.register_investor(registration(given), idempotency_key=key), as_json)
 
 
 @investor_cli.command("kyc")

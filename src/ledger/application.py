@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from uuid import UUID
@@ -36,6 +36,7 @@ from ledger.domain.distribution import Distribution
 from ledger.domain.investment import Investment
 from ledger.domain.investor import KYC_STATUSES, Investor, WalletClaim
 from ledger.domain.proposal import Proposal
+from ledger.domain.terms import MAX_AMOUNT, AssetTerms, InvestorRegistration
 from ledger.environment import library_environment
 from ledger.errors import (
     AlreadyExistsError,
@@ -47,8 +48,6 @@ from ledger.errors import (
 from ledger.store import LedgerPostgresRecorder, OutboxStore, StoreAdmin
 from ledger.transparency import TransparencyLog
 
-MAX_AMOUNT = 10**36
-MAX_HOLDERS = 2**31 - 1  # a count of people; stored and shown as a plain integer
 MAX_CHAIN_ID = 2**53 - 1  # EIP-155 chain ids; shown as a plain JSON number
 A = TypeVar("A")
 SNAPSHOTS_KEPT = 64
@@ -134,16 +133,19 @@ class LedgerApplication(Application[UUID]):
 
     # ----- assets -----
 
-    def register_asset(self, terms: dict[str, Any], idempotency_key: str | None = None) -> Outcome:
-        clean = validate_asset_terms(terms)
+    def register_asset(
+        self, terms: AssetTerms | Mapping[str, Any], idempotency_key: str | None = None
+    ) -> Outcome:
+        """Registers an asset (draft) on `terms` (a mapping is parsed into them first)."""
+        checked = terms if isinstance(terms, AssetTerms) else AssetTerms.parse(terms)
 
         def run(uow: UnitOfWork) -> dict[str, Any]:
-            if uow.exists(Asset.create_id(clean["asset_id"])):
-                raise AlreadyExistsError(f"asset {clean['asset_id']} already exists")
-            uow.add(Asset.register(**clean))
-            return {"asset_id": clean["asset_id"]}
+            if uow.exists(Asset.create_id(checked.asset_id)):
+                raise AlreadyExistsError(f"asset {checked.asset_id} already exists")
+            uow.add(Asset.register(checked))
+            return {"asset_id": checked.asset_id}
 
-        return self._execute("register_asset", clean, run, idempotency_key)
+        return self._execute("register_asset", checked.payload(), run, idempotency_key)
 
     def _on_asset(
         self,
@@ -282,23 +284,27 @@ class LedgerApplication(Application[UUID]):
     # ----- investors -----
 
     def register_investor(
-        self, investor_id: str, country: Any, wallet: Any, accredited: Any, idempotency_key: str | None = None
+        self,
+        investor: InvestorRegistration | str,
+        country: Any = None,
+        wallet: Any = None,
+        accredited: Any = False,
+        idempotency_key: str | None = None,
     ) -> Outcome:
-        payload: dict[str, Any] = {
-            "investor_id": v.investor_id(investor_id),
-            "country": v.country(country),
-            "wallet": v.wallet(wallet),
-            "accredited": v.boolean(accredited, "accredited"),
-        }
+        """Registers an investor: a registration, or its plain values (checked into one)."""
+        if isinstance(investor, InvestorRegistration):
+            registration = investor
+        else:
+            registration = InvestorRegistration(investor, country, wallet, accredited)
 
         def run(uow: UnitOfWork) -> dict[str, Any]:
-            if uow.exists(Investor.create_id(payload["investor_id"])):
-                raise AlreadyExistsError(f"investor {payload['investor_id']} already exists")
-            claim_wallet(uow, payload["wallet"], payload["investor_id"])
-            uow.add(Investor.register(**payload))
-            return {"investor_id": payload["investor_id"]}
+            if uow.exists(Investor.create_id(registration.investor_id)):
+                raise AlreadyExistsError(f"investor {registration.investor_id} already exists")
+            claim_wallet(uow, registration.wallet, registration.investor_id)
+            uow.add(Investor.register(registration))
+            return {"investor_id": registration.investor_id}
 
-        return self._execute("register_investor", payload, run, idempotency_key)
+        return self._execute("register_investor", registration.payload(), run, idempotency_key)
 
     def _on_investor(
         self,
@@ -808,70 +814,3 @@ def claim_wallet(uow: UnitOfWork, wallet: str, investor_id: str) -> None:
     if uow.exists(WalletClaim.create_id(wallet)):
         raise AlreadyExistsError(f"wallet {wallet} already belongs to an investor")
     uow.add(WalletClaim.claim(wallet, investor_id))
-
-
-def validate_asset_terms(terms: dict[str, Any]) -> dict[str, Any]:
-    """The registration terms of an asset, checked and normalised."""
-    if not isinstance(terms, dict):
-        raise ValidationError("asset terms must be an object")
-    known = {
-        "asset_id",
-        "name",
-        "symbol",
-        "decimals",
-        "currency",
-        "unit_price",
-        "authorized_supply",
-        "min_investment",
-        "max_investment",
-        "max_holders",
-        "max_balance",
-        "allowed_countries",
-        "accredited_only",
-        "lockup_seconds",
-    }
-    unknown = set(terms) - known
-    if unknown:
-        raise ValidationError(f"unknown fields: {', '.join(sorted(unknown))}")
-    required = known - {
-        "max_holders",
-        "max_balance",
-        "allowed_countries",
-        "accredited_only",
-        "lockup_seconds",
-    }
-    missing = required - set(terms)
-    if missing:
-        raise ValidationError(f"missing fields: {', '.join(sorted(missing))}")
-    countries = terms.get("allowed_countries") or []
-    if not isinstance(countries, list):
-        raise ValidationError("allowed_countries must be a list of ISO 3166-1 alpha-2 codes")
-    clean: dict[str, Any] = {
-        "asset_id": v.asset_id(terms["asset_id"]),
-        "name": v.text(terms["name"], "name"),
-        "symbol": v.text(terms["symbol"], "symbol", max_length=16),
-        "decimals": v.integer(terms["decimals"], "decimals", minimum=0, maximum=18),
-        "currency": v.currency(terms["currency"]),
-        "unit_price": v.integer(terms["unit_price"], "unit_price", minimum=1, maximum=MAX_AMOUNT),
-        "authorized_supply": v.integer(
-            terms["authorized_supply"], "authorized_supply", minimum=1, maximum=MAX_AMOUNT
-        ),
-        "min_investment": v.integer(terms["min_investment"], "min_investment", minimum=0, maximum=MAX_AMOUNT),
-        "max_investment": v.integer(terms["max_investment"], "max_investment", minimum=1, maximum=MAX_AMOUNT),
-        "max_holders": None
-        if terms.get("max_holders") is None
-        else v.integer(terms["max_holders"], "max_holders", minimum=1, maximum=MAX_HOLDERS),
-        "max_balance": _optional_int(terms.get("max_balance"), "max_balance"),
-        "allowed_countries": sorted({v.country(c, "allowed_countries") for c in countries}),
-        "accredited_only": v.boolean(terms.get("accredited_only", False), "accredited_only"),
-        "lockup_seconds": v.integer(
-            terms.get("lockup_seconds", 0), "lockup_seconds", minimum=0, maximum=10**10
-        ),
-    }
-    if clean["max_investment"] < clean["min_investment"]:
-        raise ValidationError("max_investment must not be below min_investment")
-    return clean
-
-
-def _optional_int(value: Any, field: str) -> int | None:
-    return None if value is None else v.integer(value, field, minimum=1, maximum=MAX_AMOUNT)

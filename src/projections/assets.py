@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Boolean, Column, Connection, Integer, String, Table, Text, select
 
 from ledger.domain.asset import Asset
+from ledger.domain.terms import AssetTerms
 from projections.schema import Exact, metadata
 
 assets = Table(
@@ -60,17 +61,7 @@ LifecycleEvent = (
 def catalogue_row(event: Asset.Registered, position: int) -> dict[str, Any]:
     """The catalogue entry of a newly registered asset (a draft: no offering, no token, no holders)."""
     return {
-        "asset_id": event.asset_id,
-        "name": event.name,
-        "symbol": event.symbol,
-        "decimals": event.decimals,
-        "currency": event.currency,
-        "unit_price": event.unit_price,
-        "authorized_supply": event.authorized_supply,
-        "min_investment": event.min_investment,
-        "max_investment": event.max_investment,
-        "max_holders": event.max_holders,
-        "max_balance": event.max_balance,
+        **AssetTerms.row_of(event),  # a column per term
         "allowed_countries": json.dumps(event.allowed_countries),
         "accredited_only": event.accredited_only,
         "lockup_seconds": event.lockup_seconds,

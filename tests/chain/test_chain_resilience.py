@@ -9,11 +9,9 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any, cast
 
 import pytest
-import redis
 from sqlalchemy import func, select
 
 from adapters.chain import mirror as mirror_module
@@ -24,11 +22,9 @@ from ledger.outbox import DONE
 from projections.chain import chain_logs
 from projections.schema import snapshot
 from tests.chain.world import CONFIRMATIONS, World, address, tokenized
-from tests.conftest import REQUIRE_SERVICES
 from tests.support import holding
 
 pytestmark = [pytest.mark.anvil, pytest.mark.e2e, pytest.mark.slow]
-REDIS_URL = os.environ.get("LEDGER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 DIE_AFTER_SENDING = textwrap.dedent(
     """
@@ -196,21 +192,6 @@ def test_logs_the_mirror_cannot_decode_are_recorded_with_a_reason_and_change_not
     assert total and total > len(problems)
     world.anvil.mine(CONFIRMATIONS + 1)
     assert world.reconcile(asset_id)["differences"] == []
-
-
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    try:
-        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-        client.ping()
-    except redis.RedisError as error:
-        reason = f"Redis at {REDIS_URL} is not reachable: {error}"
-        if REQUIRE_SERVICES:
-            pytest.fail(f"LEDGER_REQUIRE_SERVICES=1 but {reason}")
-        pytest.skip(reason)
-    client.flushdb()
-    yield REDIS_URL
-    client.flushdb()
 
 
 @pytest.mark.redis

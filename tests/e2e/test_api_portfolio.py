@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
+from adapters.api import responses
 from adapters.api.common import read_response
 from projections.portfolio import portfolio_view
 from tests.e2e.conftest import ASSET_ID, Api, assert_problem
@@ -17,7 +18,7 @@ def _generic_body(api: Api, investor_id: str) -> bytes:
     with api.services.runner.engine.connect() as conn:
         view = portfolio_view(conn, investor_id)
     body = {"investor_id": investor_id, "positions": view.positions, "totals": view.totals}
-    return read_response(body, view.as_of_position).body
+    return read_response(body, view.as_of_position, responses.Portfolio).body
 
 
 def test_the_event_loop_read_pool_is_open_on_postgresql_only(api: Api) -> None:

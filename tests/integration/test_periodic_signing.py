@@ -3,22 +3,16 @@ the last one, with or without the chain adapter, in-process and over the real Re
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
 
 import pytest
-import redis
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from dramatiq.brokers.stub import StubBroker
 
 from adapters.worker import Jobs, WorkerProcess
 from ledger.application import LedgerApplication
 from ledger.transparency import HeadSigner, check
-from tests.conftest import REQUIRE_SERVICES
 from tests.integration.test_store_integrity import scenario
-
-REDIS_URL = os.environ.get("LEDGER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 @pytest.fixture
@@ -61,21 +55,6 @@ def test_another_keys_head_does_not_stop_this_key_from_signing(
     assert HeadSigner(app.transparency, key).sign_if_grown() is None
     assert {h.key_id for h in app.transparency.signed_heads()} == {other.key_id, HeadSigner(
         app.transparency, key).key_id}
-
-
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    try:
-        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-        client.ping()
-    except redis.RedisError as error:
-        reason = f"Redis at {REDIS_URL} is not reachable: {error}"
-        if REQUIRE_SERVICES:
-            pytest.fail(f"LEDGER_REQUIRE_SERVICES=1 but {reason}")
-        pytest.skip(reason)
-    client.flushdb()
-    yield REDIS_URL
-    client.flushdb()
 
 
 @pytest.mark.redis

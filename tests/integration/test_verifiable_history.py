@@ -17,9 +17,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger import merkle
 from ledger.application import LedgerApplication
-from ledger.store import EVENTS_TABLE, HASHES_TABLE, canonical_record, chain_hash
+from ledger.store import EVENTS_TABLE, HASHES_TABLE, canonical_record
 from ledger.transparency import TreeHead, check, verify_against
 from tests.integration.test_store_integrity import RawStore, scenario
+from tests.tampering import rewrite_consistently
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -111,39 +112,11 @@ def test_a_consistently_rewritten_chain_is_caught_naming_the_rewritten_position(
 ) -> None:
     scenario(app)
     head = app.transparency.sign_head(key, NOW)
-    records = [r for r in app.admin.records() if r.topic]
-    victim = next(r for r in records if r.topic.endswith("TokensTransferred"))
-    raw = RawStore(store_url)
-    forged = victim.state.replace(b'"quantity":20', b'"quantity":21')
-    assert forged != victim.state
-    raw.execute(
-        f"UPDATE {raw.table(EVENTS_TABLE)} SET state = ? WHERE {raw.position} = ?",
-        (forged, victim.position),
-        bypass_triggers=True,
-    )
-    # ... and every hash link from there recomputed, so the chain verifies again
-    prev = (
-        next(r.hash for r in records if r.position == victim.prev_position)
-        if victim.prev_position
-        else bytes(32)
-    )
-    for record in records:
-        if record.position < victim.position:
-            continue
-        state = forged if record.position == victim.position else record.state
-        prev = chain_hash(
-            prev, canonical_record(record.position, record.stream_id, record.version, record.topic, state)
-        )
-        raw.execute(
-            f"UPDATE {raw.table(HASHES_TABLE)} SET hash = ? WHERE position = ?",
-            (prev, record.position),
-            bypass_triggers=True,
-        )
-    assert app.admin.verify().ok  # a consistent rewrite fools the hash chain
+    position = rewrite_consistently(app, RawStore(store_url))  # the hash chain verifies again
 
     result = verify_against(app.admin, head, key.public_key())
     assert not result.ok
-    assert result.first_invalid_position == victim.position
+    assert result.first_invalid_position == position
 
 
 def test_a_forked_history_is_not_consistent_with_the_signed_head(

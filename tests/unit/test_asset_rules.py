@@ -20,8 +20,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ledger import errors
-from ledger.application import validate_asset_terms
 from ledger.domain.asset import Asset
+from ledger.domain.terms import AssetTerms
 from ledger.errors import LedgerError
 from tests.support import ASSET_TERMS
 
@@ -45,7 +45,7 @@ def rejected(aggregate: Aggregate, code: str) -> Iterator[None]:
 
 def new_asset(**terms: Any) -> Asset:
     """An approved asset with an open offering; its history is already collected."""
-    asset = Asset.register(**validate_asset_terms({**ASSET_TERMS, **terms}))
+    asset = Asset.register(AssetTerms.parse({**ASSET_TERMS, **terms}))
     asset.approve()
     asset.set_offering(True)
     asset.collect_events()
@@ -134,7 +134,7 @@ def test_repeating_a_lifecycle_step_is_invalid_state(command: Callable[[Asset], 
 
 
 def test_a_draft_asset_cannot_open_an_offering_nor_be_tokenized() -> None:
-    asset = Asset.register(**validate_asset_terms(ASSET_TERMS))
+    asset = Asset.register(AssetTerms.parse(ASSET_TERMS))
     asset.collect_events()
     with rejected(asset, "invalid_state"):
         asset.set_offering(True)
@@ -620,7 +620,7 @@ def test_random_commands_keep_the_invariants_and_replaying_rebuilds_the_asset(
     commands: list[tuple[Any, ...]],
 ) -> None:
     limits = {"authorized_supply": 60, "max_holders": 2, "max_balance": 40, "lockup_seconds": HOUR}
-    asset = Asset.register(**validate_asset_terms({**ASSET_TERMS, **limits}))
+    asset = Asset.register(AssetTerms.parse({**ASSET_TERMS, **limits}))
     asset.approve()
     asset.set_offering(True)
     history = new_events(asset)

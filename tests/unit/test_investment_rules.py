@@ -16,10 +16,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.application import validate_asset_terms
 from ledger.domain.asset import Asset, price_purchase
 from ledger.domain.investment import Investment
 from ledger.domain.investor import Investor
+from ledger.domain.terms import AssetTerms, InvestorRegistration
 from tests.support import ASSET_TERMS
 from tests.unit.test_asset_rules import T0, asset_held_by, new_asset, new_events, rejected
 
@@ -58,7 +58,7 @@ def given_investment(asset: Asset, investor_id: str, amount: int, *, settled: bo
 def investor(
     country: str = "ID", accredited: bool = False, kyc: str = "approved", expires_at: datetime | None = None
 ) -> Investor:
-    person = Investor.register("alice", country, "0x" + "ab" * 20, accredited)
+    person = Investor.register(InvestorRegistration("alice", country, "0x" + "ab" * 20, accredited))
     if kyc != "pending":
         person.update_kyc(kyc, expires_at)
     person.collect_events()
@@ -166,14 +166,14 @@ def test_the_quantity_is_the_most_the_amount_pays_for(amount: int, unit_price: i
 
 
 def test_investing_in_a_draft_asset_is_rejected() -> None:
-    asset = Asset.register(**validate_asset_terms(ASSET_TERMS))
+    asset = Asset.register(AssetTerms.parse(ASSET_TERMS))
     asset.collect_events()
     with rejected(asset, "asset_not_offering"):
         asset.check_investment("alice", True, 100_000)
 
 
 def test_investing_in_an_approved_asset_whose_offering_never_opened_is_rejected() -> None:
-    asset = Asset.register(**validate_asset_terms(ASSET_TERMS))
+    asset = Asset.register(AssetTerms.parse(ASSET_TERMS))
     asset.approve()
     asset.collect_events()
     with rejected(asset, "asset_not_offering"):

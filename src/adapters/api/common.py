@@ -1,64 +1,34 @@
 """What every router shares: the services (`adapters.services`, built by `bootstrap`),
-authentication, problem+json errors, exact integers, read-your-writes consistency."""
+authentication, problem+json errors, answers written as their models say (exact integers),
+read-your-writes consistency."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+import functools
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Annotated, Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints
 from uuid import UUID
 
 from fastapi import Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy import Connection
 
 from adapters.api.keys import Principal
 from adapters.api.readpool import ReadPool
-from adapters.api.responses import PROBLEM, QUERY
+from adapters.api.responses import PROBLEM, QUERY, AsIs
 from adapters.services import Services as Services  # noqa: PLC0414 (re-exported for the routers)
 from ledger.actor import Actor, set_actor
 from ledger.commit import Outcome
+from ledger.domain.quantity import Digits, Number
 from projections.schema import snapshot, view_position
 
 WAIT_SECONDS = 5.0
-# Integers that stay JSON numbers; every other integer (quantities, money) is a string of digits.
-PLAIN_INTEGERS = frozenset(
-    {
-        "position",
-        "as_of_position",
-        "decimals",
-        "holder_count",
-        "max_holders",
-        "ownership_bps",
-        "quorum_bps",
-        "chain_id",
-        "lockup_seconds",
-        "snapshot_position",
-        "record_position",
-        "declared_position",
-        "events_checked",
-        "head_position",
-        "first_invalid_position",
-        "next_after",
-        "version",
-        "status",
-        "lag",
-        "registered_position",
-        "placed_position",
-        "updated_position",
-        "count",
-        "dividend_yield_bps",
-        "distribution_yield_bps",
-        "xirr_bps",
-    }
-)
-# Maps keyed by data (option names, countries): their values are named by what they hold.
-MAP_VALUES = {"tally": "weight", "holders_by_country": "count", "lag": "lag"}
-
-
 # The problems a read can answer (router default); commands add 409 and 413 (`responses.COMMAND`).
 PROBLEMS = QUERY
 
@@ -85,25 +55,122 @@ def problem(status: int, code: str, title: str, detail: str) -> JSONResponse:
     )
 
 
-def exact(value: Any, key: str | None = None) -> Any:
-    """JSON-ready: dataclasses and dicts recursively, quantities and amounts as strings of digits."""
+def exact(value: Any, shape: Any) -> Any:
+    """`value` JSON-ready as `shape` (a response model, or a type of them) says: a `Quantity` as a
+    string of digits, any other declared integer as a number, and an integer in untyped data
+    (`Any`) as a string of digits; dataclasses and dicts field by field, in the value's order."""
+    return encoder(shape)(value)
+
+
+Encode = Callable[[Any], Any]
+
+
+@functools.cache
+def encoder(shape: Any) -> Encode:
+    """How a value of `shape` is written (worked out once per shape)."""
+    return _encoder(shape) or _plain
+
+
+def _encoder(hint: Any) -> Encode | None:
+    """None where the value needs no more than `_plain`."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is Annotated:
+        if any(isinstance(m, Digits) for m in args[1:]):
+            return _digits
+        if any(isinstance(m, AsIs) for m in args[1:]):
+            return _as_is
+        return _encoder(args[0])
+    if hint is Any:
+        return _untyped
+    if isinstance(hint, type) and issubclass(hint, BaseModel):
+        return _model(hint)
+    if origin is Union or origin is UnionType:
+        found = [e for e in map(_encoder, args) if e is not None]
+        if not found:
+            return None
+        first = found[0]
+        return lambda v: None if v is None else first(v)
+    if origin in (list, tuple, Sequence) and args:
+        item = _encoder(args[0])
+        return None if item is None else (lambda v: [item(x) for x in v])
+    if origin is dict and len(args) == 2:
+        each = _encoder(args[1])
+        return None if each is None else (lambda v: {k: each(x) for k, x in v.items()})
+    return None
+
+
+def _model(model: type[BaseModel]) -> Encode:
+    special: dict[str, Encode] = {}
+    for name, info in model.model_fields.items():
+        hint = Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
+        found = _encoder(hint)
+        if found is not None:
+            special[name] = found
+
+    def encode(value: Any) -> Any:
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            items = [(f.name, getattr(value, f.name)) for f in dataclasses.fields(value)]
+        elif isinstance(value, dict):
+            items = list(value.items())
+        else:
+            return _plain(value)
+        return {k: special[k](v) if k in special else _plain(v) for k, v in items}
+
+    return encode
+
+
+def _digits(value: Any) -> Any:
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else _plain(value)
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+def _plain(value: Any, untyped: bool = False) -> Any:
+    """JSON-ready: dataclasses and dicts recursively, times in RFC 3339, ids as text; integers as
+    numbers, or (`untyped`) as strings of digits."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
     if isinstance(value, dict):
-        if key in MAP_VALUES:
-            return {k: exact(v, MAP_VALUES[key]) for k, v in value.items()}
-        return {k: exact(v, k) for k, v in value.items()}
+        return {k: _plain(v, untyped) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [exact(v, key) for v in value]
+        return [_plain(v, untyped) for v in value]
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int):
-        return value if key in PLAIN_INTEGERS else str(value)
+        return str(value) if untyped else value
     if isinstance(value, datetime):
         return value.isoformat().replace("+00:00", "Z")
     if isinstance(value, UUID):
         return str(value)
     return value
+
+
+def _untyped(value: Any) -> Any:
+    return _plain(value, untyped=True)
+
+
+def event_data(event_class: type | None, data: dict[str, Any]) -> dict[str, Any]:
+    """A stored event's data JSON-ready: read without a schema, so an integer is a string of
+    digits unless the event's class says it is a `Count`."""
+    counts = _counts(event_class) if event_class is not None else frozenset()
+    return {k: _plain(v) if k in counts else _plain(v, untyped=True) for k, v in data.items()}
+
+
+@functools.cache
+def _counts(event_class: type) -> frozenset[str]:
+    try:
+        hints = get_type_hints(event_class, include_extras=True)
+    except Exception:  # an event class whose annotations do not resolve says nothing
+        return frozenset()
+    return frozenset(name for name, hint in hints.items() if _marked(hint, Number))
+
+
+def _marked(hint: Any, marker: type) -> bool:
+    if get_origin(hint) is Annotated and any(isinstance(m, marker) for m in get_args(hint)[1:]):
+        return True
+    return any(_marked(arg, marker) for arg in get_args(hint))
 
 
 def services(request: Request) -> Services:
@@ -161,7 +228,8 @@ def run_command(request: Request, action: Callable[[], Outcome], status: int = 2
     outcome = action()
     request.state.position = outcome.position  # for the request log
     services(request).metrics.command(request, "ok")
-    return JSONResponse(exact({**outcome.result, "position": outcome.position}), status_code=status)
+    answer = request.scope["route"].response_model  # the operation's declared answer
+    return JSONResponse(exact({**outcome.result, "position": outcome.position}, answer), status_code=status)
 
 
 def wait_for(svc: Services, min_position: int | None) -> None:
@@ -178,7 +246,7 @@ def consistent_read(svc: Services, min_position: int | None) -> Iterator[tuple[C
         yield conn, view_position(conn)
 
 
-def read_response(body: Any, as_of: int) -> JSONResponse:
-    payload = exact(body)
+def read_response(body: Any, as_of: int, model: type[BaseModel]) -> JSONResponse:
+    payload = exact(body, model)
     payload["as_of_position"] = as_of
     return JSONResponse(payload)

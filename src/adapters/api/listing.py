@@ -18,18 +18,11 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query, Request
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel, PlainSerializer, WithJsonSchema
+from pydantic import BaseModel
 
 from adapters.api.common import ApiError
-from adapters.api.responses import Token
+from adapters.api.responses import Quantity, Token
 
-Quantity = Annotated[
-    int,
-    PlainSerializer(str, return_type=str, when_used="json"),
-    WithJsonSchema(
-        {"type": "string", "pattern": "^[0-9]{1,40}$", "examples": ["1000"]}, mode="serialization"
-    ),
-]
 Limit = Annotated[int, Query(ge=1, le=500, description="Items per page (1 to 500).")]
 Cursor = Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page.")]
 PositionBound = Annotated[int | None, Query(ge=0, le=2**62)]

@@ -14,10 +14,11 @@ from datetime import date, datetime
 from typing import Annotated, Any, get_args, get_type_hints
 
 from fastapi import FastAPI
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
 
 from adapters.api.keys import KeyInfo
 from ledger import errors
+from ledger.domain import quantity
 from projections.compliance import AssetCompliance as AssetComplianceRow
 from projections.compliance import InvestorCompliance as InvestorComplianceRow
 from projections.investors import InvestorRecord
@@ -25,19 +26,41 @@ from projections.investors import InvestorRecord
 PROBLEM = "application/problem+json"
 
 Quantity = Annotated[
-    str,
-    Field(pattern=r"^[0-9]+$", description="A quantity of tokens in base units: a string of digits."),
+    quantity.Quantity,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": quantity.ANSWERED,
+            "description": "A quantity of tokens in base units: a string of digits.",
+        }
+    ),
 ]
 Amount = Annotated[
-    str,
-    Field(
-        pattern=r"^[0-9]+$", description="Money in minor units of the asset's currency: a string of digits."
+    quantity.Quantity,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": quantity.ANSWERED,
+            "description": "Money in minor units of the asset's currency: a string of digits.",
+        }
     ),
 ]
 SignedAmount = Annotated[
-    str,
-    Field(pattern=r"^-?[0-9]+$", description="Money in minor units, possibly negative: a string of digits."),
+    quantity.SignedQuantity,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": quantity.SIGNED_ANSWERED,
+            "description": "Money in minor units, possibly negative: a string of digits.",
+        }
+    ),
 ]
+
+
+class AsIs:
+    """Marks a value that is JSON already, written by its own type (an event's data)."""
+
+
 Position = Annotated[int, Field(ge=0, description="A global event position.")]
 Bps = Annotated[int, Field(description="Basis points (1/100 of a percent), an integer.")]
 
@@ -494,7 +517,11 @@ class AuditEvent(Answer):
     type: str
     occurred_at: datetime | None
     actor: Actor
-    data: dict[str, Any]
+    data: Annotated[
+        dict[str, Any],
+        AsIs(),
+        Field(description="The event's fields; quantities and amounts as strings of digits."),
+    ]
     hash: str | None
 
 

@@ -1,39 +1,59 @@
-"""Request bodies. Quantities and amounts are a JSON integer or a string of digits, never a float;
-the ledger validates every value again, so these only shape the input."""
+"""Request bodies. Quantities and amounts are the ledger's `Quantity` (a JSON integer or a string of
+digits, never a float); the ledger validates every value again, so these only shape the input."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import dataclasses
+from types import UnionType
+from typing import TYPE_CHECKING, Annotated, Any, Union, get_args, get_origin, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, create_model
 
-Digits = Annotated[str, Field(pattern=r"^[0-9]{1,40}$")]
-Integer = StrictInt | Digits
+from ledger.domain.quantity import DIGITS, Quantity
+from ledger.domain.terms import AssetTerms, InvestorRegistration, Terms, required
+
+# An integer that is not a quantity (a count, a limit), accepted in the same two forms.
+Integer = StrictInt | Annotated[str, Field(pattern=DIGITS)]
 
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class AssetIn(Body):
-    asset_id: StrictStr
-    name: StrictStr
-    symbol: StrictStr
-    decimals: StrictInt
-    currency: StrictStr
-    unit_price: Integer
-    authorized_supply: Integer
-    min_investment: Integer
-    max_investment: Integer
-    max_holders: Integer | None = None
-    max_balance: Integer | None = None
-    allowed_countries: list[StrictStr] = []
-    accredited_only: StrictBool = False
-    lockup_seconds: StrictInt = 0
+def request_model(terms: type[Terms], name: str) -> type[Body]:
+    """The request body of a typed value of the ledger: its fields, in its order, with their
+    defaults; the JSON types that carry them (strict: no coercion)."""
+    hints = get_type_hints(terms, include_extras=True)
+    fields: dict[str, Any] = {}
+    for f in dataclasses.fields(terms):  # type: ignore[arg-type]
+        default = ... if required(f) else list(f.default) if isinstance(f.default, tuple) else f.default
+        fields[f.name] = (_carried(hints[f.name], f.metadata["digits"]), default)
+    model: type[Body] = create_model(name, __base__=Body, __module__=__name__, **fields)
+    return model
+
+
+def _carried(hint: Any, digits: bool) -> Any:
+    """The JSON type of a field's type: a `Quantity` as it is, any other integer as an integer (or,
+    where the field says `digits`, also a string of digits), text and flags strictly, a tuple as
+    a list."""
+    if get_origin(hint) is Annotated:
+        return hint
+    if get_origin(hint) in (Union, UnionType):
+        return Union[tuple(_carried(a, digits) for a in get_args(hint))]  # noqa: UP007 (built at run time)
+    if get_origin(hint) is tuple:
+        return list[_carried(get_args(hint)[0], digits)]  # type: ignore[misc]
+    strict = {str: StrictStr, bool: StrictBool, int: Integer if digits else StrictInt, type(None): type(None)}
+    return strict[hint]
+
+
+if TYPE_CHECKING:  # a model made at run time is, to the type checker, a body
+    AssetIn = Body
+else:
+    AssetIn = request_model(AssetTerms, "AssetIn")
 
 
 class ValuationIn(Body):
-    price_per_token: Integer
+    price_per_token: Quantity
     valued_at: StrictStr
     source: StrictStr
     method: StrictStr | None = None
@@ -50,14 +70,13 @@ class TokenIn(Body):
 
 
 class QuantityIn(Body):
-    quantity: Integer
+    quantity: Quantity
 
 
-class InvestorIn(Body):
-    investor_id: StrictStr
-    country: StrictStr
-    wallet: StrictStr
-    accredited: StrictBool = False
+if TYPE_CHECKING:
+    InvestorIn = Body
+else:
+    InvestorIn = request_model(InvestorRegistration, "InvestorIn")
 
 
 class KycIn(Body):
@@ -77,7 +96,7 @@ class RecoveryIn(Body):
 class InvestmentIn(Body):
     investor_id: StrictStr
     asset_id: StrictStr
-    amount: Integer
+    amount: Quantity
 
 
 class PaymentIn(Body):
@@ -88,19 +107,19 @@ class TransferIn(Body):
     asset_id: StrictStr
     from_investor_id: StrictStr
     to_investor_id: StrictStr
-    quantity: Integer
+    quantity: Quantity
     forced: StrictBool = False
 
 
 class RedemptionIn(Body):
     asset_id: StrictStr
     investor_id: StrictStr
-    quantity: Integer
+    quantity: Quantity
 
 
 class DistributionIn(Body):
     asset_id: StrictStr
-    amount: Integer
+    amount: Quantity
     record_position: StrictInt | None = None
 
 

@@ -16,6 +16,8 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 from eventsourcing.domain import Snapshot as LibrarySnapshot
 
+from ledger.domain.quantity import Count
+from ledger.domain.terms import AssetTerms
 from ledger.domain.values import held_stream_id
 from ledger.errors import (
     AmountAboveMaximumError,
@@ -62,17 +64,17 @@ class Asset(Aggregate):
         asset_id: str
         name: str
         symbol: str
-        decimals: int
+        decimals: Count
         currency: str
         unit_price: int
         authorized_supply: int
         min_investment: int
         max_investment: int
-        max_holders: int | None
+        max_holders: Count | None
         max_balance: int | None
         allowed_countries: list[str]
         accredited_only: bool
-        lockup_seconds: int
+        lockup_seconds: Count
 
     def __init__(
         self,
@@ -131,8 +133,8 @@ class Asset(Aggregate):
         return held_stream_id("asset", asset_id)
 
     @classmethod
-    def register(cls, **terms: Any) -> Asset:
-        return cls._create(cls.Registered, id=cls.create_id(terms["asset_id"]), **terms)
+    def register(cls, terms: AssetTerms) -> Asset:
+        return cls._create(cls.Registered, id=cls.create_id(terms.asset_id), **terms.payload())
 
     # ----- queries on the current state (pure) -----
 
@@ -220,7 +222,7 @@ class Asset(Aggregate):
         )
 
     class TokenBound(Aggregate.Event):
-        chain_id: int
+        chain_id: Count
         token_address: str
         identity_registry: str
 

@@ -17,6 +17,7 @@ from uuid import UUID, uuid4
 from eventsourcing.domain import Aggregate
 from eventsourcing.utils import get_topic
 
+from ledger.domain.quantity import Count
 from ledger.domain.values import stream_id
 from ledger.errors import ConcurrencyError
 
@@ -78,7 +79,7 @@ class ChainLog(Aggregate):
     """
 
     class Mirrored(Aggregate.Created):
-        chain_id: int
+        chain_id: Count
         asset_id: str
         address: str
         block_number: int
@@ -174,7 +175,7 @@ class ChainMirror(Aggregate):
     """
 
     class Started(Aggregate.Created):
-        chain_id: int
+        chain_id: Count
         asset_id: str
         token: str
         identity_registry: str
@@ -265,7 +266,7 @@ class Reconciliation(Aggregate):
 
     class Completed(Aggregate.Created):
         asset_id: str
-        chain_id: int
+        chain_id: Count
         token: str
         final_block: int
         ledger_position: int

@@ -7,6 +7,7 @@ from uuid import uuid4
 
 from eventsourcing.domain import Aggregate
 
+from ledger.domain.quantity import Count
 from ledger.errors import InvalidStateError, NotFoundError
 
 
@@ -39,7 +40,7 @@ class Distribution(Aggregate):
     class Declared(Aggregate.Created):
         asset_id: str
         amount: int
-        record_position: int | None
+        record_position: Count | None
         asset_version: int
         entitlements: dict[str, int]
 

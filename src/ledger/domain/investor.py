@@ -13,6 +13,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from ledger.domain.asset import Asset
+from ledger.domain.terms import InvestorRegistration
 from ledger.domain.values import held_stream_id, stream_id
 from ledger.errors import InvalidStateError, NotFoundError
 
@@ -63,14 +64,9 @@ class Investor(Aggregate):
         return held_stream_id("investor", investor_id)
 
     @classmethod
-    def register(cls, investor_id: str, country: str, wallet: str, accredited: bool) -> Investor:
+    def register(cls, registration: InvestorRegistration) -> Investor:
         return cls._create(
-            cls.Registered,
-            id=cls.create_id(investor_id),
-            investor_id=investor_id,
-            country=country,
-            wallet=wallet,
-            accredited=accredited,
+            cls.Registered, id=cls.create_id(registration.investor_id), **registration.payload()
         )
 
     def eligible_for(self, asset: Asset, now: datetime) -> bool:

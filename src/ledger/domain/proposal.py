@@ -7,6 +7,7 @@ from uuid import uuid4
 
 from eventsourcing.domain import Aggregate
 
+from ledger.domain.quantity import Count
 from ledger.errors import (
     AlreadyVotedError,
     InvalidOptionError,
@@ -30,7 +31,7 @@ class Proposal(Aggregate):
         asset_id: str
         title: str
         options: list[str]
-        quorum_bps: int
+        quorum_bps: Count
         closes_at: datetime | None
         asset_version: int
         supply_at_snapshot: int

@@ -23,6 +23,7 @@ from adapters.api.common import (
 from adapters.api.listing import CSV_RESPONSE, csv_lines, csv_response, wants_csv
 from adapters.api.schemas import AssetIn, OfferingIn, QuantityIn, TokenIn, ValuationIn
 from ledger.domain import values
+from ledger.domain.terms import AssetTerms
 from projections.analytics import asset_analytics, valuations_page
 from projections.compliance import asset_compliance
 from projections.holdings import asset_record, cap_table_as_of, current_cap_table
@@ -37,7 +38,7 @@ def register_asset(
 ) -> JSONResponse:
     require(caller)
     ledger = services(request).ledger
-    return run_command(request, lambda: ledger.register_asset(body.model_dump(), key), 201)
+    return run_command(request, lambda: ledger.register_asset(AssetTerms.parse(body.model_dump()), key), 201)
 
 
 @router.post("/{asset_id}/approve", response_model=responses.AssetChanged, responses=responses.COMMAND)
@@ -182,7 +183,9 @@ def list_valuations(
             raise ApiError(404, "not_found", f"asset {asset_id} not found")
         page, more = valuations_page(conn, asset_id, after, limit)
     next_cursor = encode_cursor(page[-1].position) if more else None
-    return read_response({"asset_id": asset_id, "valuations": page, "next_cursor": next_cursor}, as_of)
+    return read_response(
+        {"asset_id": asset_id, "valuations": page, "next_cursor": next_cursor}, as_of, responses.Valuations
+    )
 
 
 @router.get("/{asset_id}", response_model=responses.Asset, responses=responses.QUERY)
@@ -198,7 +201,7 @@ def get_asset(
         analytics = asset_analytics(
             conn, asset_id, record["total_supply"], record["decimals"], record["unit_price"]
         )
-    return read_response(record | vars(analytics), as_of)
+    return read_response(record | vars(analytics), as_of, responses.Asset)
 
 
 @router.get(
@@ -232,7 +235,7 @@ def get_cap_table(
         "holder_count": table.holder_count,
         "holders": table.holders,
     }
-    return read_response(body, table.as_of_position)
+    return read_response(body, table.as_of_position, responses.CapTable)
 
 
 @router.get("/{asset_id}/compliance", response_model=responses.AssetCompliance, responses=responses.QUERY)
@@ -246,7 +249,7 @@ def get_asset_compliance(
         view = asset_compliance(conn, asset_id, svc.ledger.clock())
     if view is None:
         raise ApiError(404, "not_found", f"asset {asset_id} not found")
-    return read_response(view, as_of)
+    return read_response(view, as_of, responses.AssetCompliance)
 
 
 def encode_cursor(position: int) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import logging
@@ -12,12 +13,13 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from eventsourcing.utils import resolve_topic
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from adapters.api import responses
-from adapters.api.common import ApiError, Caller, exact, require, services
+from adapters.api.common import ApiError, Caller, event_data, exact, require, services
 from adapters.chain.anchor import verify_anchored
 from adapters.chain.rpc import RpcError
 from ledger.actor import STATE_KEY as ACTOR
@@ -38,9 +40,19 @@ RETRY_SECONDS = (0.1, 5.0)  # the stream's back-off while the store is unreachab
 logger = logging.getLogger(__name__)
 
 
+@functools.cache
+def _event_class(topic: str) -> type | None:
+    try:
+        found: type = resolve_topic(topic)
+    except Exception:  # a topic no class answers to any more: its data is read untyped
+        return None
+    return found
+
+
 def event_json(ledger: LedgerApplication, record: StoredRecord) -> dict[str, Any]:
     """One stored event as an auditor reads it: position, stream, version, type, time, who issued
-    it (`unknown` for events from before actors were recorded), data, hash."""
+    it (`unknown` for events from before actors were recorded), data (JSON-ready, as its class
+    says), hash."""
     state = ledger.mapper.transcoder.decode(record.state)
     occurred_at = state.pop("timestamp", None)
     actor = Actor.from_state(state.pop(ACTOR, None))
@@ -53,7 +65,7 @@ def event_json(ledger: LedgerApplication, record: StoredRecord) -> dict[str, Any
         "type": record.topic.rsplit(":", 1)[-1],
         "occurred_at": occurred_at,
         "actor": actor.as_state(),
-        "data": state,
+        "data": event_data(_event_class(record.topic), state),
         "hash": record.hash.hex() if record.hash is not None else None,
     }
 
@@ -113,7 +125,7 @@ def audit_events(
             found.append(event)
             if len(found) == limit:
                 break
-    return JSONResponse(exact({"events": found, "next_after": next_after}))
+    return JSONResponse(exact({"events": found, "next_after": next_after}, responses.AuditEvents))
 
 
 @router.get("/audit/verify", response_model=responses.Verification, responses=responses.QUERY)
@@ -196,7 +208,7 @@ async def stream(
 def _next_events(ledger: LedgerApplication, after: int) -> list[str]:
     lines = []
     for record in itertools.islice(ledger.admin.records(after=after), 500):
-        event = exact(event_json(ledger, record))
+        event = exact(event_json(ledger, record), responses.AuditEvent)
         lines.append(f"id: {record.position}\nevent: {event['type']}\ndata: {json.dumps(event)}\n\n")
     return lines
 

@@ -73,7 +73,7 @@ def get_distribution(
         record = distribution_record(conn, ident)
     if record is None:
         raise ApiError(404, "not_found", f"distribution {distribution_id} not found")
-    return read_response(record, as_of)
+    return read_response(record, as_of, responses.Distribution)
 
 
 @router.post(
@@ -129,4 +129,4 @@ def get_proposal(
         record = proposal_record(conn, ident)
     if record is None:
         raise ApiError(404, "not_found", f"proposal {proposal_id} not found")
-    return read_response(record, as_of)
+    return read_response(record, as_of, responses.Proposal)

@@ -72,7 +72,7 @@ def get_investment(
         record = investment_record(conn, ident)
     if record is None:
         raise ApiError(404, "not_found", f"investment {investment_id} not found")
-    return read_response(record, as_of)
+    return read_response(record, as_of, responses.Investment)
 
 
 @router.post(

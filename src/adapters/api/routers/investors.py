@@ -26,6 +26,7 @@ from adapters.api.common import (
 )
 from adapters.api.schemas import InvestorIn, KycIn, RecoveryIn, WalletIn
 from ledger.domain import values
+from ledger.domain.terms import InvestorRegistration
 from projections.compliance import investor_compliance
 from projections.investors import investor_record
 from projections.portfolio import (
@@ -48,7 +49,7 @@ def register_investor(
     ledger = services(request).ledger
     return run_command(
         request,
-        lambda: ledger.register_investor(body.investor_id, body.country, body.wallet, body.accredited, key),
+        lambda: ledger.register_investor(InvestorRegistration.parse(body.model_dump()), idempotency_key=key),
         201,
     )
 
@@ -95,7 +96,7 @@ def get_investor(
         record = investor_record(conn, _investor(investor_id))
     if record is None:
         raise ApiError(404, "not_found", f"investor {investor_id} not found")
-    return read_response(record, as_of)
+    return read_response(record, as_of, responses.Investor)
 
 
 AsOf = Annotated[int | None, Query(ge=0, le=2**62, description="The portfolio as of this position.")]
@@ -244,4 +245,4 @@ def get_investor_compliance(
         view = investor_compliance(conn, _investor(investor_id), svc.ledger.clock())
     if view is None:
         raise ApiError(404, "not_found", f"investor {investor_id} not found")
-    return read_response(view, as_of)
+    return read_response(view, as_of, responses.InvestorCompliance)

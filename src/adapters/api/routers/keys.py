@@ -46,7 +46,8 @@ def _key_id(key_id: str) -> str:
 def _answer(request: Request, body: dict[str, Any], position: int, status: int = 200) -> JSONResponse:
     request.state.position = position  # for the request log
     services(request).metrics.command(request, "ok")
-    return JSONResponse(exact({**body, "position": position}), status_code=status)
+    answer = request.scope["route"].response_model
+    return JSONResponse(exact({**body, "position": position}, answer), status_code=status)
 
 
 def _seconds(value: int | None) -> timedelta | None:
@@ -56,7 +57,7 @@ def _seconds(value: int | None) -> timedelta | None:
 
 
 def _shown(info: KeyInfo) -> dict[str, Any]:
-    return exact(info)  # type: ignore[no-any-return]
+    return exact(info, responses.ApiKey)  # type: ignore[no-any-return]
 
 
 @router.post("/keys", status_code=201, response_model=responses.IssuedApiKey, responses=responses.COMMAND)
