@@ -1,0 +1,307 @@
+"""The operator's commands, one per command of the HTTP API: `ledger asset ...`, `investor ...`,
+`investment ...`, `distribution ...`, `proposal ...`, `transfer`, `redeem`."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Annotated, Any, get_args, get_origin, get_type_hints
+
+import typer
+
+from adapters.cli.common import (
+    JsonOption,
+    KeyOption,
+    run_command,
+)
+from ledger.domain.terms import AssetTerms, InvestorRegistration, Terms, required
+
+asset_cli = typer.Typer(help="Operator commands on assets.", no_args_is_help=True)
+
+
+investor_cli = typer.Typer(help="Operator commands on investors.", no_args_is_help=True)
+
+
+investment_cli = typer.Typer(help="Operator commands on investments.", no_args_is_help=True)
+
+
+distribution_cli = typer.Typer(help="Operator commands on distributions.", no_args_is_help=True)
+
+
+proposal_cli = typer.Typer(help="Operator commands on proposals and votes.", no_args_is_help=True)
+
+
+def options_of(terms: type[Terms]) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Gives a command the arguments and options of a typed value's fields (their help, default
+    and name as the fields say), before its own; it is called with the fields as `given`."""
+    hints = get_type_hints(terms)
+    params = []
+    for f in dataclasses.fields(terms):  # type: ignore[arg-type]
+        meta, hint = f.metadata, hints[f.name]
+        if get_origin(hint) is tuple:  # repeated: `--allowed-country ID --allowed-country SG`
+            hint = list[get_args(hint)[0]] | None  # type: ignore[misc]
+        default = meta["cli_default"]
+        if default is dataclasses.MISSING:
+            default = inspect.Parameter.empty if required(f) else f.default
+        if default == ():
+            default = None
+        if meta["argument"]:
+            info: Any = typer.Argument(help=meta["help"] or None)
+            kind: inspect._ParameterKind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+        else:
+            info = typer.Option(*filter(None, [meta["option"]]), help=meta["help"] or None)
+            kind = inspect.Parameter.KEYWORD_ONLY
+        params.append(inspect.Parameter(f.name, kind, annotation=Annotated[hint, info], default=default))
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        own = [
+            p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+            for p in inspect.signature(command, eval_str=True).parameters.values()
+            if p.name != "given"
+        ]
+        every = [*params, *own]
+
+        @functools.wraps(command)
+        def run(**values: Any) -> None:
+            command(**{p.name: values.pop(p.name) for p in own}, given=values)
+
+        run.__signature__ = inspect.Signature(every)  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in every}
+        return run
+
+    return decorate
+
+
+@asset_cli.command("register")
+@options_of(AssetTerms)
+def asset_register(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
+    """Register an asset (status draft)."""
+    run_command(lambda ledger: ledger.register_asset(AssetTerms.parse(given), key), as_json)
+
+
+@asset_cli.command("approve")
+def asset_approve(asset_id: str, key: KeyOption = None, as_json: JsonOption = False) -> None:
+    """Approve a draft asset."""
+    run_command(lambda ledger: ledger.approve_asset(asset_id, key), as_json)
+
+
+@asset_cli.command("offering")
+def asset_offering(
+    asset_id: str,
+    open_: Annotated[bool, typer.Option("--open/--close")],
+    key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Open or close the offering."""
+    run_command(lambda ledger: ledger.set_offering(asset_id, open_, key), as_json)
+
+
+@asset_cli.command("pause")
+def asset_pause(asset_id: str, key: KeyOption = None, as_json: JsonOption = False) -> None:
+    """Pause transfers of an asset."""
+    run_command(lambda ledger: ledger.pause_asset(asset_id, key), as_json)
+
+
+@asset_cli.command("unpause")
+def asset_unpause(asset_id: str, key: KeyOption = None, as_json: JsonOption = False) -> None:
+    """Resume transfers of an asset."""
+    run_command(lambda ledger: ledger.unpause_asset(asset_id, key), as_json)
+
+
+@asset_cli.command("bind-token")
+def asset_bind_token(
+    asset_id: str,
+    chain_id: int,
+    token_address: str,
+    identity_registry: str,
+    key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Bind an approved asset to its ERC-3643 token (status tokenized)."""
+    run_command(
+        lambda ledger: ledger.bind_token(asset_id, chain_id, token_address, identity_registry, key), as_json
+    )
+
+
+@asset_cli.command("freeze-tokens")
+def asset_freeze_tokens(
+    asset_id: str, investor_id: str, quantity: int, key: KeyOption = None, as_json: JsonOption = False
+) -> None:
+    """Freeze part of a holder's tokens."""
+    run_command(lambda ledger: ledger.freeze_tokens(asset_id, investor_id, quantity, key), as_json)
+
+
+@asset_cli.command("unfreeze-tokens")
+def asset_unfreeze_tokens(
+    asset_id: str, investor_id: str, quantity: int, key: KeyOption = None, as_json: JsonOption = False
+) -> None:
+    """Unfreeze part of a holder's frozen tokens."""
+    run_command(lambda ledger: ledger.unfreeze_tokens(asset_id, investor_id, quantity, key), as_json)
+
+
+@asset_cli.command("freeze")
+def asset_freeze(asset_id: str, investor_id: str, key: KeyOption = None, as_json: JsonOption = False) -> None:
+    """Freeze an investor on an asset (no transfers from or to them)."""
+    run_command(lambda ledger: ledger.freeze_investor(asset_id, investor_id, key), as_json)
+
+
+@asset_cli.command("unfreeze")
+def asset_unfreeze(
+    asset_id: str, investor_id: str, key: KeyOption = None, as_json: JsonOption = False
+) -> None:
+    """Lift an investor's freeze on an asset."""
+    run_command(lambda ledger: ledger.unfreeze_investor(asset_id, investor_id, key), as_json)
+
+
+@asset_cli.command("value")
+def asset_value(
+    asset_id: str,
+    price_per_token: Annotated[int, typer.Option(help="Minor units per whole token.")],
+    valued_at: Annotated[str, typer.Option(help="RFC 3339; not in the future, not before registration.")],
+    source: Annotated[str, typer.Option(help="Appraiser, NAV report id.")],
+    method: Annotated[str | None, typer.Option()] = None,
+    key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Record a valuation of an asset (a correction is a new valuation)."""
+    run_command(
+        lambda ledger: ledger.record_valuation(asset_id, price_per_token, valued_at, source, method, key),
+        as_json,
+    )
+
+
+@investor_cli.command("register")
+@options_of(InvestorRegistration)
+def investor_register(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
+    """Register an investor (KYC pending)."""
+    registration = InvestorRegistration.parse
+    run_command(lambda ledger: ledger.register_investor(registration(given), idempotency_key=key), as_json)
+
+
+@investor_cli.command("kyc")
+def investor_kyc(
+    investor_id: str,
+    status: str,
+    expires_at: Annotated[str | None, typer.Option()] = None,
+    key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Record a KYC decision: pending, approved (optionally until --expires-at), rejected, revoked."""
+    run_command(lambda ledger: ledger.update_kyc(investor_id, status, expires_at, key), as_json)
+
+
+@investor_cli.command("add-wallet")
+def investor_add_wallet(
+    investor_id: str, wallet: str, key: KeyOption = None, as_json: JsonOption = False
+) -> None:
+    """Add a wallet to an investor."""
+    run_command(lambda ledger: ledger.add_wallet(investor_id, wallet, key), as_json)
+
+
+@investor_cli.command("recover")
+def investor_recover(
+    investor_id: str, lost_wallet: str, new_wallet: str, key: KeyOption = None, as_json: JsonOption = False
+) -> None:
+    """Replace a lost wallet with a new one."""
+    run_command(lambda ledger: ledger.recover_wallet(investor_id, lost_wallet, new_wallet, key), as_json)
+
+
+@investment_cli.command("place")
+def investment_place(
+    investor_id: str, asset_id: str, amount: int, key: KeyOption = None, as_json: JsonOption = False
+) -> None:
+    """Place an investment of AMOUNT minor units (pending payment)."""
+    run_command(lambda ledger: ledger.place_investment(investor_id, asset_id, amount, key), as_json)
+
+
+@investment_cli.command("confirm-payment")
+def investment_confirm(
+    investment_id: str, payment_ref: str, key: KeyOption = None, as_json: JsonOption = False
+) -> None:
+    """Confirm the payment of an investment: its tokens are issued."""
+    run_command(lambda ledger: ledger.confirm_payment(investment_id, payment_ref, key), as_json)
+
+
+@investment_cli.command("cancel")
+def investment_cancel(investment_id: str, key: KeyOption = None, as_json: JsonOption = False) -> None:
+    """Cancel a pending investment."""
+    run_command(lambda ledger: ledger.cancel_investment(investment_id, key), as_json)
+
+
+def transfer(
+    asset_id: str,
+    from_investor_id: str,
+    to_investor_id: str,
+    quantity: int,
+    forced: Annotated[bool, typer.Option(help="Agent's forced transfer.")] = False,
+    key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Transfer QUANTITY base units between two investors."""
+    run_command(
+        lambda ledger: ledger.transfer(asset_id, from_investor_id, to_investor_id, quantity, forced, key),
+        as_json,
+    )
+
+
+def redeem(
+    asset_id: str, investor_id: str, quantity: int, key: KeyOption = None, as_json: JsonOption = False
+) -> None:
+    """Redeem (burn) QUANTITY base units of an investor."""
+    run_command(lambda ledger: ledger.redeem(asset_id, investor_id, quantity, key), as_json)
+
+
+@distribution_cli.command("declare")
+def distribution_declare(
+    asset_id: str,
+    amount: int,
+    record_position: Annotated[int | None, typer.Option()] = None,
+    key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Declare a distribution of AMOUNT minor units to the holders as of the record position."""
+    run_command(lambda ledger: ledger.declare_distribution(asset_id, amount, record_position, key), as_json)
+
+
+@distribution_cli.command("pay")
+def distribution_pay(
+    distribution_id: str,
+    investor_id: Annotated[str | None, typer.Option()] = None,
+    key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Mark entitlements paid: all unpaid ones, or one investor's."""
+    run_command(lambda ledger: ledger.pay_distribution(distribution_id, investor_id, key), as_json)
+
+
+@proposal_cli.command("create")
+def proposal_create(
+    asset_id: str,
+    title: str,
+    option: Annotated[list[str], typer.Option(help="Repeat for each option.")],
+    quorum_bps: Annotated[int, typer.Option()],
+    closes_at: Annotated[str | None, typer.Option()] = None,
+    key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Put a proposal to the holders of an asset."""
+    run_command(
+        lambda ledger: ledger.create_proposal(asset_id, title, list(option), quorum_bps, closes_at, key),
+        as_json,
+    )
+
+
+@proposal_cli.command("vote")
+def proposal_vote(
+    proposal_id: str, investor_id: str, option: str, key: KeyOption = None, as_json: JsonOption = False
+) -> None:
+    """Cast an investor's vote."""
+    run_command(lambda ledger: ledger.cast_vote(proposal_id, investor_id, option, key), as_json)
+
+
+@proposal_cli.command("close")
+def proposal_close(proposal_id: str, key: KeyOption = None, as_json: JsonOption = False) -> None:
+    """Close a proposal and fix its result."""
+    run_command(lambda ledger: ledger.close_proposal(proposal_id, key), as_json)
