@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Self
 
 from ledger.domain import values as v
-from ledger.domain.quantity import Quantity
+from ledger.domain.quantity import Amount, Quantity
 from ledger.errors import ValidationError
 
 MAX_AMOUNT = 10**36
@@ -126,10 +126,10 @@ class AssetTerms(Terms):
     symbol: str = term(lambda x, n: v.text(x, n, max_length=16))
     decimals: int = term(lambda x, n: v.integer(x, n, minimum=0, maximum=18), cli_default=0)
     currency: str = term(lambda x, _: v.currency(x))
-    unit_price: Quantity = term(POSITIVE_AMOUNT, help="Minor units per whole token.")
+    unit_price: Amount = term(POSITIVE_AMOUNT, help="Minor units per whole token.")
     authorized_supply: Quantity = term(POSITIVE_AMOUNT, help="Base units.")
-    min_investment: Quantity = term(ANY_AMOUNT)
-    max_investment: Quantity = term(POSITIVE_AMOUNT)
+    min_investment: Amount = term(ANY_AMOUNT)
+    max_investment: Amount = term(POSITIVE_AMOUNT)
     max_holders: int | None = term(
         optional(lambda x, n: v.integer(x, n, minimum=1, maximum=MAX_HOLDERS)), default=None, digits=True
     )
