@@ -31,7 +31,8 @@ With `--lists`: one asset and `BENCH_LISTS_INVESTORS` investors, the first with
 interleaved) and `api_investor_list_rate` (every investor paged through 500 at a time, rows/s,
 target >= 0.5 x one raw SELECT of the same rows and columns, interleaved).
 
-`--explain` adds p50s, sample counts, rounds and the history's size to each line.
+`--explain` adds p50s, sample counts, rounds and the history's size to each line; with `--lists`,
+also where a walk through the investor list goes and the floor of a walk on this stack.
 """
 
 from __future__ import annotations
@@ -987,12 +988,15 @@ def lists_main(explain: bool) -> None:
         with server(schema) as (_, port):
             conn_http = http.client.HTTPConnection(HOST, port, timeout=30)
 
-            def get(path: str) -> Any:
+            def get_body(path: str) -> bytes:
                 conn_http.request("GET", path, headers=headers)
                 response = conn_http.getresponse()
                 body = response.read()
                 assert response.status == 200, (path, response.status, body[:300])
-                return json.loads(body)
+                return body
+
+            def get(path: str) -> Any:
+                return json.loads(get_body(path))
 
             movements, cursor, last_path = 0, None, statement
             while True:  # the whole statement, page by page, to find the last page's cursor
@@ -1048,6 +1052,7 @@ def lists_main(explain: bool) -> None:
                     began = time.perf_counter()
                     assert run() == LISTS_INVESTORS
                     into.append(time.perf_counter() - began)
+            floor = lists_floor(port, get_body, raw_pages, statistics.median(selects[2:])) if explain else {}
             raw.close()
             conn_http.close()
     p99 = {name: percentile(values, 99) for name, values in samples.items()}
@@ -1066,8 +1071,84 @@ def lists_main(explain: bool) -> None:
         "one raw SELECT of the same rows and columns (psycopg, fetchall), interleaved",
         f">= {TARGET_LISTS_RATE}", rate / baseline >= TARGET_LISTS_RATE,
         {"rows": rows, "page_items": LISTS_PAGE, "walks": LISTS_WALKS,
-         "raw_pages_rows_per_s": round(rows / statistics.median(paged[2:]))} if explain else None,
+         "raw_pages_rows_per_s": round(rows / statistics.median(paged[2:])), "floor": floor}
+        if explain else None,
     )
+
+
+async def scrape(port: int) -> dict[tuple[str, str], float]:
+    """The server's LatencyMiddleware histogram: (route, series) -> value, GET 200 only."""
+    reader, writer = await asyncio.open_connection(HOST, port)
+    try:
+        writer.write(f"GET /metrics HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
+        status, body = await read_response(reader)
+    finally:
+        writer.close()
+    assert status == 200, status
+    found: dict[tuple[str, str], float] = {}
+    for line in body.decode().splitlines():
+        if not line.startswith("ledger_http_request_seconds_") or 'method="GET"' not in line:
+            continue
+        if 'status="200"' not in line:
+            continue
+        series, rest = line.split("{", 1)
+        labels, value = rest.rsplit("} ", 1)
+        route = labels.split('route="', 1)[1].split('"', 1)[0]
+        name = series.removeprefix("ledger_http_request_seconds_")
+        if name == "bucket":
+            name = "le=" + labels.split('le="', 1)[1].split('"', 1)[0]
+        found[(route, name)] = float(value)
+    return found
+
+
+def lists_floor(
+    port: int, get_body: Callable[[str], bytes], raw_pages: Callable[[], int], select_s: float
+) -> dict[str, Any]:
+    """Where a walk through the investor list goes (`--explain`), in ms per walk (medians): the
+    pages fetched without parsing them and the server's own time for them (its latency histogram),
+    the client's `json.loads` of them, the same pages read straight from the database, and as many
+    round trips of `limit=1` (the fixed cost of an authenticated read) and of `/healthz` (HTTP and
+    the app's least) as there are pages. `floor_ms` is what a walk would take if the server added
+    nothing to the rows but a `/healthz` round trip: database pages + parsing + those round trips;
+    `floor_ratio` is the raw SELECT's time over it, the best ratio this stack could show."""
+    paths, bodies, cursor = [], [], None
+    while True:
+        paths.append(f"/v1/investors?limit={LISTS_PAGE}" + (f"&cursor={cursor}" if cursor else ""))
+        bodies.append(get_body(paths[-1]))
+        cursor = json.loads(bodies[-1])["next_cursor"]
+        if cursor is None:
+            break
+    pages = len(paths)
+
+    def timed(action: Callable[[], object]) -> float:
+        began = time.perf_counter()
+        action()
+        return (time.perf_counter() - began) * 1000
+
+    fetch = [timed(lambda: [get_body(path) for path in paths]) for _ in range(LISTS_WALKS + 2)][2:]
+    before = asyncio.run(scrape(port))
+    fetch += [timed(lambda: [get_body(path) for path in paths]) for _ in range(LISTS_WALKS)]
+    after = asyncio.run(scrape(port))
+    served = after[("/v1/investors", "count")] - before[("/v1/investors", "count")]
+    server = (after[("/v1/investors", "sum")] - before[("/v1/investors", "sum")]) / served * pages * 1000
+    parts: dict[str, list[float]] = {"parse_ms": [], "db_pages_ms": [], "limit_1_ms": [], "healthz_ms": []}
+    for _ in range(LISTS_WALKS + 2):  # interleaved; the first two warm up
+        parts["parse_ms"].append(timed(lambda: [json.loads(body) for body in bodies]))
+        parts["db_pages_ms"].append(timed(raw_pages))
+        parts["limit_1_ms"].append(timed(lambda: [get_body("/v1/investors?limit=1") for _ in paths]))
+        parts["healthz_ms"].append(timed(lambda: [get_body(HEALTH_ROUTE) for _ in paths]))
+    found = {name: statistics.median(values[2:]) for name, values in parts.items()}
+    floor = found["db_pages_ms"] + found["parse_ms"] + found["healthz_ms"]
+    return {
+        "pages": pages,
+        "page_bytes": round(statistics.fmean(len(body) for body in bodies)),
+        "fetch_ms": round(statistics.median(fetch), 2),
+        "server_ms": round(server, 2),
+        **{name: round(value, 2) for name, value in found.items()},
+        "raw_select_ms": round(select_s * 1000, 2),
+        "floor_ms": round(floor, 2),
+        "floor_ratio": round(select_s * 1000 / floor, 3),
+    }
 
 
 if __name__ == "__main__":

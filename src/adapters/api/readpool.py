@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import psycopg
 from fastapi.concurrency import run_in_threadpool
 from psycopg import AsyncConnection
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -79,11 +79,16 @@ class ReadPool:
 
 
 def _conninfo_of(engine: Engine) -> str:
-    """The connection string of one of the engine's own connections (whatever set its search path)."""
+    """The connection string of one of the engine's own connections (whatever set its search path),
+    with the session's time zone UTC: timestamps are read as UTC whatever the server's zone (as
+    `UtcDateTime` reads them), with `timezone.utc`, which orjson writes itself; a zone named
+    otherwise (the server's `Etc/UTC`) is a `ZoneInfo` that orjson asks for every timestamp's offset
+    (twice the time to write a page of 500 investors)."""
     with engine.connect() as conn:
         driver = conn.connection.driver_connection
         if driver is None:  # pragma: no cover - a checked-out connection always has one
             msg = "the engine returned a closed connection"
             raise RuntimeError(msg)
         info = driver.info
-        return make_conninfo(info.dsn, password=info.password or None)
+        options = f"{conninfo_to_dict(info.dsn).get('options') or ''} -c TimeZone=UTC".strip()
+        return make_conninfo(info.dsn, password=info.password or None, options=options)
