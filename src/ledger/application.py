@@ -32,7 +32,12 @@ from ledger.domain.chain import (
     MirrorMovedError,
     Reconciliation,
 )
-from ledger.domain.commands import InvestmentOrder, TransferOrder
+from ledger.domain.commands import (
+    DistributionDeclaration,
+    InvestmentOrder,
+    RedemptionOrder,
+    TransferOrder,
+)
 from ledger.domain.distribution import Distribution
 from ledger.domain.investment import Investment
 from ledger.domain.investor import KYC_STATUSES, Investor, WalletClaim
@@ -470,9 +475,14 @@ class LedgerApplication(Application[UUID]):
     def redeem(
         self, asset_id: str, investor_id: str, quantity: Any, idempotency_key: str | None = None
     ) -> Outcome:
-        q = v.integer(quantity, "quantity")
+        order = RedemptionOrder(asset_id, investor_id, quantity)
         return self._on_holder(
-            "redeem", asset_id, investor_id, lambda a, i: a.redeem(i, q), {"quantity": q}, idempotency_key
+            "redeem",
+            order.asset_id,
+            order.investor_id,
+            lambda a, i: a.redeem(i, order.quantity),
+            {"quantity": order.quantity},
+            idempotency_key,
         )
 
     # ----- distributions -----
@@ -480,27 +490,21 @@ class LedgerApplication(Application[UUID]):
     def declare_distribution(
         self, asset_id: str, amount: Any, record_position: Any = None, idempotency_key: str | None = None
     ) -> Outcome:
-        payload: dict[str, Any] = {
-            "asset_id": v.asset_id(asset_id),
-            "amount": v.integer(amount, "amount", minimum=1, maximum=MAX_AMOUNT),
-            "record_position": None
-            if record_position is None
-            else v.integer(record_position, "record_position", minimum=0),
-        }
+        order = DistributionDeclaration(asset_id, amount, record_position)
 
         def run(uow: UnitOfWork) -> dict[str, Any]:
-            asset = uow.get(Asset, Asset.create_id(payload["asset_id"]), f"asset {asset_id}")
-            position = payload["record_position"]
+            asset = uow.get(Asset, Asset.create_id(order.asset_id), f"asset {asset_id}")
+            position = order.record_position
             if position is None:
                 version, holdings = asset.version, asset.balances
             else:
                 version, holdings = self._holdings_at_position(asset, position)
             distribution = uow.add(
-                Distribution.declare(asset.asset_id, payload["amount"], position, version, holdings)
+                Distribution.declare(asset.asset_id, order.amount, position, version, holdings)
             )
             return {"distribution_id": str(distribution.id)}
 
-        return self._execute("declare_distribution", payload, run, idempotency_key)
+        return self._execute("declare_distribution", order.payload(), run, idempotency_key)
 
     def _holdings_at_position(self, asset: Asset, position: int) -> tuple[int, dict[str, int]]:
         if position > self.admin.head_position():

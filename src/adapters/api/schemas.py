@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Union, get_args, get_origin, g
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, create_model
 
-from ledger.domain.commands import InvestmentOrder, TransferOrder
+from ledger.domain.commands import DistributionDeclaration, InvestmentOrder, RedemptionOrder, TransferOrder
 from ledger.domain.quantity import DIGITS, Quantity
 from ledger.domain.terms import AssetTerms, InvestorRegistration, Terms, required
 
@@ -110,16 +110,16 @@ else:
     TransferIn = request_model(TransferOrder, "TransferIn")
 
 
-class RedemptionIn(Body):
-    asset_id: StrictStr
-    investor_id: StrictStr
-    quantity: Quantity
+if TYPE_CHECKING:
+    RedemptionIn = Body
+else:
+    RedemptionIn = request_model(RedemptionOrder, "RedemptionIn")
 
 
-class DistributionIn(Body):
-    asset_id: StrictStr
-    amount: Quantity
-    record_position: StrictInt | None = None
+if TYPE_CHECKING:
+    DistributionIn = Body
+else:
+    DistributionIn = request_model(DistributionDeclaration, "DistributionIn")
 
 
 class PayIn(Body):

@@ -1,7 +1,8 @@
 # ruff: noqa: RUF009  (`term` makes a dataclass field, as `dataclasses.field` does)
-"""The inputs of the ledger's busiest commands, each declared once (as `ledger.domain.terms`
-declares an asset's terms): the application checks its plain values into one of these, the
-command's idempotency payload is its fields, and the HTTP request model is derived from it."""
+"""The inputs of the ledger's commands that move tokens and money, each declared once (as
+`ledger.domain.terms` declares an asset's terms): the application checks its plain values into
+one of these, the command's idempotency payload is its fields, and the HTTP request model is
+derived from it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 
 from ledger.domain import values as v
 from ledger.domain.quantity import Amount, Quantity
-from ledger.domain.terms import MAX_AMOUNT, Terms, term
+from ledger.domain.terms import MAX_AMOUNT, Terms, optional, term
 
 
 @dataclass(frozen=True)
@@ -35,3 +36,25 @@ class InvestmentOrder(Terms):
     investor_id: str = term(lambda x, _: v.investor_id(x))
     asset_id: str = term(lambda x, _: v.asset_id(x))
     amount: Amount = term(lambda x, n: v.integer(x, n, minimum=0, maximum=MAX_AMOUNT))
+
+
+@dataclass(frozen=True)
+class RedemptionOrder(Terms):
+    """Tokens an issuer takes back from a holder."""
+
+    WHAT = "redemption"
+
+    asset_id: str = term(lambda x, _: v.asset_id(x))
+    investor_id: str = term(lambda x, _: v.investor_id(x))
+    quantity: Quantity = term(v.integer)  # its sign is the asset's rule (`invalid_quantity`)
+
+
+@dataclass(frozen=True)
+class DistributionDeclaration(Terms):
+    """Money to share among an asset's holders, as of now or as of a past position."""
+
+    WHAT = "distribution"
+
+    asset_id: str = term(lambda x, _: v.asset_id(x))
+    amount: Amount = term(lambda x, n: v.integer(x, n, minimum=1, maximum=MAX_AMOUNT))
+    record_position: int | None = term(optional(lambda x, n: v.integer(x, n, minimum=0)), default=None)

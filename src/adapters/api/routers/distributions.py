@@ -36,11 +36,8 @@ def declare_distribution(
 ) -> JSONResponse:
     require(caller)
     ledger = services(request).ledger
-    return run_command(
-        request,
-        lambda: ledger.declare_distribution(body.asset_id, body.amount, body.record_position, key),
-        201,
-    )
+    given = body.model_dump()  # a `DistributionDeclaration`'s fields
+    return run_command(request, lambda: ledger.declare_distribution(**given, idempotency_key=key), 201)
 
 
 @router.post(

@@ -93,6 +93,5 @@ def transfer(request: Request, body: TransferIn, caller: Caller, key: Idempotenc
 def redeem(request: Request, body: RedemptionIn, caller: Caller, key: IdempotencyKey = None) -> JSONResponse:
     require(caller)
     ledger = services(request).ledger
-    return run_command(
-        request, lambda: ledger.redeem(body.asset_id, body.investor_id, body.quantity, key), 201
-    )
+    given = body.model_dump()  # a `RedemptionOrder`'s fields
+    return run_command(request, lambda: ledger.redeem(**given, idempotency_key=key), 201)
