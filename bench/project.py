@@ -41,7 +41,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -61,8 +60,11 @@ from common import (
     arguments,
     logger,
     measure,
+    offered_amount,
     peak_rss_mb,
     percentile,
+    place_investment,
+    random_investor,
     scratch_schema,
     source_state,
     with_schema,
@@ -73,9 +75,9 @@ from ledger.domain import values as v
 from ledger.domain.asset import Asset
 from ledger.domain.distribution import Distribution
 from ledger.domain.investment import Investment
-from ledger.domain.investor import Investor, WalletClaim
+from ledger.domain.investor import Investor
 from ledger.domain.proposal import Proposal
-from ledger.domain.terms import AssetTerms, InvestorRegistration
+from ledger.domain.terms import AssetTerms
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "1000000"))
 HOLDERS = min(int(os.environ.get("BENCH_HOLDERS", "10000")), max(200, EVENTS // 25))
@@ -322,15 +324,8 @@ class History(EventBatches):
         self.commit("set_offering", asset)
 
     def register_investor(self, number: int) -> Investor:
-        investor_id = f"inv-{number:06d}"
-        roll = self.rng.random()
-        country = "ID" if roll < 0.85 else "SG" if roll < 0.93 else "MY" if roll < 0.97 else "AU"
-        wallet = v.wallet("0x" + uuid.UUID(int=self.rng.getrandbits(128)).hex + f"{number:08x}")
-        claim = WalletClaim.claim(wallet, investor_id)
-        investor = Investor.register(
-            InvestorRegistration(investor_id, country, wallet, self.rng.random() < 0.25)
-        )
-        self.investors[investor_id] = investor
+        claim, investor = random_investor(self.rng, number, accredited_share=0.25)
+        self.investors[investor.investor_id] = investor
         self.commit("register_investor", claim, investor)
         return investor
 
@@ -342,15 +337,11 @@ class History(EventBatches):
 
     def place_investment(self, asset: Asset, investor_id: str, quantity: int) -> bool:
         investor = self.investors[investor_id]
-        scale = 10**asset.decimals
-        amount = -(-quantity * asset.unit_price // scale) + self.rng.randrange(
-            max(1, asset.unit_price // scale)
-        )
+        amount = offered_amount(asset, quantity, self.rng)
 
         def command() -> tuple[Aggregate, ...]:
-            purchase = asset.check_investment(investor_id, investor.eligible_for(asset, self.now), amount)
-            investment = Investment.place(investor_id, asset.asset_id, amount, purchase)
-            asset.reserve(investment.id, investor_id, purchase.quantity)
+            eligible = investor.eligible_for(asset, self.now)
+            investment, _ = place_investment(asset, investor_id, eligible, amount)
             self.pending_investments.append(investment)
             return asset, investment
 
