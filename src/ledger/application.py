@@ -32,6 +32,7 @@ from ledger.domain.chain import (
     MirrorMovedError,
     Reconciliation,
 )
+from ledger.domain.commands import InvestmentOrder, TransferOrder
 from ledger.domain.distribution import Distribution
 from ledger.domain.investment import Investment
 from ledger.domain.investor import KYC_STATUSES, Investor, WalletClaim
@@ -369,22 +370,16 @@ class LedgerApplication(Application[UUID]):
     def place_investment(
         self, investor_id: str, asset_id: str, amount: Any, idempotency_key: str | None = None
     ) -> Outcome:
-        payload: dict[str, Any] = {
-            "investor_id": v.investor_id(investor_id),
-            "asset_id": v.asset_id(asset_id),
-            "amount": v.integer(amount, "amount", minimum=0, maximum=MAX_AMOUNT),
-        }
+        order = InvestmentOrder(investor_id, asset_id, amount)
 
         def run(uow: UnitOfWork) -> dict[str, Any]:
-            asset = uow.get(Asset, Asset.create_id(payload["asset_id"]), f"asset {payload['asset_id']}")
-            investor = uow.get(
-                Investor, Investor.create_id(payload["investor_id"]), f"investor {investor_id}"
-            )
+            asset = uow.get(Asset, Asset.create_id(order.asset_id), f"asset {order.asset_id}")
+            investor = uow.get(Investor, Investor.create_id(order.investor_id), f"investor {investor_id}")
             purchase = asset.check_investment(
-                investor.investor_id, investor.eligible_for(asset, uow.now), payload["amount"]
+                investor.investor_id, investor.eligible_for(asset, uow.now), order.amount
             )
             investment = uow.add(
-                Investment.place(investor.investor_id, asset.asset_id, payload["amount"], purchase)
+                Investment.place(investor.investor_id, asset.asset_id, order.amount, purchase)
             )
             asset.reserve(investment.id, investor.investor_id, purchase.quantity)
             return {
@@ -395,7 +390,7 @@ class LedgerApplication(Application[UUID]):
                 "refund_amount": purchase.refund_amount,
             }
 
-        return self._execute("place_investment", payload, run, idempotency_key)
+        return self._execute("place_investment", order.payload(), run, idempotency_key)
 
     def _on_investment(
         self,
@@ -450,35 +445,27 @@ class LedgerApplication(Application[UUID]):
         forced: Any = False,
         idempotency_key: str | None = None,
     ) -> Outcome:
-        payload: dict[str, Any] = {
-            "asset_id": v.asset_id(asset_id),
-            "from_investor_id": v.investor_id(from_investor_id),
-            "to_investor_id": v.investor_id(to_investor_id),
-            "quantity": v.integer(quantity, "quantity"),
-            "forced": v.boolean(forced, "forced"),
-        }
+        order = TransferOrder(asset_id, from_investor_id, to_investor_id, quantity, forced)
 
         def run(uow: UnitOfWork) -> dict[str, Any]:
-            asset = uow.get(Asset, Asset.create_id(payload["asset_id"]), f"asset {asset_id}")
-            uow.get(Investor, Investor.create_id(payload["from_investor_id"]), f"investor {from_investor_id}")
+            asset = uow.get(Asset, Asset.create_id(order.asset_id), f"asset {asset_id}")
+            uow.get(Investor, Investor.create_id(order.from_investor_id), f"investor {from_investor_id}")
             receiver = uow.get(
-                Investor, Investor.create_id(payload["to_investor_id"]), f"investor {to_investor_id}"
+                Investor, Investor.create_id(order.to_investor_id), f"investor {to_investor_id}"
             )
-            if payload["forced"]:
-                asset.force_transfer(
-                    payload["from_investor_id"], payload["to_investor_id"], payload["quantity"]
-                )
+            if order.forced:
+                asset.force_transfer(order.from_investor_id, order.to_investor_id, order.quantity)
             else:
                 asset.transfer(
-                    payload["from_investor_id"],
-                    payload["to_investor_id"],
-                    payload["quantity"],
+                    order.from_investor_id,
+                    order.to_investor_id,
+                    order.quantity,
                     receiver.eligible_for(asset, uow.now),
                     uow.now,
                 )
             return {"asset_id": asset.asset_id}
 
-        return self._execute("transfer", payload, run, idempotency_key)
+        return self._execute("transfer", order.payload(), run, idempotency_key)
 
     def redeem(
         self, asset_id: str, investor_id: str, quantity: Any, idempotency_key: str | None = None

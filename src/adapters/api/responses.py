@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import date, datetime
-from typing import Annotated, Any, get_args, get_type_hints
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints
 
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
 from adapters.api.keys import KeyInfo
 from ledger import errors
 from ledger.domain import quantity
+from ledger.domain.terms import AssetTerms, Terms
 from projections.compliance import AssetCompliance as AssetComplianceRow
 from projections.compliance import InvestorCompliance as InvestorComplianceRow
 from projections.investors import InvestorRecord
@@ -285,31 +287,41 @@ class Valuation(Answer):
     recorded_at: datetime
 
 
-class Asset(ReadModel):
-    asset_id: str
-    name: str
-    symbol: str
-    decimals: int
-    currency: str
-    unit_price: Amount
-    authorized_supply: Quantity
-    min_investment: Amount
-    max_investment: Amount
-    max_holders: int | None
-    max_balance: Quantity | None
-    allowed_countries: list[str]
-    accredited_only: bool
-    lockup_seconds: int
-    status: str
-    offering_open: bool
-    paused: bool
-    total_supply: Quantity
-    holder_count: int
-    registered_position: Position
-    token: Token | None
-    latest_valuation: Valuation | None
-    market_cap: Amount
-    distribution_yield_bps: Bps | None
+def answered(terms: type[Terms]) -> dict[str, Any]:
+    """The fields of a typed value of the ledger as an answer carries them (`create_model`'s form):
+    in its order, each always present, quantities and money as strings of digits."""
+    hints = get_type_hints(terms, include_extras=True)
+    return {f.name: (_answered(hints[f.name]), ...) for f in dataclasses.fields(terms)}  # type: ignore[arg-type]
+
+
+def _answered(hint: Any) -> Any:
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is Annotated:
+        digits = next((m for m in args[1:] if isinstance(m, quantity.Digits)), None)
+        return hint if digits is None else Amount if digits.money else Quantity
+    if origin is Union or origin is UnionType:
+        return Union[tuple(map(_answered, args))]  # noqa: UP007 (built at run time)
+    if origin is tuple:
+        return list[_answered(args[0])]  # type: ignore[misc]
+    return hint
+
+
+Asset = create_model(
+    "Asset",
+    __base__=ReadModel,
+    __module__=__name__,
+    **answered(AssetTerms),  # the terms, then what the read model adds
+    status=(str, ...),
+    offering_open=(bool, ...),
+    paused=(bool, ...),
+    total_supply=(Quantity, ...),
+    holder_count=(int, ...),
+    registered_position=(Position, ...),
+    token=(Token | None, ...),
+    latest_valuation=(Valuation | None, ...),
+    market_cap=(Amount, ...),
+    distribution_yield_bps=(Bps | None, ...),
+)
 
 
 class Valuations(ReadModel):

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Union, get_args, get_origin, g
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, create_model
 
+from ledger.domain.commands import InvestmentOrder, TransferOrder
 from ledger.domain.quantity import DIGITS, Quantity
 from ledger.domain.terms import AssetTerms, InvestorRegistration, Terms, required
 
@@ -93,22 +94,20 @@ class RecoveryIn(Body):
     new_wallet: StrictStr
 
 
-class InvestmentIn(Body):
-    investor_id: StrictStr
-    asset_id: StrictStr
-    amount: Quantity
+if TYPE_CHECKING:
+    InvestmentIn = Body
+else:
+    InvestmentIn = request_model(InvestmentOrder, "InvestmentIn")
 
 
 class PaymentIn(Body):
     payment_ref: StrictStr
 
 
-class TransferIn(Body):
-    asset_id: StrictStr
-    from_investor_id: StrictStr
-    to_investor_id: StrictStr
-    quantity: Quantity
-    forced: StrictBool = False
+if TYPE_CHECKING:
+    TransferIn = Body
+else:
+    TransferIn = request_model(TransferOrder, "TransferIn")
 
 
 class RedemptionIn(Body):

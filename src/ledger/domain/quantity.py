@@ -1,6 +1,6 @@
 """How the ledger's integers are written down, said once by their type.
 
-`Quantity` is a quantity of tokens or an amount of money: a non-negative exact integer. It is read
+`Quantity` is a quantity of tokens (`Amount` one of money): a non-negative exact integer. It is read
 from a JSON integer or a string of digits (never a float or a bool; the ledger's rules, not the
 shape, refuse a negative integer with their own codes) and written as a JSON string of digits, so
 no consumer rounds it through a double. Every other integer of an answer (positions, counts, basis
@@ -28,10 +28,11 @@ def digits(value: int) -> str:
 
 class Digits:
     """Marks an integer that is written as a JSON string of digits (`signed`: it may be negative,
-    as a gain or a return is; only answers carry such integers)."""
+    as a gain or a return is; only answers carry such integers; `money`: an amount of money in
+    minor units rather than a quantity of tokens)."""
 
-    def __init__(self, signed: bool = False) -> None:
-        self.signed = signed
+    def __init__(self, signed: bool = False, money: bool = False) -> None:
+        self.signed, self.money = signed, money
 
     def __get_pydantic_core_schema__(
         self, source: Any, handler: GetCoreSchemaHandler
@@ -64,5 +65,6 @@ class Number:
 
 
 Quantity = Annotated[int, Digits()]
+Amount = Annotated[int, Digits(money=True)]
 SignedQuantity = Annotated[int, Digits(signed=True)]
 Count = Annotated[int, Number()]

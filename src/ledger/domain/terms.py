@@ -11,12 +11,13 @@ options (`adapters.cli`), the registration event's payload (`payload`) and the r
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Self
 
 from ledger.domain import values as v
-from ledger.domain.quantity import Quantity
+from ledger.domain.quantity import Amount, Quantity
 from ledger.errors import ValidationError
 
 MAX_AMOUNT = 10**36
@@ -77,8 +78,9 @@ class Terms:
     WHAT = "terms"
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            object.__setattr__(self, f.name, f.metadata["check"](getattr(self, f.name), f.name))
+        fields = self.__dict__  # frozen: normalised in place, as `object.__setattr__` would
+        for name, check in _checks(type(self)):  # type: ignore[arg-type]
+            fields[name] = check(fields[name], name)
         self.check()
 
     def check(self) -> None:
@@ -99,16 +101,18 @@ class Terms:
         return cls(**given)
 
     def payload(self) -> dict[str, Any]:
-        """The fields as the registration event stores them (lists, not tuples)."""
-        return {
-            f.name: list(value) if isinstance(value := getattr(self, f.name), tuple) else value
-            for f in dataclasses.fields(self)  # type: ignore[arg-type]
-        }
+        """The fields as the events and the idempotency record store them (lists, not tuples)."""
+        return {k: list(value) if type(value) is tuple else value for k, value in self.__dict__.items()}
 
     @classmethod
     def row_of(cls, event: object) -> dict[str, Any]:
         """The read model's columns of these fields, from the registration event."""
         return {f.name: getattr(event, f.name) for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+
+
+@functools.cache
+def _checks(terms: type[Terms]) -> tuple[tuple[str, Check], ...]:
+    return tuple((f.name, f.metadata["check"]) for f in dataclasses.fields(terms))  # type: ignore[arg-type]
 
 
 def required(field: dataclasses.Field[Any]) -> bool:
@@ -126,10 +130,10 @@ class AssetTerms(Terms):
     symbol: str = term(lambda x, n: v.text(x, n, max_length=16))
     decimals: int = term(lambda x, n: v.integer(x, n, minimum=0, maximum=18), cli_default=0)
     currency: str = term(lambda x, _: v.currency(x))
-    unit_price: Quantity = term(POSITIVE_AMOUNT, help="Minor units per whole token.")
+    unit_price: Amount = term(POSITIVE_AMOUNT, help="Minor units per whole token.")
     authorized_supply: Quantity = term(POSITIVE_AMOUNT, help="Base units.")
-    min_investment: Quantity = term(ANY_AMOUNT)
-    max_investment: Quantity = term(POSITIVE_AMOUNT)
+    min_investment: Amount = term(ANY_AMOUNT)
+    max_investment: Amount = term(POSITIVE_AMOUNT)
     max_holders: int | None = term(
         optional(lambda x, n: v.integer(x, n, minimum=1, maximum=MAX_HOLDERS)), default=None, digits=True
     )

@@ -32,9 +32,8 @@ def place_investment(
 ) -> JSONResponse:
     require(caller)
     ledger = services(request).ledger
-    return run_command(
-        request, lambda: ledger.place_investment(body.investor_id, body.asset_id, body.amount, key), 201
-    )
+    given = body.model_dump()  # an `InvestmentOrder`'s fields
+    return run_command(request, lambda: ledger.place_investment(**given, idempotency_key=key), 201)
 
 
 @router.post(
@@ -79,18 +78,13 @@ def get_investment(
     "/transfers", status_code=201, response_model=responses.AssetChanged, responses=responses.COMMAND
 )
 def transfer(request: Request, body: TransferIn, caller: Caller, key: IdempotencyKey = None) -> JSONResponse:
-    if body.forced:
+    given = body.model_dump()  # a `TransferOrder`'s fields
+    if given["forced"]:
         require(caller)
     else:
-        require(caller, "investor", investor_id=body.from_investor_id)
+        require(caller, "investor", investor_id=given["from_investor_id"])
     ledger = services(request).ledger
-    return run_command(
-        request,
-        lambda: ledger.transfer(
-            body.asset_id, body.from_investor_id, body.to_investor_id, body.quantity, body.forced, key
-        ),
-        201,
-    )
+    return run_command(request, lambda: ledger.transfer(**given, idempotency_key=key), 201)
 
 
 @router.post(
