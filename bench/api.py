@@ -48,7 +48,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -68,19 +67,21 @@ from common import (
     arguments,
     logger,
     measure,
+    offered_amount,
     percentile,
+    place_investment,
+    random_investor,
     scratch_schema,
     served,
     with_schema,
 )
 from ledger.application import LedgerApplication
 from ledger.config import store_env
-from ledger.domain import values as v
 from ledger.domain.asset import Asset
 from ledger.domain.distribution import Distribution
 from ledger.domain.investment import Investment
-from ledger.domain.investor import Investor, WalletClaim
-from ledger.domain.terms import AssetTerms, InvestorRegistration
+from ledger.domain.investor import Investor
+from ledger.domain.terms import AssetTerms
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "100000"))
 INVESTORS = int(os.environ.get("BENCH_INVESTORS", "5000"))
@@ -235,28 +236,18 @@ class History(EventBatches):
         self.commit("set_offering", asset)
 
     def register_investor(self, number: int) -> Investor:
-        investor_id = f"inv-{number:06d}"
-        roll = self.rng.random()
-        country = "ID" if roll < 0.85 else "SG" if roll < 0.93 else "MY" if roll < 0.97 else "AU"
-        wallet = v.wallet("0x" + uuid.UUID(int=self.rng.getrandbits(128)).hex + f"{number:08x}")
-        claim = WalletClaim.claim(wallet, investor_id)
-        registration = InvestorRegistration(investor_id, country, wallet, self.rng.random() < 0.3)
-        investor = Investor.register(registration)
-        self.investors[investor_id] = investor
+        claim, investor = random_investor(self.rng, number, accredited_share=0.3)
+        self.investors[investor.investor_id] = investor
         self.commit("register_investor", claim, investor)
         return investor
 
     def place(self, asset: Asset, investor_id: str, quantity: int) -> bool:
         investor = self.investors[investor_id]
-        scale = 10**asset.decimals
-        amount = -(-quantity * asset.unit_price // scale) + self.rng.randrange(
-            max(1, asset.unit_price // scale)
-        )
+        amount = offered_amount(asset, quantity, self.rng)
 
         def command() -> tuple[Aggregate, ...]:
-            purchase = asset.check_investment(investor_id, investor.eligible_for(asset, self.now), amount)
-            investment = Investment.place(investor_id, asset.asset_id, amount, purchase)
-            asset.reserve(investment.id, investor_id, purchase.quantity)
+            eligible = investor.eligible_for(asset, self.now)
+            investment, purchase = place_investment(asset, investor_id, eligible, amount)
             self.pending.append(Pending(investment, purchase.accepted_amount))
             return asset, investment
 
@@ -958,9 +949,7 @@ def lists_history(url: str) -> tuple[int, str]:
             investor.update_kyc("approved", None)
             history.commit("update_kyc", investor)
         main = investors[0].investor_id
-        purchase = asset.check_investment(main, True, LISTS_MOVEMENTS * asset.unit_price)
-        investment = Investment.place(main, asset.asset_id, LISTS_MOVEMENTS * asset.unit_price, purchase)
-        asset.reserve(investment.id, main, purchase.quantity)
+        investment, purchase = place_investment(asset, main, True, LISTS_MOVEMENTS * asset.unit_price)
         history.commit("place_investment", asset, investment)
         investment.confirm_payment("PAY-LISTS")
         asset.issue(investment.id, main, purchase.quantity, history.now)

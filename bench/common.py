@@ -176,6 +176,39 @@ class EventBatches:
         self.head = self.app.events.put(events)[-1].notification.id
 
 
+def offered_amount(asset: Any, quantity: int, rng: Any) -> int:
+    """What an investor offers for `quantity` base units: their price rounded up, plus a random
+    part of one whole token's price (the asset accepts what buys whole base units)."""
+    scale = 10**asset.decimals
+    return -(-quantity * asset.unit_price // scale) + rng.randrange(max(1, asset.unit_price // scale))
+
+
+def place_investment(asset: Any, investor_id: str, eligible: bool, amount: int) -> tuple[Any, Any]:
+    """The application's `place_investment` on in-memory aggregates: the purchase checked by the
+    asset's rules, the investment placed and the supply reserved; the investment and the purchase."""
+    from ledger.domain.investment import Investment
+
+    purchase = asset.check_investment(investor_id, eligible, amount)
+    investment = Investment.place(investor_id, asset.asset_id, amount, purchase)
+    asset.reserve(investment.id, investor_id, purchase.quantity)
+    return investment, purchase
+
+
+def random_investor(rng: Any, number: int, accredited_share: float) -> tuple[Any, Any]:
+    """Investor `inv-<number>` registered (most in ID, some in SG, MY, AU; `accredited_share` of
+    them accredited) with a random wallet: its wallet claim and the investor."""
+    from ledger.domain import values as v
+    from ledger.domain.investor import Investor, WalletClaim
+    from ledger.domain.terms import InvestorRegistration
+
+    investor_id = f"inv-{number:06d}"
+    roll = rng.random()
+    country = "ID" if roll < 0.85 else "SG" if roll < 0.93 else "MY" if roll < 0.97 else "AU"
+    wallet = v.wallet("0x" + uuid.UUID(int=rng.getrandbits(128)).hex + f"{number:08x}")
+    registration = InvestorRegistration(investor_id, country, wallet, rng.random() < accredited_share)
+    return WalletClaim.claim(wallet, investor_id), Investor.register(registration)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((HOST, 0))

@@ -43,6 +43,7 @@ from common import (
     arguments,
     logger,
     measure,
+    place_investment,
     scratch_schema,
     source_state,
     timed,
@@ -52,7 +53,6 @@ from ledger.application import LedgerApplication
 from ledger.config import store_env
 from ledger.domain.asset import Asset
 from ledger.domain.chain import ChainLog, ChainMirror
-from ledger.domain.investment import Investment
 from ledger.domain.investor import Investor, WalletClaim
 from ledger.domain.terms import AssetTerms, InvestorRegistration
 from projections.migrate import upgrade
@@ -135,9 +135,8 @@ class History(EventBatches):
             investor.update_kyc("approved", None)
             self.commit("update_kyc", investor)
             amount = UNIT_PRICE * (1 + number % 997) + number % 7
-            purchase = asset.check_investment(investor_id, investor.eligible_for(asset, self.now), amount)
-            investment = Investment.place(investor_id, ASSET_ID, amount, purchase)
-            asset.reserve(investment.id, investor_id, purchase.quantity)
+            eligible = investor.eligible_for(asset, self.now)
+            investment, purchase = place_investment(asset, investor_id, eligible, amount)
             self.commit("place_investment", asset, investment)
             investment.confirm_payment(f"PAY-{number:08d}")
             asset.issue(investment.id, investor_id, purchase.quantity, self.now)
