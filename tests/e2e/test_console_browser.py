@@ -112,7 +112,9 @@ def focused(page: Page) -> str:
 def test_the_console_works_from_the_keyboard(demo: Demo, browser: Browser) -> None:
     page = new_page(browser)
     page.goto(f"{demo.base}/console")
-    page.keyboard.type(demo.keys["auditor"])  # the key field has the focus
+    # the key field has the focus (autofocus, applied once the page has settled)
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'key'")
+    page.keyboard.type(demo.keys["auditor"])
     page.keyboard.press("Enter")
     page.wait_for_url("**/console/assets")
     page.keyboard.press("Tab")
