@@ -5,14 +5,14 @@ outside the ledger, which the mirror must notice)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
 
 from adapters.chain.trex import TOKEN_CALL_GAS, BlockRef, Receipt, Suite, TrexClient
-from adapters.chain.trex.model import raw_receipt
+from adapters.chain.trex.model import receipt_of
 
 
 class TrexTestClient(TrexClient):
@@ -33,22 +33,20 @@ class TrexTestClient(TrexClient):
             )
 
     def get_logs(self, addresses: Sequence[str], from_block: int, to_block: int) -> list[dict[str, Any]]:
-        """Raw JSON-RPC logs (hex strings, ready for `LogDecoder.decode`) of `addresses` in a block range."""
-        raw = self._rpc(
-            "eth_getLogs",
-            [{"address": list(addresses), "fromBlock": hex(from_block), "toBlock": hex(to_block)}],
-        )
-        return cast(list[dict[str, Any]], raw)
+        """web3's logs (ready for `LogDecoder.decode`) of `addresses` in a block range."""
+        addresses = [to_checksum_address(a) for a in addresses]
+        logs = self._w3.eth.get_logs({"address": addresses, "fromBlock": from_block, "toBlock": to_block})
+        return [dict(log) for log in logs]
 
     def transfer_from_wallet(self, suite: Suite, wallet_key: str, to: str, amount: int) -> Receipt:
         """A holder's own ERC-20 transfer, signed with its key; the agent pays its gas if it has none."""
         holder: LocalAccount = Account.from_key(wallet_key)
         needed = TOKEN_CALL_GAS * _max_fee(self._fees())
-        balance = int(self._rpc("eth_getBalance", [holder.address, "latest"]), 16)
+        balance = self._w3.eth.get_balance(holder.address)
         if balance < needed:
             self._execute(self._account, holder.address, "0x", gas=21_000, value=needed - balance)
         data = self._encode("Token", "transfer", [to_checksum_address(to), amount])
-        return raw_receipt(self._execute(holder, suite.token, data, gas=TOKEN_CALL_GAS))
+        return receipt_of(self._execute(holder, suite.token, data, gas=TOKEN_CALL_GAS))
 
 
 def _max_fee(fees: Mapping[str, int]) -> int:

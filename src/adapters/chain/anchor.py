@@ -27,6 +27,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from eth_utils.crypto import keccak
+from web3.types import TxReceipt
 
 from adapters.chain.rpc import Rpc
 from adapters.chain.trex import TrexClient
@@ -89,11 +90,11 @@ def decode(log: dict[str, Any]) -> Anchor:
 def deploy(client: TrexClient) -> tuple[str, int]:
     """Deploys the anchor contract as the agent; its address and block."""
     receipt = client.send(None, CREATION)
-    return str(receipt["contractAddress"]), int(str(receipt["blockNumber"]), 16)
+    return str(receipt["contractAddress"]), receipt["blockNumber"]
 
 
-def publish(client: TrexClient, address: str, head: TreeHead) -> dict[str, Any]:
-    """Sends a signed head to the anchor contract; the transaction's raw receipt."""
+def publish(client: TrexClient, address: str, head: TreeHead) -> TxReceipt:
+    """Sends a signed head to the anchor contract; the transaction's receipt."""
     return client.send(address, "0x" + canonical(head).hex())
 
 
@@ -162,4 +163,4 @@ class AnchorPublisher:
         if anchored is not None and anchored.head.tree_size >= head.tree_size:
             return None
         receipt = publish(self.client, self.address, head)
-        return head, str(receipt["transactionHash"])
+        return head, receipt["transactionHash"].to_0x_hex()

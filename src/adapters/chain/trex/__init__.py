@@ -11,7 +11,7 @@ the same signed transaction again never executes it twice). Setup operations (`d
 `ensure_identity`, `prepare_recovery`) check chain state before each step, so repeating one
 after a crash finishes it instead of failing.
 
-One module per role: `connection` (JSON-RPC, contracts, the agent's setup transactions),
+One module per role: `connection` (web3, contracts, the agent's setup transactions),
 `deployer` (suites), `identities` (onboarding), `signer` (token operations: sign, broadcast,
 receipts), `reader` (token and registry reads); `model` holds what they share.
 """
@@ -47,7 +47,7 @@ from adapters.chain.trex.signer import TokenSigner
 
 
 class TrexClient(SuiteDeployer, IdentityOnboarding, TokenSigner):
-    """The chain port's implementation over JSON-RPC, acting as the platform's agent."""
+    """The chain port's implementation over web3, acting as the platform's agent."""
 
 
 __all__ = [

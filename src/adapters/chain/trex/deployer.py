@@ -128,12 +128,12 @@ class SuiteDeployer(AgentConnection):
         claims = ClaimDetails(
             claim_topics=[KYC_TOPIC], issuers=[infra.claim_issuer], issuer_claims=[[KYC_TOPIC]]
         )
-        raw = self._agent_execute(
+        receipt = self._agent_execute(
             "TREXFactory", infra.trex_factory, "deployTREXSuite", [salt, astuple(token), astuple(claims)]
         )
         decoder = LogDecoder({infra.trex_factory: "trex_factory"})
         factory_events = [
-            decoder.decode(log) for log in raw["logs"] if log["address"].lower() == infra.trex_factory.lower()
+            decoder.decode(log) for log in receipt["logs"] if log["address"] == infra.trex_factory
         ]
         deployed = next(event.args for event in factory_events if event.name == "TREXSuiteDeployed")
         return Suite(
@@ -146,5 +146,5 @@ class SuiteDeployer(AgentConnection):
             trusted_issuers_registry=deployed["_tir"],
             id_factory=infra.id_factory,
             claim_issuer=infra.claim_issuer,
-            deployed_at_block=int(raw["blockNumber"], 16),
+            deployed_at_block=receipt["blockNumber"],
         )

@@ -11,6 +11,7 @@ from eth_abi.abi import encode as abi_encode
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 from web3.exceptions import ContractLogicError
+from web3.types import TxReceipt
 
 KYC_TOPIC = 1
 KYC_CLAIM_DATA = b"KYC approved by the platform"
@@ -155,10 +156,10 @@ def revert_reason(error: ContractLogicError) -> str:
     return message.removeprefix("execution reverted: ").removeprefix("execution reverted") or "reverted"
 
 
-def raw_receipt(raw: Mapping[str, Any]) -> Receipt:
+def receipt_of(receipt: TxReceipt) -> Receipt:
     return Receipt(
-        tx_hash=raw["transactionHash"],
-        block_number=int(raw["blockNumber"], 16),
-        block_hash=raw["blockHash"],
-        ok=int(raw["status"], 16) == 1,
+        tx_hash=receipt["transactionHash"].to_0x_hex(),
+        block_number=receipt["blockNumber"],
+        block_hash=receipt["blockHash"].to_0x_hex(),
+        ok=receipt["status"] == 1,
     )

@@ -4,22 +4,25 @@ transaction never executes twice), and their receipts."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
+from eth_typing import HexStr
 from eth_utils.address import to_checksum_address
+from web3.exceptions import TransactionNotFound, Web3RPCError
+from web3.types import BlockIdentifier
 
+from adapters.chain.trex.connection import node_errors
 from adapters.chain.trex.model import (
     ADDRESS_ARGS,
     TOKEN_CALL_GAS,
     TOKEN_FUNCTIONS,
-    ChainError,
     ChainRevertedError,
     NonceConflictError,
     Receipt,
     SignedTx,
     Suite,
     TokenCall,
-    raw_receipt,
+    receipt_of,
 )
 from adapters.chain.trex.reader import ChainReader
 
@@ -33,7 +36,8 @@ class TokenSigner(ChainReader):
 
     def transaction_count(self, block: str = "latest") -> int:
         """How many transactions of the agent are mined at `block` (its next nonce once they are)."""
-        return int(self._rpc("eth_getTransactionCount", [self.agent, block]), 16)
+        with node_errors("eth_getTransactionCount"):
+            return self._w3.eth.get_transaction_count(self._account.address, cast(BlockIdentifier, block))
 
     def _token_call_data(self, suite: Suite, call: TokenCall) -> str:
         function, names = TOKEN_FUNCTIONS[call.kind]
@@ -66,30 +70,39 @@ class TokenSigner(ChainReader):
 
         Raises `NonceConflictError` when its nonce went to another transaction.
         """
-        try:
-            self._rpc("eth_sendRawTransaction", [tx.raw])
-        except ChainError as error:
-            message = str(error).lower()
-            if "already" in message and ("known" in message or "imported" in message):
-                return
-            if "nonce too low" in message:
-                if self._rpc("eth_getTransactionByHash", [tx.tx_hash]) is not None:
+        with node_errors("eth_sendRawTransaction"):
+            try:
+                self._w3.eth.send_raw_transaction(HexStr(tx.raw))
+            except Web3RPCError as error:
+                message = str(error).lower()
+                if "already" in message and ("known" in message or "imported" in message):
                     return
-                raise NonceConflictError(
-                    f"nonce {tx.nonce} of {tx.tx_hash} was used by another transaction"
-                ) from None
-            raise
+                if "nonce too low" not in message:
+                    raise
+                if not self._sent(tx.tx_hash):
+                    raise NonceConflictError(
+                        f"nonce {tx.nonce} of {tx.tx_hash} was used by another transaction"
+                    ) from None
+
+    def _sent(self, tx_hash: str) -> bool:
+        """Whether the node knows the transaction, pending or mined."""
+        try:
+            self._w3.eth.get_transaction(HexStr(tx_hash))
+        except TransactionNotFound:
+            return False
+        return True
 
     def receipt(self, tx_hash: str) -> Receipt | None:
         """The receipt of a mined transaction; None while it is pending or unknown."""
-        raw = self._rpc("eth_getTransactionReceipt", [tx_hash])
-        if raw is None or raw.get("blockNumber") is None:
-            return None
-        return raw_receipt(raw)
+        with node_errors("eth_getTransactionReceipt"):
+            try:
+                return receipt_of(self._w3.eth.get_transaction_receipt(HexStr(tx_hash)))
+            except TransactionNotFound:
+                return None
 
     def wait_receipt(self, tx_hash: str, timeout: float | None = None) -> Receipt:
         """Waits until the transaction is mined (default: the client's timeout)."""
-        return raw_receipt(self._wait_raw_receipt(tx_hash, timeout))
+        return receipt_of(self._wait_receipt(tx_hash, timeout))
 
     def agent_call(self, suite: Suite, call: TokenCall) -> Receipt:
         """Executes a token operation directly (outside the ledger's outbox): sign, send, wait."""
