@@ -34,15 +34,22 @@ from ledger.domain.chain import (
 )
 from ledger.domain.commands import (
     DistributionDeclaration,
+    HolderFreeze,
     InvestmentOrder,
+    KycDecision,
+    ProposalClosing,
+    ProposalSubmission,
     RedemptionOrder,
+    TokenFreeze,
     TransferOrder,
+    ValuationReport,
+    Vote,
 )
 from ledger.domain.distribution import Distribution
 from ledger.domain.investment import Investment
-from ledger.domain.investor import KYC_STATUSES, Investor, WalletClaim
+from ledger.domain.investor import Investor, WalletClaim
 from ledger.domain.proposal import Proposal
-from ledger.domain.terms import MAX_AMOUNT, AssetTerms, InvestorRegistration
+from ledger.domain.terms import AssetTerms, InvestorRegistration
 from ledger.environment import library_environment
 from ledger.errors import (
     AlreadyExistsError,
@@ -223,43 +230,50 @@ class LedgerApplication(Application[UUID]):
     def freeze_tokens(
         self, asset_id: str, investor_id: str, quantity: Any, idempotency_key: str | None = None
     ) -> Outcome:
-        q = v.integer(quantity, "quantity")
+        order = TokenFreeze(asset_id, investor_id, quantity)
         return self._on_holder(
             "freeze_tokens",
-            asset_id,
-            investor_id,
-            lambda a, i: a.freeze_tokens(i, q),
-            {"quantity": q},
+            order.asset_id,
+            order.investor_id,
+            lambda a, i: a.freeze_tokens(i, order.quantity),
+            order.payload(),
             idempotency_key,
         )
 
     def unfreeze_tokens(
         self, asset_id: str, investor_id: str, quantity: Any, idempotency_key: str | None = None
     ) -> Outcome:
-        q = v.integer(quantity, "quantity")
+        order = TokenFreeze(asset_id, investor_id, quantity)
         return self._on_holder(
             "unfreeze_tokens",
-            asset_id,
-            investor_id,
-            lambda a, i: a.unfreeze_tokens(i, q),
-            {"quantity": q},
+            order.asset_id,
+            order.investor_id,
+            lambda a, i: a.unfreeze_tokens(i, order.quantity),
+            order.payload(),
             idempotency_key,
         )
 
     def freeze_investor(self, asset_id: str, investor_id: str, idempotency_key: str | None = None) -> Outcome:
+        order = HolderFreeze(asset_id, investor_id)
         return self._on_holder(
-            "freeze_investor", asset_id, investor_id, lambda a, i: a.freeze_address(i), {}, idempotency_key
+            "freeze_investor",
+            order.asset_id,
+            order.investor_id,
+            lambda a, i: a.freeze_address(i),
+            order.payload(),
+            idempotency_key,
         )
 
     def unfreeze_investor(
         self, asset_id: str, investor_id: str, idempotency_key: str | None = None
     ) -> Outcome:
+        order = HolderFreeze(asset_id, investor_id)
         return self._on_holder(
             "unfreeze_investor",
-            asset_id,
-            investor_id,
+            order.asset_id,
+            order.investor_id,
             lambda a, i: a.unfreeze_address(i),
-            {},
+            order.payload(),
             idempotency_key,
         )
 
@@ -273,17 +287,14 @@ class LedgerApplication(Application[UUID]):
         idempotency_key: str | None = None,
     ) -> Outcome:
         """Records a valuation of an asset (appraisal, NAV report); a correction is a new one."""
-        payload: dict[str, Any] = {
-            "price_per_token": v.integer(price_per_token, "price_per_token", maximum=MAX_AMOUNT),
-            "valued_at": v.timestamp(valued_at, "valued_at"),
-            "source": v.text(source, "source"),
-            "method": None if method is None else v.text(method, "method"),
-        }
+        report = ValuationReport(asset_id, price_per_token, valued_at, source, method)
         return self._on_asset(
             "record_valuation",
-            asset_id,
-            lambda a, uow: a.value(**payload, now=uow.now),
-            payload,
+            report.asset_id,
+            lambda a, uow: a.value(
+                report.price_per_token, report.valued_at, report.source, report.method, uow.now
+            ),
+            report.payload(),
             idempotency_key,
         )
 
@@ -331,16 +342,12 @@ class LedgerApplication(Application[UUID]):
     def update_kyc(
         self, investor_id: str, status: Any, expires_at: Any = None, idempotency_key: str | None = None
     ) -> Outcome:
-        if status not in KYC_STATUSES:
-            raise ValidationError(f"status must be one of {', '.join(KYC_STATUSES)}")
-        expiry = None if expires_at is None else v.timestamp(expires_at, "expires_at")
-        if expiry is not None and status != "approved":
-            raise ValidationError("expires_at only applies to an approved KYC")
+        decision = KycDecision(investor_id, status, expires_at)
         return self._on_investor(
             "update_kyc",
-            investor_id,
-            lambda i, _: i.update_kyc(status, expiry),
-            {"status": status, "expires_at": expiry},
+            decision.investor_id,
+            lambda i, _: i.update_kyc(decision.status, decision.expires_at),
+            decision.payload(),
             idempotency_key,
         )
 
@@ -551,21 +558,11 @@ class LedgerApplication(Application[UUID]):
         closes_at: Any = None,
         idempotency_key: str | None = None,
     ) -> Outcome:
-        if not isinstance(options, list) or not 2 <= len(options) <= 10:
-            raise ValidationError("options must be a list of 2 to 10 strings")
-        choices = [v.text(o, "option", max_length=100) for o in options]
-        if len(set(choices)) != len(choices):
-            raise ValidationError("options must be distinct")
-        payload: dict[str, Any] = {
-            "asset_id": v.asset_id(asset_id),
-            "title": v.text(title, "title"),
-            "options": choices,
-            "quorum_bps": v.integer(quorum_bps, "quorum_bps", minimum=0, maximum=10_000),
-            "closes_at": None if closes_at is None else v.timestamp(closes_at, "closes_at"),
-        }
+        submission = ProposalSubmission(asset_id, title, options, quorum_bps, closes_at)
+        payload = submission.payload()
 
         def run(uow: UnitOfWork) -> dict[str, Any]:
-            asset = uow.get(Asset, Asset.create_id(payload["asset_id"]), f"asset {asset_id}")
+            asset = uow.get(Asset, Asset.create_id(submission.asset_id), f"asset {asset_id}")
             proposal = uow.add(
                 Proposal.open(**payload, asset_version=asset.version, supply_at_snapshot=asset.total_supply)
             )
@@ -576,33 +573,30 @@ class LedgerApplication(Application[UUID]):
     def cast_vote(
         self, proposal_id: Any, investor_id: str, option: Any, idempotency_key: str | None = None
     ) -> Outcome:
-        ident = v.uuid_text(proposal_id, "proposal_id")
-        voter = v.investor_id(investor_id)
-        option = v.text(option, "option", max_length=100)
+        vote = Vote(proposal_id, investor_id, option)
+        ident = UUID(vote.proposal_id)
 
         def run(uow: UnitOfWork) -> dict[str, Any]:
             proposal = uow.get(Proposal, ident, f"proposal {ident}")
-            uow.get(Investor, Investor.create_id(voter), f"investor {voter}")
-            weight = self._holdings_at_version(proposal.asset_id, proposal.asset_version).get(voter, 0)
-            proposal.cast_vote(voter, option, weight, uow.now)
-            return {"proposal_id": str(ident), "weight": weight}
+            uow.get(Investor, Investor.create_id(vote.investor_id), f"investor {vote.investor_id}")
+            weight = self._holdings_at_version(proposal.asset_id, proposal.asset_version).get(
+                vote.investor_id, 0
+            )
+            proposal.cast_vote(vote.investor_id, vote.option, weight, uow.now)
+            return {"proposal_id": vote.proposal_id, "weight": weight}
 
-        return self._execute(
-            "cast_vote",
-            {"proposal_id": str(ident), "investor_id": voter, "option": option},
-            run,
-            idempotency_key,
-        )
+        return self._execute("cast_vote", vote.payload(), run, idempotency_key)
 
     def close_proposal(self, proposal_id: Any, idempotency_key: str | None = None) -> Outcome:
-        ident = v.uuid_text(proposal_id, "proposal_id")
+        closing = ProposalClosing(proposal_id)
+        ident = UUID(closing.proposal_id)
 
         def run(uow: UnitOfWork) -> dict[str, Any]:
             proposal = uow.get(Proposal, ident, f"proposal {ident}")
             proposal.close()
-            return {"proposal_id": str(ident), "result": proposal.result}
+            return {"proposal_id": closing.proposal_id, "result": proposal.result}
 
-        return self._execute("close_proposal", {"proposal_id": str(ident)}, run, idempotency_key)
+        return self._execute("close_proposal", closing.payload(), run, idempotency_key)
 
     # ----- chain (facts reported by the chain adapter) -----
 

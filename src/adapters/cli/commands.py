@@ -7,7 +7,9 @@ import dataclasses
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Annotated, Any, get_args, get_origin, get_type_hints
+from datetime import datetime
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints
 
 import typer
 
@@ -15,6 +17,15 @@ from adapters.cli.common import (
     JsonOption,
     KeyOption,
     run_command,
+)
+from ledger.domain.commands import (
+    HolderFreeze,
+    KycDecision,
+    ProposalClosing,
+    ProposalSubmission,
+    TokenFreeze,
+    ValuationReport,
+    Vote,
 )
 from ledger.domain.terms import AssetTerms, InvestorRegistration, Terms, required
 
@@ -42,6 +53,10 @@ def options_of(terms: type[Terms]) -> Callable[[Callable[..., None]], Callable[.
         meta, hint = f.metadata, hints[f.name]
         if get_origin(hint) is tuple:  # repeated: `--allowed-country ID --allowed-country SG`
             hint = list[get_args(hint)[0]] | None  # type: ignore[misc]
+        elif hint is datetime:  # RFC 3339 text, which the ledger reads (typer's formats have no offset)
+            hint = str
+        elif get_origin(hint) in (Union, UnionType) and datetime in get_args(hint):
+            hint = str | None
         default = meta["cli_default"]
         if default is dataclasses.MISSING:
             default = inspect.Parameter.empty if required(f) else f.default
@@ -126,50 +141,38 @@ def asset_bind_token(
 
 
 @asset_cli.command("freeze-tokens")
-def asset_freeze_tokens(
-    asset_id: str, investor_id: str, quantity: int, key: KeyOption = None, as_json: JsonOption = False
-) -> None:
+@options_of(TokenFreeze)
+def asset_freeze_tokens(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Freeze part of a holder's tokens."""
-    run_command(lambda ledger: ledger.freeze_tokens(asset_id, investor_id, quantity, key), as_json)
+    run_command(lambda ledger: ledger.freeze_tokens(**given, idempotency_key=key), as_json)
 
 
 @asset_cli.command("unfreeze-tokens")
-def asset_unfreeze_tokens(
-    asset_id: str, investor_id: str, quantity: int, key: KeyOption = None, as_json: JsonOption = False
-) -> None:
+@options_of(TokenFreeze)
+def asset_unfreeze_tokens(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Unfreeze part of a holder's frozen tokens."""
-    run_command(lambda ledger: ledger.unfreeze_tokens(asset_id, investor_id, quantity, key), as_json)
+    run_command(lambda ledger: ledger.unfreeze_tokens(**given, idempotency_key=key), as_json)
 
 
 @asset_cli.command("freeze")
-def asset_freeze(asset_id: str, investor_id: str, key: KeyOption = None, as_json: JsonOption = False) -> None:
+@options_of(HolderFreeze)
+def asset_freeze(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Freeze an investor on an asset (no transfers from or to them)."""
-    run_command(lambda ledger: ledger.freeze_investor(asset_id, investor_id, key), as_json)
+    run_command(lambda ledger: ledger.freeze_investor(**given, idempotency_key=key), as_json)
 
 
 @asset_cli.command("unfreeze")
-def asset_unfreeze(
-    asset_id: str, investor_id: str, key: KeyOption = None, as_json: JsonOption = False
-) -> None:
+@options_of(HolderFreeze)
+def asset_unfreeze(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Lift an investor's freeze on an asset."""
-    run_command(lambda ledger: ledger.unfreeze_investor(asset_id, investor_id, key), as_json)
+    run_command(lambda ledger: ledger.unfreeze_investor(**given, idempotency_key=key), as_json)
 
 
 @asset_cli.command("value")
-def asset_value(
-    asset_id: str,
-    price_per_token: Annotated[int, typer.Option(help="Minor units per whole token.")],
-    valued_at: Annotated[str, typer.Option(help="RFC 3339; not in the future, not before registration.")],
-    source: Annotated[str, typer.Option(help="Appraiser, NAV report id.")],
-    method: Annotated[str | None, typer.Option()] = None,
-    key: KeyOption = None,
-    as_json: JsonOption = False,
-) -> None:
+@options_of(ValuationReport)
+def asset_value(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Record a valuation of an asset (a correction is a new valuation)."""
-    run_command(
-        lambda ledger: ledger.record_valuation(asset_id, price_per_token, valued_at, source, method, key),
-        as_json,
-    )
+    run_command(lambda ledger: ledger.record_valuation(**given, idempotency_key=key), as_json)
 
 
 @investor_cli.command("register")
@@ -181,15 +184,10 @@ def investor_register(given: dict[str, Any], key: KeyOption = None, as_json: Jso
 
 
 @investor_cli.command("kyc")
-def investor_kyc(
-    investor_id: str,
-    status: str,
-    expires_at: Annotated[str | None, typer.Option()] = None,
-    key: KeyOption = None,
-    as_json: JsonOption = False,
-) -> None:
+@options_of(KycDecision)
+def investor_kyc(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Record a KYC decision: pending, approved (optionally until --expires-at), rejected, revoked."""
-    run_command(lambda ledger: ledger.update_kyc(investor_id, status, expires_at, key), as_json)
+    run_command(lambda ledger: ledger.update_kyc(**given, idempotency_key=key), as_json)
 
 
 @investor_cli.command("add-wallet")
@@ -277,31 +275,21 @@ def distribution_pay(
 
 
 @proposal_cli.command("create")
-def proposal_create(
-    asset_id: str,
-    title: str,
-    option: Annotated[list[str], typer.Option(help="Repeat for each option.")],
-    quorum_bps: Annotated[int, typer.Option()],
-    closes_at: Annotated[str | None, typer.Option()] = None,
-    key: KeyOption = None,
-    as_json: JsonOption = False,
-) -> None:
+@options_of(ProposalSubmission)
+def proposal_create(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Put a proposal to the holders of an asset."""
-    run_command(
-        lambda ledger: ledger.create_proposal(asset_id, title, list(option), quorum_bps, closes_at, key),
-        as_json,
-    )
+    run_command(lambda ledger: ledger.create_proposal(**given, idempotency_key=key), as_json)
 
 
 @proposal_cli.command("vote")
-def proposal_vote(
-    proposal_id: str, investor_id: str, option: str, key: KeyOption = None, as_json: JsonOption = False
-) -> None:
+@options_of(Vote)
+def proposal_vote(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Cast an investor's vote."""
-    run_command(lambda ledger: ledger.cast_vote(proposal_id, investor_id, option, key), as_json)
+    run_command(lambda ledger: ledger.cast_vote(**given, idempotency_key=key), as_json)
 
 
 @proposal_cli.command("close")
-def proposal_close(proposal_id: str, key: KeyOption = None, as_json: JsonOption = False) -> None:
+@options_of(ProposalClosing)
+def proposal_close(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Close a proposal and fix its result."""
-    run_command(lambda ledger: ledger.close_proposal(proposal_id, key), as_json)
+    run_command(lambda ledger: ledger.close_proposal(**given, idempotency_key=key), as_json)

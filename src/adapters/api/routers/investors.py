@@ -60,7 +60,8 @@ def update_kyc(
 ) -> JSONResponse:
     require(caller)
     ledger = services(request).ledger
-    return run_command(request, lambda: ledger.update_kyc(investor_id, body.status, body.expires_at, key))
+    given = body.model_dump()  # a `KycDecision`'s fields but the investor's id
+    return run_command(request, lambda: ledger.update_kyc(investor_id, **given, idempotency_key=key))
 
 
 @router.post("/{investor_id}/wallets", response_model=responses.InvestorChanged, responses=responses.COMMAND)
