@@ -34,16 +34,22 @@ from ledger.domain.chain import (
 )
 from ledger.domain.commands import (
     DistributionDeclaration,
+    DistributionPayment,
     HolderFreeze,
     InvestmentOrder,
     KycDecision,
+    OfferingChange,
+    PaymentConfirmation,
     ProposalClosing,
     ProposalSubmission,
     RedemptionOrder,
+    TokenBinding,
     TokenFreeze,
     TransferOrder,
     ValuationReport,
     Vote,
+    WalletAddition,
+    WalletRecovery,
 )
 from ledger.domain.distribution import Distribution
 from ledger.domain.investment import Investment
@@ -61,7 +67,6 @@ from ledger.errors import (
 from ledger.store import LedgerPostgresRecorder, OutboxStore, StoreAdmin
 from ledger.transparency import TransparencyLog
 
-MAX_CHAIN_ID = 2**53 - 1  # EIP-155 chain ids; shown as a plain JSON number
 A = TypeVar("A")
 SNAPSHOTS_KEPT = 64
 
@@ -180,9 +185,13 @@ class LedgerApplication(Application[UUID]):
         return self._on_asset("approve_asset", asset_id, lambda a, _: a.approve(), {}, idempotency_key)
 
     def set_offering(self, asset_id: str, open_: Any, idempotency_key: str | None = None) -> Outcome:
-        is_open = v.boolean(open_, "open")
+        change = OfferingChange(asset_id, open_)
         return self._on_asset(
-            "set_offering", asset_id, lambda a, _: a.set_offering(is_open), {"open": is_open}, idempotency_key
+            "set_offering",
+            change.asset_id,
+            lambda a, _: a.set_offering(change.open),
+            change.payload(),
+            idempotency_key,
         )
 
     def pause_asset(self, asset_id: str, idempotency_key: str | None = None) -> Outcome:
@@ -199,14 +208,12 @@ class LedgerApplication(Application[UUID]):
         identity_registry: Any,
         idempotency_key: str | None = None,
     ) -> Outcome:
-        chain = v.integer(chain_id, "chain_id", minimum=1, maximum=MAX_CHAIN_ID)
-        token = v.wallet(token_address, "token_address")
-        registry = v.wallet(identity_registry, "identity_registry")
+        binding = TokenBinding(asset_id, chain_id, token_address, identity_registry)
         return self._on_asset(
             "bind_token",
-            asset_id,
-            lambda a, _: a.bind_token(chain, token, registry),
-            {"chain_id": chain, "token_address": token, "identity_registry": registry},
+            binding.asset_id,
+            lambda a, _: a.bind_token(binding.chain_id, binding.token_address, binding.identity_registry),
+            binding.payload(),
             idempotency_key,
         )
 
@@ -352,7 +359,8 @@ class LedgerApplication(Application[UUID]):
         )
 
     def add_wallet(self, investor_id: str, wallet: Any, idempotency_key: str | None = None) -> Outcome:
-        address = v.wallet(wallet)
+        addition = WalletAddition(investor_id, wallet)
+        address = addition.wallet
 
         def act(investor: Investor, uow: UnitOfWork) -> None:
             if address in investor.wallets:
@@ -360,12 +368,13 @@ class LedgerApplication(Application[UUID]):
             claim_wallet(uow, address, investor.investor_id)
             investor.add_wallet(address)
 
-        return self._on_investor("add_wallet", investor_id, act, {"wallet": address}, idempotency_key)
+        return self._on_investor("add_wallet", addition.investor_id, act, addition.payload(), idempotency_key)
 
     def recover_wallet(
         self, investor_id: str, lost_wallet: Any, new_wallet: Any, idempotency_key: str | None = None
     ) -> Outcome:
-        lost, new = v.wallet(lost_wallet, "lost_wallet"), v.wallet(new_wallet, "new_wallet")
+        recovery = WalletRecovery(investor_id, lost_wallet, new_wallet)
+        lost, new = recovery.lost_wallet, recovery.new_wallet
 
         def act(investor: Investor, uow: UnitOfWork) -> None:
             if lost not in investor.wallets:
@@ -374,7 +383,7 @@ class LedgerApplication(Application[UUID]):
             investor.recover_wallet(lost, new)
 
         return self._on_investor(
-            "recover_wallet", investor_id, act, {"lost_wallet": lost, "new_wallet": new}, idempotency_key
+            "recover_wallet", recovery.investor_id, act, recovery.payload(), idempotency_key
         )
 
     # ----- investments -----
@@ -425,16 +434,16 @@ class LedgerApplication(Application[UUID]):
     def confirm_payment(
         self, investment_id: Any, payment_ref: Any, idempotency_key: str | None = None
     ) -> Outcome:
-        ref = v.text(payment_ref, "payment_ref")
+        confirmation = PaymentConfirmation(investment_id, payment_ref)
 
         def act(investment: Investment, asset: Asset, uow: UnitOfWork) -> None:
             investment.check_pending()
             asset.check_reservation(investment.investor_id, investment.quantity)
-            investment.confirm_payment(ref)
+            investment.confirm_payment(confirmation.payment_ref)
             asset.issue(investment.id, investment.investor_id, investment.quantity, uow.now)
 
         return self._on_investment(
-            "confirm_payment", investment_id, act, {"payment_ref": ref}, idempotency_key
+            "confirm_payment", confirmation.investment_id, act, confirmation.payload(), idempotency_key
         )
 
     def cancel_investment(self, investment_id: Any, idempotency_key: str | None = None) -> Outcome:
@@ -536,16 +545,14 @@ class LedgerApplication(Application[UUID]):
     def pay_distribution(
         self, distribution_id: Any, investor_id: Any = None, idempotency_key: str | None = None
     ) -> Outcome:
-        ident = v.uuid_text(distribution_id, "distribution_id")
-        holder = None if investor_id is None else v.investor_id(investor_id)
+        payment = DistributionPayment(distribution_id, investor_id)
+        ident = UUID(payment.distribution_id)
 
         def run(uow: UnitOfWork) -> dict[str, Any]:
-            paid = uow.get(Distribution, ident, f"distribution {ident}").pay(holder)
-            return {"distribution_id": str(ident), "paid_investor_ids": paid}
+            paid = uow.get(Distribution, ident, f"distribution {ident}").pay(payment.investor_id)
+            return {"distribution_id": payment.distribution_id, "paid_investor_ids": paid}
 
-        return self._execute(
-            "pay_distribution", {"distribution_id": str(ident), "investor_id": holder}, run, idempotency_key
-        )
+        return self._execute("pay_distribution", payment.payload(), run, idempotency_key)
 
     # ----- votes -----
 

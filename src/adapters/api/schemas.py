@@ -12,14 +12,20 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 
 from ledger.domain.commands import (
     DistributionDeclaration,
+    DistributionPayment,
     InvestmentOrder,
     KycDecision,
+    OfferingChange,
+    PaymentConfirmation,
     ProposalSubmission,
     RedemptionOrder,
+    TokenBinding,
     TokenFreeze,
     TransferOrder,
     ValuationReport,
     Vote,
+    WalletAddition,
+    WalletRecovery,
 )
 from ledger.domain.quantity import DIGITS
 from ledger.domain.terms import AssetTerms, InvestorRegistration, Terms, required
@@ -79,14 +85,16 @@ else:
     ValuationIn = request_model(ValuationReport, "ValuationIn")
 
 
-class OfferingIn(Body):
-    open: StrictBool
+if TYPE_CHECKING:
+    OfferingIn = Body
+else:
+    OfferingIn = request_model(OfferingChange, "OfferingIn")
 
 
-class TokenIn(Body):
-    chain_id: StrictInt
-    token_address: StrictStr
-    identity_registry: StrictStr
+if TYPE_CHECKING:
+    TokenIn = Body
+else:
+    TokenIn = request_model(TokenBinding, "TokenIn")
 
 
 if TYPE_CHECKING:
@@ -107,13 +115,16 @@ else:
     KycIn = request_model(KycDecision, "KycIn")
 
 
-class WalletIn(Body):
-    wallet: StrictStr
+if TYPE_CHECKING:
+    WalletIn = Body
+else:
+    WalletIn = request_model(WalletAddition, "WalletIn")
 
 
-class RecoveryIn(Body):
-    lost_wallet: StrictStr
-    new_wallet: StrictStr
+if TYPE_CHECKING:
+    RecoveryIn = Body
+else:
+    RecoveryIn = request_model(WalletRecovery, "RecoveryIn")
 
 
 if TYPE_CHECKING:
@@ -122,8 +133,10 @@ else:
     InvestmentIn = request_model(InvestmentOrder, "InvestmentIn")
 
 
-class PaymentIn(Body):
-    payment_ref: StrictStr
+if TYPE_CHECKING:
+    PaymentIn = Body
+else:
+    PaymentIn = request_model(PaymentConfirmation, "PaymentIn")
 
 
 if TYPE_CHECKING:
@@ -144,8 +157,10 @@ else:
     DistributionIn = request_model(DistributionDeclaration, "DistributionIn")
 
 
-class PayIn(Body):
-    investor_id: StrictStr | None = None
+if TYPE_CHECKING:
+    PayIn = Body
+else:
+    PayIn = request_model(DistributionPayment, "PayIn")
 
 
 if TYPE_CHECKING:

@@ -19,13 +19,19 @@ from adapters.cli.common import (
     run_command,
 )
 from ledger.domain.commands import (
+    DistributionPayment,
     HolderFreeze,
     KycDecision,
+    OfferingChange,
+    PaymentConfirmation,
     ProposalClosing,
     ProposalSubmission,
+    TokenBinding,
     TokenFreeze,
     ValuationReport,
     Vote,
+    WalletAddition,
+    WalletRecovery,
 )
 from ledger.domain.terms import AssetTerms, InvestorRegistration, Terms, required
 
@@ -103,14 +109,10 @@ def asset_approve(asset_id: str, key: KeyOption = None, as_json: JsonOption = Fa
 
 
 @asset_cli.command("offering")
-def asset_offering(
-    asset_id: str,
-    open_: Annotated[bool, typer.Option("--open/--close")],
-    key: KeyOption = None,
-    as_json: JsonOption = False,
-) -> None:
+@options_of(OfferingChange)
+def asset_offering(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Open or close the offering."""
-    run_command(lambda ledger: ledger.set_offering(asset_id, open_, key), as_json)
+    run_command(lambda ledger: ledger.set_offering(given["asset_id"], given["open"], key), as_json)
 
 
 @asset_cli.command("pause")
@@ -126,18 +128,10 @@ def asset_unpause(asset_id: str, key: KeyOption = None, as_json: JsonOption = Fa
 
 
 @asset_cli.command("bind-token")
-def asset_bind_token(
-    asset_id: str,
-    chain_id: int,
-    token_address: str,
-    identity_registry: str,
-    key: KeyOption = None,
-    as_json: JsonOption = False,
-) -> None:
+@options_of(TokenBinding)
+def asset_bind_token(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Bind an approved asset to its ERC-3643 token (status tokenized)."""
-    run_command(
-        lambda ledger: ledger.bind_token(asset_id, chain_id, token_address, identity_registry, key), as_json
-    )
+    run_command(lambda ledger: ledger.bind_token(**given, idempotency_key=key), as_json)
 
 
 @asset_cli.command("freeze-tokens")
@@ -191,19 +185,17 @@ def investor_kyc(given: dict[str, Any], key: KeyOption = None, as_json: JsonOpti
 
 
 @investor_cli.command("add-wallet")
-def investor_add_wallet(
-    investor_id: str, wallet: str, key: KeyOption = None, as_json: JsonOption = False
-) -> None:
+@options_of(WalletAddition)
+def investor_add_wallet(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Add a wallet to an investor."""
-    run_command(lambda ledger: ledger.add_wallet(investor_id, wallet, key), as_json)
+    run_command(lambda ledger: ledger.add_wallet(**given, idempotency_key=key), as_json)
 
 
 @investor_cli.command("recover")
-def investor_recover(
-    investor_id: str, lost_wallet: str, new_wallet: str, key: KeyOption = None, as_json: JsonOption = False
-) -> None:
+@options_of(WalletRecovery)
+def investor_recover(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Replace a lost wallet with a new one."""
-    run_command(lambda ledger: ledger.recover_wallet(investor_id, lost_wallet, new_wallet, key), as_json)
+    run_command(lambda ledger: ledger.recover_wallet(**given, idempotency_key=key), as_json)
 
 
 @investment_cli.command("place")
@@ -215,11 +207,10 @@ def investment_place(
 
 
 @investment_cli.command("confirm-payment")
-def investment_confirm(
-    investment_id: str, payment_ref: str, key: KeyOption = None, as_json: JsonOption = False
-) -> None:
+@options_of(PaymentConfirmation)
+def investment_confirm(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Confirm the payment of an investment: its tokens are issued."""
-    run_command(lambda ledger: ledger.confirm_payment(investment_id, payment_ref, key), as_json)
+    run_command(lambda ledger: ledger.confirm_payment(**given, idempotency_key=key), as_json)
 
 
 @investment_cli.command("cancel")
@@ -264,14 +255,10 @@ def distribution_declare(
 
 
 @distribution_cli.command("pay")
-def distribution_pay(
-    distribution_id: str,
-    investor_id: Annotated[str | None, typer.Option()] = None,
-    key: KeyOption = None,
-    as_json: JsonOption = False,
-) -> None:
+@options_of(DistributionPayment)
+def distribution_pay(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Mark entitlements paid: all unpaid ones, or one investor's."""
-    run_command(lambda ledger: ledger.pay_distribution(distribution_id, investor_id, key), as_json)
+    run_command(lambda ledger: ledger.pay_distribution(**given, idempotency_key=key), as_json)
 
 
 @proposal_cli.command("create")

@@ -15,6 +15,8 @@ from ledger.domain.quantity import Amount, Quantity
 from ledger.domain.terms import MAX_AMOUNT, Terms, optional, term
 from ledger.errors import ValidationError
 
+MAX_CHAIN_ID = 2**53 - 1  # EIP-155 chain ids; shown as a plain JSON number
+
 
 @dataclass(frozen=True)
 class TransferOrder(Terms):
@@ -169,3 +171,66 @@ class ProposalClosing(Terms):
     WHAT = "closing"
 
     proposal_id: str = term(_uuid, path=True)
+
+
+@dataclass(frozen=True)
+class OfferingChange(Terms):
+    """An asset's offering to open (investments may be placed) or close."""
+
+    WHAT = "offering"
+
+    asset_id: str = term(lambda x, _: v.asset_id(x), path=True)
+    open: bool = term(v.boolean, option="--open/--close")
+
+
+@dataclass(frozen=True)
+class TokenBinding(Terms):
+    """The ERC-3643 token an approved asset is bound to, and its identity registry."""
+
+    WHAT = "token"
+
+    asset_id: str = term(lambda x, _: v.asset_id(x), path=True)
+    chain_id: int = term(lambda x, n: v.integer(x, n, minimum=1, maximum=MAX_CHAIN_ID), argument=True)
+    token_address: str = term(v.wallet, argument=True)
+    identity_registry: str = term(v.wallet, argument=True)
+
+
+@dataclass(frozen=True)
+class WalletAddition(Terms):
+    """A wallet an investor adds (no other investor may hold it)."""
+
+    WHAT = "wallet"
+
+    investor_id: str = term(lambda x, _: v.investor_id(x), path=True)
+    wallet: str = term(v.wallet, argument=True)
+
+
+@dataclass(frozen=True)
+class WalletRecovery(Terms):
+    """An investor's lost wallet and the one that replaces it."""
+
+    WHAT = "recovery"
+
+    investor_id: str = term(lambda x, _: v.investor_id(x), path=True)
+    lost_wallet: str = term(v.wallet, argument=True)
+    new_wallet: str = term(v.wallet, argument=True)
+
+
+@dataclass(frozen=True)
+class PaymentConfirmation(Terms):
+    """The payment an investment was paid with (its tokens are then issued)."""
+
+    WHAT = "payment"
+
+    investment_id: str = term(_uuid, path=True)
+    payment_ref: str = term(v.text, argument=True)
+
+
+@dataclass(frozen=True)
+class DistributionPayment(Terms):
+    """A distribution's entitlements to mark paid: every unpaid one, or one investor's."""
+
+    WHAT = "payment"
+
+    distribution_id: str = term(_uuid, path=True)
+    investor_id: str | None = term(optional(lambda x, _: v.investor_id(x)), default=None)

@@ -53,9 +53,11 @@ def pay_distribution(
     key: IdempotencyKey = None,
 ) -> JSONResponse:
     require(caller)
-    investor_id = body.investor_id if body is not None else None
+    given = body.model_dump() if body is not None else {}  # a `DistributionPayment`'s fields but the id
     ledger = services(request).ledger
-    return run_command(request, lambda: ledger.pay_distribution(distribution_id, investor_id, key))
+    return run_command(
+        request, lambda: ledger.pay_distribution(distribution_id, **given, idempotency_key=key)
+    )
 
 
 @router.get(
