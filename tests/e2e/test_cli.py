@@ -168,12 +168,18 @@ def test_the_commands_whose_arguments_come_from_their_typed_values_run_end_to_en
     ok("asset", "unfreeze-tokens", "WATER-01", "alice", "2")
     ok("asset", "freeze", "WATER-01", "bob")
     ok("asset", "unfreeze", "WATER-01", "bob")
+    ok("transfer", "WATER-01", "alice", "bob", "1")
+    ok("transfer", "WATER-01", "bob", "alice", "1", "--forced")
+    ok("redeem", "WATER-01", "alice", "1")
+    ok("investment", "place", "alice", "WATER-01", "1000")
     ok("asset", "bind-token", "WATER-01", "31337", "0x" + "c1" * 20, "0x" + "c2" * 20)
     proposal = ok(
         "proposal", "create", "WATER-01", "Expand", "--option", "yes", "--option", "no", "--quorum-bps", "100"
     )["proposal_id"]
-    assert ok("proposal", "vote", str(proposal), "alice", "yes")["weight"] == 5
+    assert ok("proposal", "vote", str(proposal), "alice", "yes")["weight"] == 4
     ok("proposal", "close", str(proposal))
+    code, output = ledger(env, "distribution", "declare", "WATER-01", "1000", "--record-position", "1")
+    assert (code, "no holders" in output) == (1, True)  # as of position 1: the asset's registration
     distribution = ok("distribution", "declare", "WATER-01", "1000")["distribution_id"]
     paid = ok("distribution", "pay", str(distribution), "--investor-id", "alice")
     assert paid["paid_investor_ids"] == ["alice"]

@@ -19,15 +19,19 @@ from adapters.cli.common import (
     run_command,
 )
 from ledger.domain.commands import (
+    DistributionDeclaration,
     DistributionPayment,
     HolderFreeze,
+    InvestmentOrder,
     KycDecision,
     OfferingChange,
     PaymentConfirmation,
     ProposalClosing,
     ProposalSubmission,
+    RedemptionOrder,
     TokenBinding,
     TokenFreeze,
+    TransferOrder,
     ValuationReport,
     Vote,
     WalletAddition,
@@ -199,11 +203,10 @@ def investor_recover(given: dict[str, Any], key: KeyOption = None, as_json: Json
 
 
 @investment_cli.command("place")
-def investment_place(
-    investor_id: str, asset_id: str, amount: int, key: KeyOption = None, as_json: JsonOption = False
-) -> None:
+@options_of(InvestmentOrder)
+def investment_place(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Place an investment of AMOUNT minor units (pending payment)."""
-    run_command(lambda ledger: ledger.place_investment(investor_id, asset_id, amount, key), as_json)
+    run_command(lambda ledger: ledger.place_investment(**given, idempotency_key=key), as_json)
 
 
 @investment_cli.command("confirm-payment")
@@ -219,39 +222,23 @@ def investment_cancel(investment_id: str, key: KeyOption = None, as_json: JsonOp
     run_command(lambda ledger: ledger.cancel_investment(investment_id, key), as_json)
 
 
-def transfer(
-    asset_id: str,
-    from_investor_id: str,
-    to_investor_id: str,
-    quantity: int,
-    forced: Annotated[bool, typer.Option(help="Agent's forced transfer.")] = False,
-    key: KeyOption = None,
-    as_json: JsonOption = False,
-) -> None:
+@options_of(TransferOrder)
+def transfer(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Transfer QUANTITY base units between two investors."""
-    run_command(
-        lambda ledger: ledger.transfer(asset_id, from_investor_id, to_investor_id, quantity, forced, key),
-        as_json,
-    )
+    run_command(lambda ledger: ledger.transfer(**given, idempotency_key=key), as_json)
 
 
-def redeem(
-    asset_id: str, investor_id: str, quantity: int, key: KeyOption = None, as_json: JsonOption = False
-) -> None:
+@options_of(RedemptionOrder)
+def redeem(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Redeem (burn) QUANTITY base units of an investor."""
-    run_command(lambda ledger: ledger.redeem(asset_id, investor_id, quantity, key), as_json)
+    run_command(lambda ledger: ledger.redeem(**given, idempotency_key=key), as_json)
 
 
 @distribution_cli.command("declare")
-def distribution_declare(
-    asset_id: str,
-    amount: int,
-    record_position: Annotated[int | None, typer.Option()] = None,
-    key: KeyOption = None,
-    as_json: JsonOption = False,
-) -> None:
+@options_of(DistributionDeclaration)
+def distribution_declare(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Declare a distribution of AMOUNT minor units to the holders as of the record position."""
-    run_command(lambda ledger: ledger.declare_distribution(asset_id, amount, record_position, key), as_json)
+    run_command(lambda ledger: ledger.declare_distribution(**given, idempotency_key=key), as_json)
 
 
 @distribution_cli.command("pay")

@@ -25,11 +25,12 @@ class TransferOrder(Terms):
 
     WHAT = "transfer"
 
-    asset_id: str = term(lambda x, _: v.asset_id(x))
-    from_investor_id: str = term(lambda x, _: v.investor_id(x))
-    to_investor_id: str = term(lambda x, _: v.investor_id(x))
-    quantity: Quantity = term(v.integer)  # its sign is the asset's rule (`invalid_quantity`)
-    forced: bool = term(v.boolean, default=False)
+    asset_id: str = term(lambda x, _: v.asset_id(x), argument=True)
+    from_investor_id: str = term(lambda x, _: v.investor_id(x), argument=True)
+    to_investor_id: str = term(lambda x, _: v.investor_id(x), argument=True)
+    # its sign is the asset's rule (`invalid_quantity`)
+    quantity: Quantity = term(v.integer, argument=True)
+    forced: bool = term(v.boolean, default=False, help="Agent's forced transfer.")
 
 
 @dataclass(frozen=True)
@@ -38,9 +39,9 @@ class InvestmentOrder(Terms):
 
     WHAT = "investment"
 
-    investor_id: str = term(lambda x, _: v.investor_id(x))
-    asset_id: str = term(lambda x, _: v.asset_id(x))
-    amount: Amount = term(lambda x, n: v.integer(x, n, minimum=0, maximum=MAX_AMOUNT))
+    investor_id: str = term(lambda x, _: v.investor_id(x), argument=True)
+    asset_id: str = term(lambda x, _: v.asset_id(x), argument=True)
+    amount: Amount = term(lambda x, n: v.integer(x, n, minimum=0, maximum=MAX_AMOUNT), argument=True)
 
 
 @dataclass(frozen=True)
@@ -49,9 +50,10 @@ class RedemptionOrder(Terms):
 
     WHAT = "redemption"
 
-    asset_id: str = term(lambda x, _: v.asset_id(x))
-    investor_id: str = term(lambda x, _: v.investor_id(x))
-    quantity: Quantity = term(v.integer)  # its sign is the asset's rule (`invalid_quantity`)
+    asset_id: str = term(lambda x, _: v.asset_id(x), argument=True)
+    investor_id: str = term(lambda x, _: v.investor_id(x), argument=True)
+    # its sign is the asset's rule (`invalid_quantity`)
+    quantity: Quantity = term(v.integer, argument=True)
 
 
 @dataclass(frozen=True)
@@ -60,8 +62,8 @@ class DistributionDeclaration(Terms):
 
     WHAT = "distribution"
 
-    asset_id: str = term(lambda x, _: v.asset_id(x))
-    amount: Amount = term(lambda x, n: v.integer(x, n, minimum=1, maximum=MAX_AMOUNT))
+    asset_id: str = term(lambda x, _: v.asset_id(x), argument=True)
+    amount: Amount = term(lambda x, n: v.integer(x, n, minimum=1, maximum=MAX_AMOUNT), argument=True)
     record_position: int | None = term(optional(lambda x, n: v.integer(x, n, minimum=0)), default=None)
 
 
