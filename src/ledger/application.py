@@ -33,9 +33,11 @@ from ledger.domain.chain import (
     Reconciliation,
 )
 from ledger.domain.commands import (
+    AssetStatusChange,
     DistributionDeclaration,
     DistributionPayment,
     HolderFreeze,
+    InvestmentCancellation,
     InvestmentOrder,
     KycDecision,
     OfferingChange,
@@ -182,7 +184,10 @@ class LedgerApplication(Application[UUID]):
         return self._execute(name, {"asset_id": asset_id, **payload}, run, idempotency_key)
 
     def approve_asset(self, asset_id: str, idempotency_key: str | None = None) -> Outcome:
-        return self._on_asset("approve_asset", asset_id, lambda a, _: a.approve(), {}, idempotency_key)
+        change = AssetStatusChange(asset_id)
+        return self._on_asset(
+            "approve_asset", change.asset_id, lambda a, _: a.approve(), change.payload(), idempotency_key
+        )
 
     def set_offering(self, asset_id: str, open_: Any, idempotency_key: str | None = None) -> Outcome:
         change = OfferingChange(asset_id, open_)
@@ -195,10 +200,16 @@ class LedgerApplication(Application[UUID]):
         )
 
     def pause_asset(self, asset_id: str, idempotency_key: str | None = None) -> Outcome:
-        return self._on_asset("pause_asset", asset_id, lambda a, _: a.pause(), {}, idempotency_key)
+        change = AssetStatusChange(asset_id)
+        return self._on_asset(
+            "pause_asset", change.asset_id, lambda a, _: a.pause(), change.payload(), idempotency_key
+        )
 
     def unpause_asset(self, asset_id: str, idempotency_key: str | None = None) -> Outcome:
-        return self._on_asset("unpause_asset", asset_id, lambda a, _: a.unpause(), {}, idempotency_key)
+        change = AssetStatusChange(asset_id)
+        return self._on_asset(
+            "unpause_asset", change.asset_id, lambda a, _: a.unpause(), change.payload(), idempotency_key
+        )
 
     def bind_token(
         self,
@@ -447,13 +458,17 @@ class LedgerApplication(Application[UUID]):
         )
 
     def cancel_investment(self, investment_id: Any, idempotency_key: str | None = None) -> Outcome:
+        cancellation = InvestmentCancellation(investment_id)
+
         def act(investment: Investment, asset: Asset, _: UnitOfWork) -> None:
             investment.check_pending()
             asset.check_reservation(investment.investor_id, investment.quantity)
             investment.cancel()
             asset.release(investment.id, investment.investor_id, investment.quantity)
 
-        return self._on_investment("cancel_investment", investment_id, act, {}, idempotency_key)
+        return self._on_investment(
+            "cancel_investment", cancellation.investment_id, act, cancellation.payload(), idempotency_key
+        )
 
     # ----- transfers and redemptions -----
 

@@ -171,7 +171,10 @@ def test_the_commands_whose_arguments_come_from_their_typed_values_run_end_to_en
     ok("transfer", "WATER-01", "alice", "bob", "1")
     ok("transfer", "WATER-01", "bob", "alice", "1", "--forced")
     ok("redeem", "WATER-01", "alice", "1")
-    ok("investment", "place", "alice", "WATER-01", "1000")
+    pending = ok("investment", "place", "alice", "WATER-01", "1000")["investment_id"]
+    ok("investment", "cancel", str(pending))
+    ok("asset", "pause", "WATER-01")
+    ok("asset", "unpause", "WATER-01")
     ok("asset", "bind-token", "WATER-01", "31337", "0x" + "c1" * 20, "0x" + "c2" * 20)
     proposal = ok(
         "proposal", "create", "WATER-01", "Expand", "--option", "yes", "--option", "no", "--quorum-bps", "100"

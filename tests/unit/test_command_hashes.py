@@ -19,6 +19,22 @@ WALLET, OTHER = "0x" + "ab" * 20, "0x" + "cd" * 20
 UUID = "6f1c1a4e-2b7d-4c8e-9a0b-3d5e7f9a1b2c"
 
 SAMPLES: dict[str, tuple[Callable[[LedgerApplication], Any], str]] = {
+    "approve_asset": (
+        lambda a: a.approve_asset(ASSET),
+        "5a4dd9b0b1c0dcc710c3e12d9858c01d7487ae95c3135546a84ced73f3ac46c5",
+    ),
+    "pause_asset": (
+        lambda a: a.pause_asset(ASSET),
+        "e95111e7db162e6712e87a900c5c91af7e5c584d5121e3171bc6e631e62c491f",
+    ),
+    "unpause_asset": (
+        lambda a: a.unpause_asset(ASSET),
+        "b8c786b1aeb35b0e5e3374afb0a5f1b784140c530b688abdb025a9932536d11a",
+    ),
+    "cancel_investment": (
+        lambda a: a.cancel_investment(UUID.upper()),
+        "333059ea52da56bf9384567567365cc85ea9c99f341c7b36bc0d89895a434a31",
+    ),
     "set_offering": (
         lambda a: a.set_offering(ASSET, True),
         "2ce8ae45848aae327178652f34e28b774515e9a0f7c5cfcfdab92f7ee3d8e01d",

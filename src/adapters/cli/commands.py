@@ -19,9 +19,11 @@ from adapters.cli.common import (
     run_command,
 )
 from ledger.domain.commands import (
+    AssetStatusChange,
     DistributionDeclaration,
     DistributionPayment,
     HolderFreeze,
+    InvestmentCancellation,
     InvestmentOrder,
     KycDecision,
     OfferingChange,
@@ -107,9 +109,10 @@ def asset_register(given: dict[str, Any], key: KeyOption = None, as_json: JsonOp
 
 
 @asset_cli.command("approve")
-def asset_approve(asset_id: str, key: KeyOption = None, as_json: JsonOption = False) -> None:
+@options_of(AssetStatusChange)
+def asset_approve(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Approve a draft asset."""
-    run_command(lambda ledger: ledger.approve_asset(asset_id, key), as_json)
+    run_command(lambda ledger: ledger.approve_asset(**given, idempotency_key=key), as_json)
 
 
 @asset_cli.command("offering")
@@ -120,15 +123,17 @@ def asset_offering(given: dict[str, Any], key: KeyOption = None, as_json: JsonOp
 
 
 @asset_cli.command("pause")
-def asset_pause(asset_id: str, key: KeyOption = None, as_json: JsonOption = False) -> None:
+@options_of(AssetStatusChange)
+def asset_pause(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Pause transfers of an asset."""
-    run_command(lambda ledger: ledger.pause_asset(asset_id, key), as_json)
+    run_command(lambda ledger: ledger.pause_asset(**given, idempotency_key=key), as_json)
 
 
 @asset_cli.command("unpause")
-def asset_unpause(asset_id: str, key: KeyOption = None, as_json: JsonOption = False) -> None:
+@options_of(AssetStatusChange)
+def asset_unpause(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Resume transfers of an asset."""
-    run_command(lambda ledger: ledger.unpause_asset(asset_id, key), as_json)
+    run_command(lambda ledger: ledger.unpause_asset(**given, idempotency_key=key), as_json)
 
 
 @asset_cli.command("bind-token")
@@ -217,9 +222,10 @@ def investment_confirm(given: dict[str, Any], key: KeyOption = None, as_json: Js
 
 
 @investment_cli.command("cancel")
-def investment_cancel(investment_id: str, key: KeyOption = None, as_json: JsonOption = False) -> None:
+@options_of(InvestmentCancellation)
+def investment_cancel(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Cancel a pending investment."""
-    run_command(lambda ledger: ledger.cancel_investment(investment_id, key), as_json)
+    run_command(lambda ledger: ledger.cancel_investment(**given, idempotency_key=key), as_json)
 
 
 @options_of(TransferOrder)

@@ -236,3 +236,21 @@ class DistributionPayment(Terms):
 
     distribution_id: str = term(_uuid, path=True)
     investor_id: str | None = term(optional(lambda x, _: v.investor_id(x)), default=None)
+
+
+@dataclass(frozen=True)
+class AssetStatusChange(Terms):
+    """An asset to approve, to pause (no transfers) or to unpause: no input but which one."""
+
+    WHAT = "asset"
+
+    asset_id: str = term(lambda x, _: v.asset_id(x), path=True)
+
+
+@dataclass(frozen=True)
+class InvestmentCancellation(Terms):
+    """A pending investment to cancel (its reservation is released)."""
+
+    WHAT = "cancellation"
+
+    investment_id: str = term(_uuid, path=True)
