@@ -33,16 +33,31 @@ from ledger.domain.chain import (
     Reconciliation,
 )
 from ledger.domain.commands import (
+    AssetStatusChange,
     DistributionDeclaration,
+    DistributionPayment,
+    HolderFreeze,
+    InvestmentCancellation,
     InvestmentOrder,
+    KycDecision,
+    OfferingChange,
+    PaymentConfirmation,
+    ProposalClosing,
+    ProposalSubmission,
     RedemptionOrder,
+    TokenBinding,
+    TokenFreeze,
     TransferOrder,
+    ValuationReport,
+    Vote,
+    WalletAddition,
+    WalletRecovery,
 )
 from ledger.domain.distribution import Distribution
 from ledger.domain.investment import Investment
-from ledger.domain.investor import KYC_STATUSES, Investor, WalletClaim
+from ledger.domain.investor import Investor, WalletClaim
 from ledger.domain.proposal import Proposal
-from ledger.domain.terms import MAX_AMOUNT, AssetTerms, InvestorRegistration
+from ledger.domain.terms import AssetTerms, InvestorRegistration
 from ledger.environment import library_environment
 from ledger.errors import (
     AlreadyExistsError,
@@ -54,7 +69,6 @@ from ledger.errors import (
 from ledger.store import LedgerPostgresRecorder, OutboxStore, StoreAdmin
 from ledger.transparency import TransparencyLog
 
-MAX_CHAIN_ID = 2**53 - 1  # EIP-155 chain ids; shown as a plain JSON number
 A = TypeVar("A")
 SNAPSHOTS_KEPT = 64
 
@@ -170,19 +184,32 @@ class LedgerApplication(Application[UUID]):
         return self._execute(name, {"asset_id": asset_id, **payload}, run, idempotency_key)
 
     def approve_asset(self, asset_id: str, idempotency_key: str | None = None) -> Outcome:
-        return self._on_asset("approve_asset", asset_id, lambda a, _: a.approve(), {}, idempotency_key)
+        change = AssetStatusChange(asset_id)
+        return self._on_asset(
+            "approve_asset", change.asset_id, lambda a, _: a.approve(), change.payload(), idempotency_key
+        )
 
     def set_offering(self, asset_id: str, open_: Any, idempotency_key: str | None = None) -> Outcome:
-        is_open = v.boolean(open_, "open")
+        change = OfferingChange(asset_id, open_)
         return self._on_asset(
-            "set_offering", asset_id, lambda a, _: a.set_offering(is_open), {"open": is_open}, idempotency_key
+            "set_offering",
+            change.asset_id,
+            lambda a, _: a.set_offering(change.open),
+            change.payload(),
+            idempotency_key,
         )
 
     def pause_asset(self, asset_id: str, idempotency_key: str | None = None) -> Outcome:
-        return self._on_asset("pause_asset", asset_id, lambda a, _: a.pause(), {}, idempotency_key)
+        change = AssetStatusChange(asset_id)
+        return self._on_asset(
+            "pause_asset", change.asset_id, lambda a, _: a.pause(), change.payload(), idempotency_key
+        )
 
     def unpause_asset(self, asset_id: str, idempotency_key: str | None = None) -> Outcome:
-        return self._on_asset("unpause_asset", asset_id, lambda a, _: a.unpause(), {}, idempotency_key)
+        change = AssetStatusChange(asset_id)
+        return self._on_asset(
+            "unpause_asset", change.asset_id, lambda a, _: a.unpause(), change.payload(), idempotency_key
+        )
 
     def bind_token(
         self,
@@ -192,14 +219,12 @@ class LedgerApplication(Application[UUID]):
         identity_registry: Any,
         idempotency_key: str | None = None,
     ) -> Outcome:
-        chain = v.integer(chain_id, "chain_id", minimum=1, maximum=MAX_CHAIN_ID)
-        token = v.wallet(token_address, "token_address")
-        registry = v.wallet(identity_registry, "identity_registry")
+        binding = TokenBinding(asset_id, chain_id, token_address, identity_registry)
         return self._on_asset(
             "bind_token",
-            asset_id,
-            lambda a, _: a.bind_token(chain, token, registry),
-            {"chain_id": chain, "token_address": token, "identity_registry": registry},
+            binding.asset_id,
+            lambda a, _: a.bind_token(binding.chain_id, binding.token_address, binding.identity_registry),
+            binding.payload(),
             idempotency_key,
         )
 
@@ -223,43 +248,50 @@ class LedgerApplication(Application[UUID]):
     def freeze_tokens(
         self, asset_id: str, investor_id: str, quantity: Any, idempotency_key: str | None = None
     ) -> Outcome:
-        q = v.integer(quantity, "quantity")
+        order = TokenFreeze(asset_id, investor_id, quantity)
         return self._on_holder(
             "freeze_tokens",
-            asset_id,
-            investor_id,
-            lambda a, i: a.freeze_tokens(i, q),
-            {"quantity": q},
+            order.asset_id,
+            order.investor_id,
+            lambda a, i: a.freeze_tokens(i, order.quantity),
+            order.payload(),
             idempotency_key,
         )
 
     def unfreeze_tokens(
         self, asset_id: str, investor_id: str, quantity: Any, idempotency_key: str | None = None
     ) -> Outcome:
-        q = v.integer(quantity, "quantity")
+        order = TokenFreeze(asset_id, investor_id, quantity)
         return self._on_holder(
             "unfreeze_tokens",
-            asset_id,
-            investor_id,
-            lambda a, i: a.unfreeze_tokens(i, q),
-            {"quantity": q},
+            order.asset_id,
+            order.investor_id,
+            lambda a, i: a.unfreeze_tokens(i, order.quantity),
+            order.payload(),
             idempotency_key,
         )
 
     def freeze_investor(self, asset_id: str, investor_id: str, idempotency_key: str | None = None) -> Outcome:
+        order = HolderFreeze(asset_id, investor_id)
         return self._on_holder(
-            "freeze_investor", asset_id, investor_id, lambda a, i: a.freeze_address(i), {}, idempotency_key
+            "freeze_investor",
+            order.asset_id,
+            order.investor_id,
+            lambda a, i: a.freeze_address(i),
+            order.payload(),
+            idempotency_key,
         )
 
     def unfreeze_investor(
         self, asset_id: str, investor_id: str, idempotency_key: str | None = None
     ) -> Outcome:
+        order = HolderFreeze(asset_id, investor_id)
         return self._on_holder(
             "unfreeze_investor",
-            asset_id,
-            investor_id,
+            order.asset_id,
+            order.investor_id,
             lambda a, i: a.unfreeze_address(i),
-            {},
+            order.payload(),
             idempotency_key,
         )
 
@@ -273,17 +305,14 @@ class LedgerApplication(Application[UUID]):
         idempotency_key: str | None = None,
     ) -> Outcome:
         """Records a valuation of an asset (appraisal, NAV report); a correction is a new one."""
-        payload: dict[str, Any] = {
-            "price_per_token": v.integer(price_per_token, "price_per_token", maximum=MAX_AMOUNT),
-            "valued_at": v.timestamp(valued_at, "valued_at"),
-            "source": v.text(source, "source"),
-            "method": None if method is None else v.text(method, "method"),
-        }
+        report = ValuationReport(asset_id, price_per_token, valued_at, source, method)
         return self._on_asset(
             "record_valuation",
-            asset_id,
-            lambda a, uow: a.value(**payload, now=uow.now),
-            payload,
+            report.asset_id,
+            lambda a, uow: a.value(
+                report.price_per_token, report.valued_at, report.source, report.method, uow.now
+            ),
+            report.payload(),
             idempotency_key,
         )
 
@@ -331,21 +360,18 @@ class LedgerApplication(Application[UUID]):
     def update_kyc(
         self, investor_id: str, status: Any, expires_at: Any = None, idempotency_key: str | None = None
     ) -> Outcome:
-        if status not in KYC_STATUSES:
-            raise ValidationError(f"status must be one of {', '.join(KYC_STATUSES)}")
-        expiry = None if expires_at is None else v.timestamp(expires_at, "expires_at")
-        if expiry is not None and status != "approved":
-            raise ValidationError("expires_at only applies to an approved KYC")
+        decision = KycDecision(investor_id, status, expires_at)
         return self._on_investor(
             "update_kyc",
-            investor_id,
-            lambda i, _: i.update_kyc(status, expiry),
-            {"status": status, "expires_at": expiry},
+            decision.investor_id,
+            lambda i, _: i.update_kyc(decision.status, decision.expires_at),
+            decision.payload(),
             idempotency_key,
         )
 
     def add_wallet(self, investor_id: str, wallet: Any, idempotency_key: str | None = None) -> Outcome:
-        address = v.wallet(wallet)
+        addition = WalletAddition(investor_id, wallet)
+        address = addition.wallet
 
         def act(investor: Investor, uow: UnitOfWork) -> None:
             if address in investor.wallets:
@@ -353,12 +379,13 @@ class LedgerApplication(Application[UUID]):
             claim_wallet(uow, address, investor.investor_id)
             investor.add_wallet(address)
 
-        return self._on_investor("add_wallet", investor_id, act, {"wallet": address}, idempotency_key)
+        return self._on_investor("add_wallet", addition.investor_id, act, addition.payload(), idempotency_key)
 
     def recover_wallet(
         self, investor_id: str, lost_wallet: Any, new_wallet: Any, idempotency_key: str | None = None
     ) -> Outcome:
-        lost, new = v.wallet(lost_wallet, "lost_wallet"), v.wallet(new_wallet, "new_wallet")
+        recovery = WalletRecovery(investor_id, lost_wallet, new_wallet)
+        lost, new = recovery.lost_wallet, recovery.new_wallet
 
         def act(investor: Investor, uow: UnitOfWork) -> None:
             if lost not in investor.wallets:
@@ -367,7 +394,7 @@ class LedgerApplication(Application[UUID]):
             investor.recover_wallet(lost, new)
 
         return self._on_investor(
-            "recover_wallet", investor_id, act, {"lost_wallet": lost, "new_wallet": new}, idempotency_key
+            "recover_wallet", recovery.investor_id, act, recovery.payload(), idempotency_key
         )
 
     # ----- investments -----
@@ -418,26 +445,30 @@ class LedgerApplication(Application[UUID]):
     def confirm_payment(
         self, investment_id: Any, payment_ref: Any, idempotency_key: str | None = None
     ) -> Outcome:
-        ref = v.text(payment_ref, "payment_ref")
+        confirmation = PaymentConfirmation(investment_id, payment_ref)
 
         def act(investment: Investment, asset: Asset, uow: UnitOfWork) -> None:
             investment.check_pending()
             asset.check_reservation(investment.investor_id, investment.quantity)
-            investment.confirm_payment(ref)
+            investment.confirm_payment(confirmation.payment_ref)
             asset.issue(investment.id, investment.investor_id, investment.quantity, uow.now)
 
         return self._on_investment(
-            "confirm_payment", investment_id, act, {"payment_ref": ref}, idempotency_key
+            "confirm_payment", confirmation.investment_id, act, confirmation.payload(), idempotency_key
         )
 
     def cancel_investment(self, investment_id: Any, idempotency_key: str | None = None) -> Outcome:
+        cancellation = InvestmentCancellation(investment_id)
+
         def act(investment: Investment, asset: Asset, _: UnitOfWork) -> None:
             investment.check_pending()
             asset.check_reservation(investment.investor_id, investment.quantity)
             investment.cancel()
             asset.release(investment.id, investment.investor_id, investment.quantity)
 
-        return self._on_investment("cancel_investment", investment_id, act, {}, idempotency_key)
+        return self._on_investment(
+            "cancel_investment", cancellation.investment_id, act, cancellation.payload(), idempotency_key
+        )
 
     # ----- transfers and redemptions -----
 
@@ -529,16 +560,14 @@ class LedgerApplication(Application[UUID]):
     def pay_distribution(
         self, distribution_id: Any, investor_id: Any = None, idempotency_key: str | None = None
     ) -> Outcome:
-        ident = v.uuid_text(distribution_id, "distribution_id")
-        holder = None if investor_id is None else v.investor_id(investor_id)
+        payment = DistributionPayment(distribution_id, investor_id)
+        ident = UUID(payment.distribution_id)
 
         def run(uow: UnitOfWork) -> dict[str, Any]:
-            paid = uow.get(Distribution, ident, f"distribution {ident}").pay(holder)
-            return {"distribution_id": str(ident), "paid_investor_ids": paid}
+            paid = uow.get(Distribution, ident, f"distribution {ident}").pay(payment.investor_id)
+            return {"distribution_id": payment.distribution_id, "paid_investor_ids": paid}
 
-        return self._execute(
-            "pay_distribution", {"distribution_id": str(ident), "investor_id": holder}, run, idempotency_key
-        )
+        return self._execute("pay_distribution", payment.payload(), run, idempotency_key)
 
     # ----- votes -----
 
@@ -551,21 +580,11 @@ class LedgerApplication(Application[UUID]):
         closes_at: Any = None,
         idempotency_key: str | None = None,
     ) -> Outcome:
-        if not isinstance(options, list) or not 2 <= len(options) <= 10:
-            raise ValidationError("options must be a list of 2 to 10 strings")
-        choices = [v.text(o, "option", max_length=100) for o in options]
-        if len(set(choices)) != len(choices):
-            raise ValidationError("options must be distinct")
-        payload: dict[str, Any] = {
-            "asset_id": v.asset_id(asset_id),
-            "title": v.text(title, "title"),
-            "options": choices,
-            "quorum_bps": v.integer(quorum_bps, "quorum_bps", minimum=0, maximum=10_000),
-            "closes_at": None if closes_at is None else v.timestamp(closes_at, "closes_at"),
-        }
+        submission = ProposalSubmission(asset_id, title, options, quorum_bps, closes_at)
+        payload = submission.payload()
 
         def run(uow: UnitOfWork) -> dict[str, Any]:
-            asset = uow.get(Asset, Asset.create_id(payload["asset_id"]), f"asset {asset_id}")
+            asset = uow.get(Asset, Asset.create_id(submission.asset_id), f"asset {asset_id}")
             proposal = uow.add(
                 Proposal.open(**payload, asset_version=asset.version, supply_at_snapshot=asset.total_supply)
             )
@@ -576,33 +595,30 @@ class LedgerApplication(Application[UUID]):
     def cast_vote(
         self, proposal_id: Any, investor_id: str, option: Any, idempotency_key: str | None = None
     ) -> Outcome:
-        ident = v.uuid_text(proposal_id, "proposal_id")
-        voter = v.investor_id(investor_id)
-        option = v.text(option, "option", max_length=100)
+        vote = Vote(proposal_id, investor_id, option)
+        ident = UUID(vote.proposal_id)
 
         def run(uow: UnitOfWork) -> dict[str, Any]:
             proposal = uow.get(Proposal, ident, f"proposal {ident}")
-            uow.get(Investor, Investor.create_id(voter), f"investor {voter}")
-            weight = self._holdings_at_version(proposal.asset_id, proposal.asset_version).get(voter, 0)
-            proposal.cast_vote(voter, option, weight, uow.now)
-            return {"proposal_id": str(ident), "weight": weight}
+            uow.get(Investor, Investor.create_id(vote.investor_id), f"investor {vote.investor_id}")
+            weight = self._holdings_at_version(proposal.asset_id, proposal.asset_version).get(
+                vote.investor_id, 0
+            )
+            proposal.cast_vote(vote.investor_id, vote.option, weight, uow.now)
+            return {"proposal_id": vote.proposal_id, "weight": weight}
 
-        return self._execute(
-            "cast_vote",
-            {"proposal_id": str(ident), "investor_id": voter, "option": option},
-            run,
-            idempotency_key,
-        )
+        return self._execute("cast_vote", vote.payload(), run, idempotency_key)
 
     def close_proposal(self, proposal_id: Any, idempotency_key: str | None = None) -> Outcome:
-        ident = v.uuid_text(proposal_id, "proposal_id")
+        closing = ProposalClosing(proposal_id)
+        ident = UUID(closing.proposal_id)
 
         def run(uow: UnitOfWork) -> dict[str, Any]:
             proposal = uow.get(Proposal, ident, f"proposal {ident}")
             proposal.close()
-            return {"proposal_id": str(ident), "result": proposal.result}
+            return {"proposal_id": closing.proposal_id, "result": proposal.result}
 
-        return self._execute("close_proposal", {"proposal_id": str(ident)}, run, idempotency_key)
+        return self._execute("close_proposal", closing.payload(), run, idempotency_key)
 
     # ----- chain (facts reported by the chain adapter) -----
 

@@ -135,3 +135,56 @@ def test_asset_value_records_a_valuation_and_refuses_one_dated_in_the_future(env
     )
     assert code == 0, output
     assert json.loads(output)["position"] == head + 1
+
+
+def test_the_commands_whose_arguments_come_from_their_typed_values_run_end_to_end(
+    env: dict[str, str],
+) -> None:
+    """Each operator command whose arguments and options are derived from its typed value
+    (`options_of`) is accepted with the arguments it always took."""
+
+    def ok(*args: str) -> dict[str, object]:
+        code, output = ledger(env, *args, "--json")
+        assert code == 0, (args, output)
+        result: dict[str, object] = json.loads(output)
+        return result
+
+    ledger(env, "init")
+    terms = ["--name", "Water", "--symbol", "W1", "--currency", "IDR", "--unit-price", "1000"]
+    terms += ["--authorized-supply", "1000000", "--min-investment", "1", "--max-investment", "1000000"]
+    ok("asset", "register", "WATER-01", *terms)
+    ok("asset", "approve", "WATER-01")
+    ok("asset", "offering", "WATER-01", "--open")
+    ok("investor", "register", "alice", "ID", "0x" + "a1" * 20)
+    ok("investor", "register", "bob", "ID", "0x" + "b1" * 20)
+    next_year = (datetime.now(UTC) + timedelta(days=365)).isoformat()
+    ok("investor", "kyc", "alice", "approved", "--expires-at", next_year)
+    ok("investor", "kyc", "bob", "approved")
+    ok("investor", "add-wallet", "alice", "0x" + "a2" * 20)
+    ok("investor", "recover", "alice", "0x" + "a2" * 20, "0x" + "a3" * 20)
+    investment = ok("investment", "place", "alice", "WATER-01", "5000")["investment_id"]
+    ok("investment", "confirm-payment", str(investment), "wire 7")
+    ok("asset", "freeze-tokens", "WATER-01", "alice", "2")
+    ok("asset", "unfreeze-tokens", "WATER-01", "alice", "2")
+    ok("asset", "freeze", "WATER-01", "bob")
+    ok("asset", "unfreeze", "WATER-01", "bob")
+    ok("transfer", "WATER-01", "alice", "bob", "1")
+    ok("transfer", "WATER-01", "bob", "alice", "1", "--forced")
+    ok("redeem", "WATER-01", "alice", "1")
+    pending = ok("investment", "place", "alice", "WATER-01", "1000")["investment_id"]
+    ok("investment", "cancel", str(pending))
+    ok("asset", "pause", "WATER-01")
+    ok("asset", "unpause", "WATER-01")
+    ok("asset", "bind-token", "WATER-01", "31337", "0x" + "c1" * 20, "0x" + "c2" * 20)
+    proposal = ok(
+        "proposal", "create", "WATER-01", "Expand", "--option", "yes", "--option", "no", "--quorum-bps", "100"
+    )["proposal_id"]
+    assert ok("proposal", "vote", str(proposal), "alice", "yes")["weight"] == 4
+    ok("proposal", "close", str(proposal))
+    code, output = ledger(env, "distribution", "declare", "WATER-01", "1000", "--record-position", "1")
+    assert (code, "no holders" in output) == (1, True)  # as of position 1: the asset's registration
+    distribution = ok("distribution", "declare", "WATER-01", "1000")["distribution_id"]
+    paid = ok("distribution", "pay", str(distribution), "--investor-id", "alice")
+    assert paid["paid_investor_ids"] == ["alice"]
+    code, output = ledger(env, "investor", "kyc", "bob", "revoked", "--expires-at", next_year)
+    assert (code, "validation_error" in output) == (2, True)

@@ -4,13 +4,30 @@ digits, never a float); the ledger validates every value again, so these only sh
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime
 from types import UnionType
 from typing import TYPE_CHECKING, Annotated, Any, Union, get_args, get_origin, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, create_model
 
-from ledger.domain.commands import DistributionDeclaration, InvestmentOrder, RedemptionOrder, TransferOrder
-from ledger.domain.quantity import DIGITS, Quantity
+from ledger.domain.commands import (
+    DistributionDeclaration,
+    DistributionPayment,
+    InvestmentOrder,
+    KycDecision,
+    OfferingChange,
+    PaymentConfirmation,
+    ProposalSubmission,
+    RedemptionOrder,
+    TokenBinding,
+    TokenFreeze,
+    TransferOrder,
+    ValuationReport,
+    Vote,
+    WalletAddition,
+    WalletRecovery,
+)
+from ledger.domain.quantity import DIGITS
 from ledger.domain.terms import AssetTerms, InvestorRegistration, Terms, required
 
 # An integer that is not a quantity (a count, a limit), accepted in the same two forms.
@@ -23,10 +40,13 @@ class Body(BaseModel):
 
 def request_model(terms: type[Terms], name: str) -> type[Body]:
     """The request body of a typed value of the ledger: its fields, in its order, with their
-    defaults; the JSON types that carry them (strict: no coercion)."""
+    defaults, but for those the request's path gives; the JSON types that carry them (strict: no
+    coercion)."""
     hints = get_type_hints(terms, include_extras=True)
     fields: dict[str, Any] = {}
     for f in dataclasses.fields(terms):  # type: ignore[arg-type]
+        if f.metadata["path"]:
+            continue
         default = ... if required(f) else list(f.default) if isinstance(f.default, tuple) else f.default
         fields[f.name] = (_carried(hints[f.name], f.metadata["digits"]), default)
     model: type[Body] = create_model(name, __base__=Body, __module__=__name__, **fields)
@@ -35,15 +55,21 @@ def request_model(terms: type[Terms], name: str) -> type[Body]:
 
 def _carried(hint: Any, digits: bool) -> Any:
     """The JSON type of a field's type: a `Quantity` as it is, any other integer as an integer (or,
-    where the field says `digits`, also a string of digits), text and flags strictly, a tuple as
-    a list."""
+    where the field says `digits`, also a string of digits), text and flags strictly, a time as
+    RFC 3339 text, a tuple as a list."""
     if get_origin(hint) is Annotated:
         return hint
     if get_origin(hint) in (Union, UnionType):
         return Union[tuple(_carried(a, digits) for a in get_args(hint))]  # noqa: UP007 (built at run time)
     if get_origin(hint) is tuple:
         return list[_carried(get_args(hint)[0], digits)]  # type: ignore[misc]
-    strict = {str: StrictStr, bool: StrictBool, int: Integer if digits else StrictInt, type(None): type(None)}
+    strict = {
+        str: StrictStr,
+        datetime: StrictStr,
+        bool: StrictBool,
+        int: Integer if digits else StrictInt,
+        type(None): type(None),
+    }
     return strict[hint]
 
 
@@ -53,25 +79,28 @@ else:
     AssetIn = request_model(AssetTerms, "AssetIn")
 
 
-class ValuationIn(Body):
-    price_per_token: Quantity
-    valued_at: StrictStr
-    source: StrictStr
-    method: StrictStr | None = None
+if TYPE_CHECKING:
+    ValuationIn = Body
+else:
+    ValuationIn = request_model(ValuationReport, "ValuationIn")
 
 
-class OfferingIn(Body):
-    open: StrictBool
+if TYPE_CHECKING:
+    OfferingIn = Body
+else:
+    OfferingIn = request_model(OfferingChange, "OfferingIn")
 
 
-class TokenIn(Body):
-    chain_id: StrictInt
-    token_address: StrictStr
-    identity_registry: StrictStr
+if TYPE_CHECKING:
+    TokenIn = Body
+else:
+    TokenIn = request_model(TokenBinding, "TokenIn")
 
 
-class QuantityIn(Body):
-    quantity: Quantity
+if TYPE_CHECKING:
+    QuantityIn = Body
+else:  # freezing and unfreezing tokens
+    QuantityIn = request_model(TokenFreeze, "QuantityIn")
 
 
 if TYPE_CHECKING:
@@ -80,18 +109,22 @@ else:
     InvestorIn = request_model(InvestorRegistration, "InvestorIn")
 
 
-class KycIn(Body):
-    status: StrictStr
-    expires_at: StrictStr | None = None
+if TYPE_CHECKING:
+    KycIn = Body
+else:
+    KycIn = request_model(KycDecision, "KycIn")
 
 
-class WalletIn(Body):
-    wallet: StrictStr
+if TYPE_CHECKING:
+    WalletIn = Body
+else:
+    WalletIn = request_model(WalletAddition, "WalletIn")
 
 
-class RecoveryIn(Body):
-    lost_wallet: StrictStr
-    new_wallet: StrictStr
+if TYPE_CHECKING:
+    RecoveryIn = Body
+else:
+    RecoveryIn = request_model(WalletRecovery, "RecoveryIn")
 
 
 if TYPE_CHECKING:
@@ -100,8 +133,10 @@ else:
     InvestmentIn = request_model(InvestmentOrder, "InvestmentIn")
 
 
-class PaymentIn(Body):
-    payment_ref: StrictStr
+if TYPE_CHECKING:
+    PaymentIn = Body
+else:
+    PaymentIn = request_model(PaymentConfirmation, "PaymentIn")
 
 
 if TYPE_CHECKING:
@@ -122,18 +157,19 @@ else:
     DistributionIn = request_model(DistributionDeclaration, "DistributionIn")
 
 
-class PayIn(Body):
-    investor_id: StrictStr | None = None
+if TYPE_CHECKING:
+    PayIn = Body
+else:
+    PayIn = request_model(DistributionPayment, "PayIn")
 
 
-class ProposalIn(Body):
-    asset_id: StrictStr
-    title: StrictStr
-    options: list[StrictStr]
-    quorum_bps: StrictInt
-    closes_at: StrictStr | None = None
+if TYPE_CHECKING:
+    ProposalIn = Body
+else:
+    ProposalIn = request_model(ProposalSubmission, "ProposalIn")
 
 
-class VoteIn(Body):
-    investor_id: StrictStr
-    option: StrictStr
+if TYPE_CHECKING:
+    VoteIn = Body
+else:
+    VoteIn = request_model(Vote, "VoteIn")

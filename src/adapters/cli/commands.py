@@ -7,7 +7,9 @@ import dataclasses
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Annotated, Any, get_args, get_origin, get_type_hints
+from datetime import datetime
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints
 
 import typer
 
@@ -15,6 +17,27 @@ from adapters.cli.common import (
     JsonOption,
     KeyOption,
     run_command,
+)
+from ledger.domain.commands import (
+    AssetStatusChange,
+    DistributionDeclaration,
+    DistributionPayment,
+    HolderFreeze,
+    InvestmentCancellation,
+    InvestmentOrder,
+    KycDecision,
+    OfferingChange,
+    PaymentConfirmation,
+    ProposalClosing,
+    ProposalSubmission,
+    RedemptionOrder,
+    TokenBinding,
+    TokenFreeze,
+    TransferOrder,
+    ValuationReport,
+    Vote,
+    WalletAddition,
+    WalletRecovery,
 )
 from ledger.domain.terms import AssetTerms, InvestorRegistration, Terms, required
 
@@ -42,6 +65,10 @@ def options_of(terms: type[Terms]) -> Callable[[Callable[..., None]], Callable[.
         meta, hint = f.metadata, hints[f.name]
         if get_origin(hint) is tuple:  # repeated: `--allowed-country ID --allowed-country SG`
             hint = list[get_args(hint)[0]] | None  # type: ignore[misc]
+        elif hint is datetime:  # RFC 3339 text, which the ledger reads (typer's formats have no offset)
+            hint = str
+        elif get_origin(hint) in (Union, UnionType) and datetime in get_args(hint):
+            hint = str | None
         default = meta["cli_default"]
         if default is dataclasses.MISSING:
             default = inspect.Parameter.empty if required(f) else f.default
@@ -82,94 +109,73 @@ def asset_register(given: dict[str, Any], key: KeyOption = None, as_json: JsonOp
 
 
 @asset_cli.command("approve")
-def asset_approve(asset_id: str, key: KeyOption = None, as_json: JsonOption = False) -> None:
+@options_of(AssetStatusChange)
+def asset_approve(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Approve a draft asset."""
-    run_command(lambda ledger: ledger.approve_asset(asset_id, key), as_json)
+    run_command(lambda ledger: ledger.approve_asset(**given, idempotency_key=key), as_json)
 
 
 @asset_cli.command("offering")
-def asset_offering(
-    asset_id: str,
-    open_: Annotated[bool, typer.Option("--open/--close")],
-    key: KeyOption = None,
-    as_json: JsonOption = False,
-) -> None:
+@options_of(OfferingChange)
+def asset_offering(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Open or close the offering."""
-    run_command(lambda ledger: ledger.set_offering(asset_id, open_, key), as_json)
+    run_command(lambda ledger: ledger.set_offering(given["asset_id"], given["open"], key), as_json)
 
 
 @asset_cli.command("pause")
-def asset_pause(asset_id: str, key: KeyOption = None, as_json: JsonOption = False) -> None:
+@options_of(AssetStatusChange)
+def asset_pause(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Pause transfers of an asset."""
-    run_command(lambda ledger: ledger.pause_asset(asset_id, key), as_json)
+    run_command(lambda ledger: ledger.pause_asset(**given, idempotency_key=key), as_json)
 
 
 @asset_cli.command("unpause")
-def asset_unpause(asset_id: str, key: KeyOption = None, as_json: JsonOption = False) -> None:
+@options_of(AssetStatusChange)
+def asset_unpause(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Resume transfers of an asset."""
-    run_command(lambda ledger: ledger.unpause_asset(asset_id, key), as_json)
+    run_command(lambda ledger: ledger.unpause_asset(**given, idempotency_key=key), as_json)
 
 
 @asset_cli.command("bind-token")
-def asset_bind_token(
-    asset_id: str,
-    chain_id: int,
-    token_address: str,
-    identity_registry: str,
-    key: KeyOption = None,
-    as_json: JsonOption = False,
-) -> None:
+@options_of(TokenBinding)
+def asset_bind_token(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Bind an approved asset to its ERC-3643 token (status tokenized)."""
-    run_command(
-        lambda ledger: ledger.bind_token(asset_id, chain_id, token_address, identity_registry, key), as_json
-    )
+    run_command(lambda ledger: ledger.bind_token(**given, idempotency_key=key), as_json)
 
 
 @asset_cli.command("freeze-tokens")
-def asset_freeze_tokens(
-    asset_id: str, investor_id: str, quantity: int, key: KeyOption = None, as_json: JsonOption = False
-) -> None:
+@options_of(TokenFreeze)
+def asset_freeze_tokens(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Freeze part of a holder's tokens."""
-    run_command(lambda ledger: ledger.freeze_tokens(asset_id, investor_id, quantity, key), as_json)
+    run_command(lambda ledger: ledger.freeze_tokens(**given, idempotency_key=key), as_json)
 
 
 @asset_cli.command("unfreeze-tokens")
-def asset_unfreeze_tokens(
-    asset_id: str, investor_id: str, quantity: int, key: KeyOption = None, as_json: JsonOption = False
-) -> None:
+@options_of(TokenFreeze)
+def asset_unfreeze_tokens(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Unfreeze part of a holder's frozen tokens."""
-    run_command(lambda ledger: ledger.unfreeze_tokens(asset_id, investor_id, quantity, key), as_json)
+    run_command(lambda ledger: ledger.unfreeze_tokens(**given, idempotency_key=key), as_json)
 
 
 @asset_cli.command("freeze")
-def asset_freeze(asset_id: str, investor_id: str, key: KeyOption = None, as_json: JsonOption = False) -> None:
+@options_of(HolderFreeze)
+def asset_freeze(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Freeze an investor on an asset (no transfers from or to them)."""
-    run_command(lambda ledger: ledger.freeze_investor(asset_id, investor_id, key), as_json)
+    run_command(lambda ledger: ledger.freeze_investor(**given, idempotency_key=key), as_json)
 
 
 @asset_cli.command("unfreeze")
-def asset_unfreeze(
-    asset_id: str, investor_id: str, key: KeyOption = None, as_json: JsonOption = False
-) -> None:
+@options_of(HolderFreeze)
+def asset_unfreeze(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Lift an investor's freeze on an asset."""
-    run_command(lambda ledger: ledger.unfreeze_investor(asset_id, investor_id, key), as_json)
+    run_command(lambda ledger: ledger.unfreeze_investor(**given, idempotency_key=key), as_json)
 
 
 @asset_cli.command("value")
-def asset_value(
-    asset_id: str,
-    price_per_token: Annotated[int, typer.Option(help="Minor units per whole token.")],
-    valued_at: Annotated[str, typer.Option(help="RFC 3339; not in the future, not before registration.")],
-    source: Annotated[str, typer.Option(help="Appraiser, NAV report id.")],
-    method: Annotated[str | None, typer.Option()] = None,
-    key: KeyOption = None,
-    as_json: JsonOption = False,
-) -> None:
+@options_of(ValuationReport)
+def asset_value(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Record a valuation of an asset (a correction is a new valuation)."""
-    run_command(
-        lambda ledger: ledger.record_valuation(asset_id, price_per_token, valued_at, source, method, key),
-        as_json,
-    )
+    run_command(lambda ledger: ledger.record_valuation(**given, idempotency_key=key), as_json)
 
 
 @investor_cli.command("register")
@@ -181,127 +187,89 @@ def investor_register(given: dict[str, Any], key: KeyOption = None, as_json: Jso
 
 
 @investor_cli.command("kyc")
-def investor_kyc(
-    investor_id: str,
-    status: str,
-    expires_at: Annotated[str | None, typer.Option()] = None,
-    key: KeyOption = None,
-    as_json: JsonOption = False,
-) -> None:
+@options_of(KycDecision)
+def investor_kyc(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Record a KYC decision: pending, approved (optionally until --expires-at), rejected, revoked."""
-    run_command(lambda ledger: ledger.update_kyc(investor_id, status, expires_at, key), as_json)
+    run_command(lambda ledger: ledger.update_kyc(**given, idempotency_key=key), as_json)
 
 
 @investor_cli.command("add-wallet")
-def investor_add_wallet(
-    investor_id: str, wallet: str, key: KeyOption = None, as_json: JsonOption = False
-) -> None:
+@options_of(WalletAddition)
+def investor_add_wallet(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Add a wallet to an investor."""
-    run_command(lambda ledger: ledger.add_wallet(investor_id, wallet, key), as_json)
+    run_command(lambda ledger: ledger.add_wallet(**given, idempotency_key=key), as_json)
 
 
 @investor_cli.command("recover")
-def investor_recover(
-    investor_id: str, lost_wallet: str, new_wallet: str, key: KeyOption = None, as_json: JsonOption = False
-) -> None:
+@options_of(WalletRecovery)
+def investor_recover(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Replace a lost wallet with a new one."""
-    run_command(lambda ledger: ledger.recover_wallet(investor_id, lost_wallet, new_wallet, key), as_json)
+    run_command(lambda ledger: ledger.recover_wallet(**given, idempotency_key=key), as_json)
 
 
 @investment_cli.command("place")
-def investment_place(
-    investor_id: str, asset_id: str, amount: int, key: KeyOption = None, as_json: JsonOption = False
-) -> None:
+@options_of(InvestmentOrder)
+def investment_place(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Place an investment of AMOUNT minor units (pending payment)."""
-    run_command(lambda ledger: ledger.place_investment(investor_id, asset_id, amount, key), as_json)
+    run_command(lambda ledger: ledger.place_investment(**given, idempotency_key=key), as_json)
 
 
 @investment_cli.command("confirm-payment")
-def investment_confirm(
-    investment_id: str, payment_ref: str, key: KeyOption = None, as_json: JsonOption = False
-) -> None:
+@options_of(PaymentConfirmation)
+def investment_confirm(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Confirm the payment of an investment: its tokens are issued."""
-    run_command(lambda ledger: ledger.confirm_payment(investment_id, payment_ref, key), as_json)
+    run_command(lambda ledger: ledger.confirm_payment(**given, idempotency_key=key), as_json)
 
 
 @investment_cli.command("cancel")
-def investment_cancel(investment_id: str, key: KeyOption = None, as_json: JsonOption = False) -> None:
+@options_of(InvestmentCancellation)
+def investment_cancel(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Cancel a pending investment."""
-    run_command(lambda ledger: ledger.cancel_investment(investment_id, key), as_json)
+    run_command(lambda ledger: ledger.cancel_investment(**given, idempotency_key=key), as_json)
 
 
-def transfer(
-    asset_id: str,
-    from_investor_id: str,
-    to_investor_id: str,
-    quantity: int,
-    forced: Annotated[bool, typer.Option(help="Agent's forced transfer.")] = False,
-    key: KeyOption = None,
-    as_json: JsonOption = False,
-) -> None:
+@options_of(TransferOrder)
+def transfer(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Transfer QUANTITY base units between two investors."""
-    run_command(
-        lambda ledger: ledger.transfer(asset_id, from_investor_id, to_investor_id, quantity, forced, key),
-        as_json,
-    )
+    run_command(lambda ledger: ledger.transfer(**given, idempotency_key=key), as_json)
 
 
-def redeem(
-    asset_id: str, investor_id: str, quantity: int, key: KeyOption = None, as_json: JsonOption = False
-) -> None:
+@options_of(RedemptionOrder)
+def redeem(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Redeem (burn) QUANTITY base units of an investor."""
-    run_command(lambda ledger: ledger.redeem(asset_id, investor_id, quantity, key), as_json)
+    run_command(lambda ledger: ledger.redeem(**given, idempotency_key=key), as_json)
 
 
 @distribution_cli.command("declare")
-def distribution_declare(
-    asset_id: str,
-    amount: int,
-    record_position: Annotated[int | None, typer.Option()] = None,
-    key: KeyOption = None,
-    as_json: JsonOption = False,
-) -> None:
+@options_of(DistributionDeclaration)
+def distribution_declare(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Declare a distribution of AMOUNT minor units to the holders as of the record position."""
-    run_command(lambda ledger: ledger.declare_distribution(asset_id, amount, record_position, key), as_json)
+    run_command(lambda ledger: ledger.declare_distribution(**given, idempotency_key=key), as_json)
 
 
 @distribution_cli.command("pay")
-def distribution_pay(
-    distribution_id: str,
-    investor_id: Annotated[str | None, typer.Option()] = None,
-    key: KeyOption = None,
-    as_json: JsonOption = False,
-) -> None:
+@options_of(DistributionPayment)
+def distribution_pay(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Mark entitlements paid: all unpaid ones, or one investor's."""
-    run_command(lambda ledger: ledger.pay_distribution(distribution_id, investor_id, key), as_json)
+    run_command(lambda ledger: ledger.pay_distribution(**given, idempotency_key=key), as_json)
 
 
 @proposal_cli.command("create")
-def proposal_create(
-    asset_id: str,
-    title: str,
-    option: Annotated[list[str], typer.Option(help="Repeat for each option.")],
-    quorum_bps: Annotated[int, typer.Option()],
-    closes_at: Annotated[str | None, typer.Option()] = None,
-    key: KeyOption = None,
-    as_json: JsonOption = False,
-) -> None:
+@options_of(ProposalSubmission)
+def proposal_create(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Put a proposal to the holders of an asset."""
-    run_command(
-        lambda ledger: ledger.create_proposal(asset_id, title, list(option), quorum_bps, closes_at, key),
-        as_json,
-    )
+    run_command(lambda ledger: ledger.create_proposal(**given, idempotency_key=key), as_json)
 
 
 @proposal_cli.command("vote")
-def proposal_vote(
-    proposal_id: str, investor_id: str, option: str, key: KeyOption = None, as_json: JsonOption = False
-) -> None:
+@options_of(Vote)
+def proposal_vote(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Cast an investor's vote."""
-    run_command(lambda ledger: ledger.cast_vote(proposal_id, investor_id, option, key), as_json)
+    run_command(lambda ledger: ledger.cast_vote(**given, idempotency_key=key), as_json)
 
 
 @proposal_cli.command("close")
-def proposal_close(proposal_id: str, key: KeyOption = None, as_json: JsonOption = False) -> None:
+@options_of(ProposalClosing)
+def proposal_close(given: dict[str, Any], key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Close a proposal and fix its result."""
-    run_command(lambda ledger: ledger.close_proposal(proposal_id, key), as_json)
+    run_command(lambda ledger: ledger.close_proposal(**given, idempotency_key=key), as_json)

@@ -35,19 +35,22 @@ def term(
     digits: bool = False,
     option: str | None = None,
     cli_default: Any = dataclasses.MISSING,
+    path: bool = False,
 ) -> Any:
     """A field with its check (`check(value, name)` returns the value normalised or raises a
     `ValidationError`), the help the CLI shows, whether the CLI takes it as an argument rather
     than an option, whether a request may give an integer that is not a `Quantity` as a string of
-    digits too (`digits`), and, where the CLI differs, its option name and default (an operator's
-    shorthand, not a rule)."""
+    digits too (`digits`), where the CLI differs, its option name and default (an operator's
+    shorthand, not a rule), and whether an HTTP request gives it in its path rather than its body
+    (`path`: the id of what the command acts on; the CLI takes it as an argument)."""
     meta = {
         "check": check,
         "help": help,
-        "argument": argument,
+        "argument": argument or path,
         "digits": digits,
         "option": option,
         "cli_default": cli_default,
+        "path": path,
     }
     return dataclasses.field(default=default, metadata=meta)
 

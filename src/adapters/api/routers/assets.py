@@ -54,7 +54,9 @@ def set_offering(
     request: Request, asset_id: str, body: OfferingIn, caller: Caller, key: IdempotencyKey = None
 ) -> JSONResponse:
     require(caller)
-    return run_command(request, lambda: services(request).ledger.set_offering(asset_id, body.open, key))
+    ledger = services(request).ledger
+    given = body.model_dump()  # an `OfferingChange`'s fields but the asset's id
+    return run_command(request, lambda: ledger.set_offering(asset_id, given["open"], key))
 
 
 @router.post("/{asset_id}/pause", response_model=responses.AssetChanged, responses=responses.COMMAND)
@@ -77,10 +79,8 @@ def bind_token(
 ) -> JSONResponse:
     require(caller)
     ledger = services(request).ledger
-    return run_command(
-        request,
-        lambda: ledger.bind_token(asset_id, body.chain_id, body.token_address, body.identity_registry, key),
-    )
+    given = body.model_dump()  # a `TokenBinding`'s fields but the asset's id
+    return run_command(request, lambda: ledger.bind_token(asset_id, **given, idempotency_key=key))
 
 
 @router.post(
@@ -98,7 +98,10 @@ def freeze_tokens(
 ) -> JSONResponse:
     require(caller)
     ledger = services(request).ledger
-    return run_command(request, lambda: ledger.freeze_tokens(asset_id, investor_id, body.quantity, key))
+    given = body.model_dump()  # a `TokenFreeze`'s fields but those of the path
+    return run_command(
+        request, lambda: ledger.freeze_tokens(asset_id, investor_id, **given, idempotency_key=key)
+    )
 
 
 @router.post(
@@ -116,7 +119,10 @@ def unfreeze_tokens(
 ) -> JSONResponse:
     require(caller)
     ledger = services(request).ledger
-    return run_command(request, lambda: ledger.unfreeze_tokens(asset_id, investor_id, body.quantity, key))
+    given = body.model_dump()  # a `TokenFreeze`'s fields but those of the path
+    return run_command(
+        request, lambda: ledger.unfreeze_tokens(asset_id, investor_id, **given, idempotency_key=key)
+    )
 
 
 @router.post(
@@ -156,13 +162,8 @@ def record_valuation(
 ) -> JSONResponse:
     require(caller)
     ledger = services(request).ledger
-    return run_command(
-        request,
-        lambda: ledger.record_valuation(
-            asset_id, body.price_per_token, body.valued_at, body.source, body.method, key
-        ),
-        201,
-    )
+    given = body.model_dump()  # a `ValuationReport`'s fields but the asset's id
+    return run_command(request, lambda: ledger.record_valuation(asset_id, **given, idempotency_key=key), 201)
 
 
 @router.get("/{asset_id}/valuations", response_model=responses.Valuations, responses=responses.QUERY)

@@ -53,9 +53,11 @@ def pay_distribution(
     key: IdempotencyKey = None,
 ) -> JSONResponse:
     require(caller)
-    investor_id = body.investor_id if body is not None else None
+    given = body.model_dump() if body is not None else {}  # a `DistributionPayment`'s fields but the id
     ledger = services(request).ledger
-    return run_command(request, lambda: ledger.pay_distribution(distribution_id, investor_id, key))
+    return run_command(
+        request, lambda: ledger.pay_distribution(distribution_id, **given, idempotency_key=key)
+    )
 
 
 @router.get(
@@ -81,13 +83,8 @@ def create_proposal(
 ) -> JSONResponse:
     require(caller)
     ledger = services(request).ledger
-    return run_command(
-        request,
-        lambda: ledger.create_proposal(
-            body.asset_id, body.title, body.options, body.quorum_bps, body.closes_at, key
-        ),
-        201,
-    )
+    given = body.model_dump()  # a `ProposalSubmission`'s fields
+    return run_command(request, lambda: ledger.create_proposal(**given, idempotency_key=key), 201)
 
 
 @router.post(
@@ -99,11 +96,10 @@ def create_proposal(
 def cast_vote(
     request: Request, proposal_id: str, body: VoteIn, caller: Caller, key: IdempotencyKey = None
 ) -> JSONResponse:
-    require(caller, "investor", investor_id=body.investor_id)
+    given = body.model_dump()  # a `Vote`'s fields but the proposal's id
+    require(caller, "investor", investor_id=given["investor_id"])
     ledger = services(request).ledger
-    return run_command(
-        request, lambda: ledger.cast_vote(proposal_id, body.investor_id, body.option, key), 201
-    )
+    return run_command(request, lambda: ledger.cast_vote(proposal_id, **given, idempotency_key=key), 201)
 
 
 @router.post(

@@ -46,7 +46,8 @@ def confirm_payment(
 ) -> JSONResponse:
     require(caller)
     ledger = services(request).ledger
-    return run_command(request, lambda: ledger.confirm_payment(investment_id, body.payment_ref, key))
+    given = body.model_dump()  # a `PaymentConfirmation`'s fields but the investment's id
+    return run_command(request, lambda: ledger.confirm_payment(investment_id, **given, idempotency_key=key))
 
 
 @router.post(

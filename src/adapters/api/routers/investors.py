@@ -60,7 +60,8 @@ def update_kyc(
 ) -> JSONResponse:
     require(caller)
     ledger = services(request).ledger
-    return run_command(request, lambda: ledger.update_kyc(investor_id, body.status, body.expires_at, key))
+    given = body.model_dump()  # a `KycDecision`'s fields but the investor's id
+    return run_command(request, lambda: ledger.update_kyc(investor_id, **given, idempotency_key=key))
 
 
 @router.post("/{investor_id}/wallets", response_model=responses.InvestorChanged, responses=responses.COMMAND)
@@ -68,7 +69,9 @@ def add_wallet(
     request: Request, investor_id: str, body: WalletIn, caller: Caller, key: IdempotencyKey = None
 ) -> JSONResponse:
     require(caller)
-    return run_command(request, lambda: services(request).ledger.add_wallet(investor_id, body.wallet, key))
+    ledger = services(request).ledger
+    given = body.model_dump()  # a `WalletAddition`'s fields but the investor's id
+    return run_command(request, lambda: ledger.add_wallet(investor_id, **given, idempotency_key=key))
 
 
 @router.post("/{investor_id}/recover", response_model=responses.InvestorChanged, responses=responses.COMMAND)
@@ -77,9 +80,8 @@ def recover_wallet(
 ) -> JSONResponse:
     require(caller)
     ledger = services(request).ledger
-    return run_command(
-        request, lambda: ledger.recover_wallet(investor_id, body.lost_wallet, body.new_wallet, key)
-    )
+    given = body.model_dump()  # a `WalletRecovery`'s fields but the investor's id
+    return run_command(request, lambda: ledger.recover_wallet(investor_id, **given, idempotency_key=key))
 
 
 def _investor(investor_id: str) -> str:
