@@ -17,7 +17,8 @@ whoever can write the file can rewrite all of it.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ from psycopg.sql import SQL, Identifier
 
 from ledger.errors import ConfigurationError
 from ledger.store import (
+    CREATE_LOCK,
     EVENTS_TABLE,
     HASHES_TABLE,
     IDEMPOTENCY_TABLE,
@@ -270,7 +272,30 @@ def _present_functions(recorder: LedgerPostgresRecorder) -> set[str]:
 
 
 def structure_checks(recorder: Recorder) -> list[Check]:
-    """Tables, triggers and functions present, and their definitions as digested at creation."""
+    """Tables, triggers and functions present, and their definitions as digested at creation.
+
+    Read while no process creates or hardens the store (PostgreSQL): a process starting at the
+    same moment replaces the functions and then hardens them in two transactions, and a check
+    that read the definitions in between would refuse a store that is as created."""
+    with _no_store_being_created(recorder):
+        return _structure_checks(recorder)
+
+
+@contextmanager
+def _no_store_being_created(recorder: Recorder) -> Iterator[None]:
+    """Holds the store-creation advisory lock shared (`create_table` takes it exclusively)."""
+    if not isinstance(recorder, LedgerPostgresRecorder):
+        yield
+        return
+    with recorder.datastore.get_connection() as conn:
+        conn.execute("SELECT pg_advisory_lock_shared(%s)", (CREATE_LOCK,))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock_shared(%s)", (CREATE_LOCK,))
+
+
+def _structure_checks(recorder: Recorder) -> list[Check]:
     postgres = isinstance(recorder, LedgerPostgresRecorder)
     missing = missing_tables(recorder)
     checks = [Check("tables", not missing, f"missing: {', '.join(missing)}" if missing else "present")]
