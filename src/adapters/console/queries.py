@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from adapters.api.routers.audit import _concerns, event_json
+from adapters.api.routers.audit import concerns, event_json, related_streams
 from ledger import merkle
 from ledger.application import LedgerApplication
 from ledger.errors import NotFoundError
@@ -37,7 +37,6 @@ from projections.portfolio import Portfolio, portfolio_view
 from projections.proposals import ProposalRecord, proposal_record, proposals
 from projections.schema import view_position
 from projections.statements import Movement, StatementFilter, whole_statement
-from projections.streams import streams_of_asset, streams_of_investor
 
 __all__ = [
     "AssetCompliance",
@@ -230,10 +229,7 @@ def history(
     ledger: LedgerApplication, conn: Connection, wanted: HistoryFilter, limit: int
 ) -> HistoryPage:
     """Events of the store (not the read models) matching the filter, oldest first."""
-    related = {
-        "asset": streams_of_asset(conn, wanted.asset_id) if wanted.asset_id else set(),
-        "investor": streams_of_investor(conn, wanted.investor_id) if wanted.investor_id else set(),
-    }
+    related = related_streams(conn, wanted.asset_id or None, wanted.investor_id or None)
     kind = (wanted.event_type or "").lower()
     after = max(0, (wanted.first or 1) - 1)
     found: list[dict[str, Any]] = []
@@ -243,7 +239,7 @@ def history(
         if not record.topic:  # a hash without its event: `verify` names it
             continue
         event = event_json(ledger, record)
-        if kind in event["type"].lower() and _concerns(event, wanted.asset_id, wanted.investor_id, related):
+        if kind in event["type"].lower() and concerns(event, wanted.asset_id, wanted.investor_id, related):
             found.append(event)
         if len(found) == limit or scanned == HISTORY_SCAN:
             more = wanted.last is None or last_seen < wanted.last

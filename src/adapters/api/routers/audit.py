@@ -17,6 +17,7 @@ from eventsourcing.utils import resolve_topic
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
+from sqlalchemy import Connection
 
 from adapters.api import responses
 from adapters.api.common import ApiError, Caller, event_data, exact, require, services
@@ -70,7 +71,15 @@ def event_json(ledger: LedgerApplication, record: StoredRecord) -> dict[str, Any
     }
 
 
-def _concerns(
+def related_streams(conn: Connection, asset_id: str | None, investor_id: str | None) -> dict[str, set[str]]:
+    """The streams the read models know to be the asset's and the investor's (for `concerns`)."""
+    return {
+        "asset": streams_of_asset(conn, asset_id) if asset_id is not None else set(),
+        "investor": streams_of_investor(conn, investor_id) if investor_id is not None else set(),
+    }
+
+
+def concerns(
     event: dict[str, Any], asset_id: str | None, investor_id: str | None, related: dict[str, set[str]]
 ) -> bool:
     """Whether an event belongs to the filtered asset and investor: its data names them, or its
@@ -112,16 +121,13 @@ def audit_events(
     svc = services(request)
     ledger = svc.ledger
     with snapshot(svc.runner.engine) as conn:
-        related = {
-            "asset": streams_of_asset(conn, asset_id) if asset_id is not None else set(),
-            "investor": streams_of_investor(conn, investor_id) if investor_id is not None else set(),
-        }
+        related = related_streams(conn, asset_id, investor_id)
     found: list[dict[str, Any]] = []
     next_after = after
     for record in itertools.islice(ledger.admin.records(after=after), SCAN_LIMIT):
         next_after = record.position
         event = event_json(ledger, record)
-        if _concerns(event, asset_id, investor_id, related):
+        if concerns(event, asset_id, investor_id, related):
             found.append(event)
             if len(found) == limit:
                 break
