@@ -122,7 +122,7 @@ def test_metrics_count_requests_commands_and_lag(lite_api: Api) -> None:
     api.open_asset()
     api.post(f"/v1/assets/{ASSET_ID}/unpause")  # rejected: invalid_state
     api.post("/v1/investments", {"amount": 1.5})  # validation_error
-    api.get(f"/v1/assets/{ASSET_ID}")
+    api.read(f"/v1/assets/{ASSET_ID}")  # waits for the runner (min_position): a 200, never a racing 404
     response = api.client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
