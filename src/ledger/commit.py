@@ -15,6 +15,13 @@ stale aggregates forward from the store. Appends that collide with another
 writer (same aggregate version) fail on the store's unique key; the batch's
 commands are then retried one by one against fresh state, a bounded number of
 times.
+
+On PostgreSQL that comparison is the start of a writer turn (`writer_turn`): a round
+trip before the batch runs. A process whose last `QUIET_TURNS` turns found nobody else's
+events runs its batch first and has its append check, in the same round trip, that the
+head has not moved (an optimistic turn); its rejections are answered only once that
+check passed. If the head did move, nothing was appended: the aggregates the batch
+touched are dropped and the batch runs again in a real turn, on the others' events.
 """
 
 from __future__ import annotations
@@ -45,12 +52,14 @@ from ledger.errors import (
 )
 from ledger.outbox import OutboxEntry, chain_operations
 from ledger.pauses import gc_paused
-from ledger.store import IdempotencyRecord, StoreAdmin, WriterTurn
+from ledger.store import ClaimRefusedError, IdempotencyRecord, StoreAdmin, WriterTurn
 
 A = TypeVar("A", bound=Aggregate)
 MAX_BATCH = 512
 MAX_ATTEMPTS = 5
 MAX_CACHED = 20_000
+Rejections = list[tuple["_Pending", LedgerError]]
+QUIET_TURNS = 4  # real turns in a row that found no other writer's events before turns go optimistic
 
 
 @dataclass(frozen=True)
@@ -217,6 +226,7 @@ class GroupCommitter:
         self._cache: OrderedDict[UUID, Aggregate] = OrderedDict()
         self._stale: set[UUID] = set()
         self._complete_at: int | None = None
+        self._quiet_turns = 0  # real turns in a row that found nobody else's events since
         self._recent_keys: OrderedDict[str, tuple[str, str, int]] = OrderedDict()
         self.working: dict[UUID, Aggregate] = {}
 
@@ -347,21 +357,40 @@ class GroupCommitter:
         )
 
     def _attempt(self, batch: list[_Pending], *, alone: bool) -> None:
-        """Runs a batch and appends it in this process's writer turn, the cache first brought
+        """Runs a batch and appends it in this process's writer turn: optimistic while no other
+        writer has been seen lately (`QUIET_TURNS`), else a real one, the cache first brought
         forward by the events other processes appended (PostgreSQL). Without turns (SQLite),
         a command retried alone after a conflict first brings the cache up to date: it must
         see every other writer's events."""
+        if not alone and self._complete_at is not None and self._quiet_turns >= QUIET_TURNS:
+            try:
+                self._attempt_in_turn(batch, alone=False, optimistic=True)
+                return
+            except ClaimRefusedError:
+                self._quiet_turns = 0
+                batch = [p for p in batch if not p.done]  # replays of stored outcomes stand
+        self._attempt_in_turn(batch, alone=alone, optimistic=False)
+
+    def _attempt_in_turn(self, batch: list[_Pending], *, alone: bool, optimistic: bool) -> None:
         self.working = {}
+        rejected: Rejections | None = [] if optimistic else None
         try:
-            with self.admin.writer_turn(self._complete_at) as turn:
-                if turn is not None:
+            with self.admin.writer_turn(self._complete_at, optimistic=optimistic) as turn:
+                if turn is not None and turn.expected is None:
                     self._catch_up(turn)
+                    self._quiet_turns = self._quiet_turns + 1 if turn.rows == [] else 0
                 elif alone:
                     self._refresh()
-                ran = self._run_commands(batch, alone=alone)
+                ran = self._run_commands(batch, alone=alone, rejected=rejected)
                 if ran:
-                    self._append(ran)
+                    self._append(ran)  # an optimistic turn's claim passed with it
+                elif rejected:
+                    self._check_head()
             self._keep(self.working)
+        except ClaimRefusedError:
+            for aggregate_id in self.working:  # changed by commands run on a stale cache
+                self._cache.pop(aggregate_id, None)
+            raise
         except BaseException:
             for aggregate_id in self.working:
                 self._cache.pop(aggregate_id, None)
@@ -369,6 +398,14 @@ class GroupCommitter:
             raise
         finally:
             self.working = {}
+        for pending, error in rejected or ():
+            pending.fail(error)
+
+    def _check_head(self) -> None:
+        """Rejections of an optimistic turn that appended nothing stand only if nobody else
+        appended since the cache was complete (the store's head, read)."""
+        if self.admin.head_position() != self._complete_at:
+            raise ClaimRefusedError("another writer appended since this process's cache was complete")
 
     def _stored_outcomes(self, keys: list[str], *, from_store: bool) -> dict[str, tuple[str, str, int]]:
         """First outcomes of idempotency keys: this process's recent ones, or the store's.
@@ -380,7 +417,12 @@ class GroupCommitter:
             return self.admin.idempotency_records(keys)
         return {key: self._recent_keys[key] for key in keys if key in self._recent_keys}
 
-    def _run_commands(self, batch: list[_Pending], *, alone: bool) -> list[_Ran]:
+    def _run_commands(
+        self, batch: list[_Pending], *, alone: bool, rejected: Rejections | None = None
+    ) -> list[_Ran]:
+        """Runs the batch's commands in order; a rejection is answered at once, or kept in
+        `rejected` (an optimistic turn: answered once the state it was checked on is known
+        to be current)."""
         keys = [p.command.idempotency_key for p in batch if p.command.idempotency_key]
         stored = self._stored_outcomes(keys, from_store=alone)
         ran: list[_Ran] = []
@@ -400,7 +442,10 @@ class GroupCommitter:
                 uow.check_untouched()
                 if key is not None and not alone:
                     continue  # a rejection may be a replay of another process's success: check alone
-                pending.fail(error)
+                if rejected is not None:
+                    rejected.append((pending, error))
+                else:
+                    pending.fail(error)
                 continue
             except Exception:
                 uow.check_untouched()
@@ -470,6 +515,7 @@ class GroupCommitter:
         if prev_position is not None and prev_position == self._complete_at:
             self._complete_at = positions[-1]
         else:
+            self._quiet_turns = 0
             # Someone else appended since our cache was complete: it is brought
             # forward from the store, aggregate by aggregate, as they are used.
             self._mark_stale()

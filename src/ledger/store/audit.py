@@ -73,11 +73,15 @@ class StoreAdmin:
             return f'"{self.sql.datastore.schema}".{name}'
         return name
 
-    def writer_turn(self, after: int | None) -> AbstractContextManager[WriterTurn | None]:
-        """The recorder's writer turn on PostgreSQL; None on SQLite, whose own writer lock
-        serialises appends (a process there finds others' appends by the head position)."""
+    def writer_turn(
+        self, after: int | None, *, optimistic: bool = False
+    ) -> AbstractContextManager[WriterTurn | None]:
+        """The recorder's writer turn on PostgreSQL (optimistic: claimed by its append,
+        `ClaimRefusedError` if another writer appended after `after`); None on SQLite, whose own
+        writer lock serialises appends (a process there finds others' appends by the head
+        position)."""
         if isinstance(self.sql, PostgresSql):
-            return self.sql.recorder.writer_turn(after)
+            return self.sql.recorder.writer_turn(after, optimistic=optimistic)
         return nullcontext(None)
 
     def head_position(self) -> int:

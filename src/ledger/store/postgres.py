@@ -5,7 +5,8 @@ links (`hashchain`), idempotency records and outbox entries (`rows`). A small ba
 goes in one call of the server-side `ledger_append` on a connection set aside for
 appends; a large one through the library's pipelined write path. A batch whose commit
 was not acknowledged is looked up before it is sent again, and processes writing to
-one store take turns (`writer_turn`).
+one store take turns (`writer_turn`); a process that has seen no other writer for a while
+takes its turn optimistically, in the round trip of its append.
 """
 
 from __future__ import annotations
@@ -83,6 +84,21 @@ class WriterTurn:
     head: int | None
     alive: bool = True  # False once its batch was sent, or the turn ended
     failed: bool = False  # its batch met an error: the connection's state is not known
+    # An optimistic turn: nothing sent yet. Its append takes the lock, checks that nothing
+    # was appended after this position (else `ClaimRefusedError`, nothing appended) and
+    # commits, all in one round trip; `rows` is [] as the caller assumes.
+    expected: int | None = None
+
+
+class ClaimRefusedError(Exception):
+    """An optimistic turn found events appended after the position the caller's cache was
+    complete at (or its claim did not reach the store before its batch was sent): nothing of
+    its batch was appended, and the caller takes a real turn."""
+
+
+# What refuses an optimistic turn's claim before its append runs (so nothing was appended):
+# the head check's division by zero, or the writer lock not granted within the lock timeout.
+CLAIM_REFUSED = (psycopg.errors.DivisionByZero, psycopg.errors.LockNotAvailable)
 
 
 # psycopg's errors as the library's `PostgresDatastore.get_connection` translates them
@@ -208,6 +224,13 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         self._select_head = (
             SQL("SELECT COALESCE(MAX(notification_id), 0) AS head FROM {}").format(self.events).as_bytes(None)
         )
+        # Divides by zero (an error, so the statements after it in the pipeline are skipped
+        # and the transaction aborts) when an event lies after the given position.
+        self._expect_head = (
+            SQL("SELECT 1 / (NOT EXISTS (SELECT 1 FROM {} WHERE notification_id > %s))::int")
+            .format(self.events)
+            .as_bytes(None)
+        )
         self._insert_columns = (
             SQL(
                 "INSERT INTO {} (originator_id, originator_version, topic, state) "
@@ -268,9 +291,11 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         for _ in range(APPEND_ATTEMPTS):
             try:
                 return send(stored_events, **kwargs)
-            except IntegrityError:
+            except (IntegrityError, ClaimRefusedError):
+                # Another writer's events at these versions, an idempotency key used already, or
+                # (optimistic turn) events after the expected head; or an unacknowledged attempt's.
                 if lost is None:
-                    raise  # another writer's events at these versions, or an idempotency key used already
+                    raise
                 landed = self._look_up(stored_events, kwargs, lost)
                 if landed is None:
                     raise
@@ -305,7 +330,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         ) from lost
 
     @contextmanager
-    def writer_turn(self, after: int | None) -> Iterator[WriterTurn]:
+    def writer_turn(self, after: int | None, *, optimistic: bool = False) -> Iterator[WriterTurn]:
         """This process's turn at writing: the store-wide writer lock, held until the turn's
         small batch is committed (`_append_in_one_call`) or the turn ends.
 
@@ -317,15 +342,21 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         cached aggregates forward from those events instead of reloading them. In one
         process the turn costs one round trip per batch. A turn that cannot start for a lost
         connection (nothing was sent yet) is tried again, as an append is.
+
+        `optimistic` (with `after` known): the caller expects nobody else appended since
+        `after` and sends nothing now; its append claims the turn in its own round trip
+        (`expected`), and `ClaimRefusedError` says the expectation was wrong.
         """
-        turn_cm, turn = self._open_turn(after)
+        turn_cm, turn = self._open_turn(after, optimistic and after is not None)
         with ExitStack() as stack:
             stack.push(turn_cm)
             yield turn
 
-    def _open_turn(self, after: int | None) -> tuple[AbstractContextManager[WriterTurn], WriterTurn]:
+    def _open_turn(
+        self, after: int | None, optimistic: bool
+    ) -> tuple[AbstractContextManager[WriterTurn], WriterTurn]:
         for attempt in range(1, APPEND_ATTEMPTS + 1):
-            turn_cm = self._turn_on(after)
+            turn_cm = self._turn_on(after, optimistic)
             try:
                 return turn_cm, turn_cm.__enter__()
             except (InterfaceError, OperationalError):
@@ -335,22 +366,24 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         raise AssertionError("unreachable")  # pragma: no cover
 
     @contextmanager
-    def _turn_on(self, after: int | None) -> Iterator[WriterTurn]:
+    def _turn_on(self, after: int | None, optimistic: bool) -> Iterator[WriterTurn]:
         with self._append_connection() as conn:
-            with conn.pipeline():
-                conn.execute(b"BEGIN")
-                conn.execute(self._turn_timeout)
-                conn.execute(b"SELECT pg_advisory_xact_lock(%s, %s)", (WRITER_LOCK, self._writer_scope))
-                cursor = cast(Any, conn).cursor(row_factory=tuple_row)
-                if after is None:
-                    cursor.execute(self._select_head, prepare=True)
-                else:
-                    cursor.execute(self._select_rows, (after, CATCH_UP_LIMIT + 1), prepare=True, binary=True)
-            rows: list[tuple[Any, ...]] = cursor.fetchall()
-            if after is None:
-                turn = WriterTurn(conn, None, int(rows[0][0]))
+            if optimistic:
+                turn = WriterTurn(conn, [], None, expected=after)
             else:
-                turn = WriterTurn(conn, rows if len(rows) <= CATCH_UP_LIMIT else None, None)
+                with conn.pipeline():
+                    self._send_lock(conn)
+                    cursor = cast(Any, conn).cursor(row_factory=tuple_row)
+                    if after is None:
+                        cursor.execute(self._select_head, prepare=True)
+                    else:
+                        params = (after, CATCH_UP_LIMIT + 1)
+                        cursor.execute(self._select_rows, params, prepare=True, binary=True)
+                rows: list[tuple[Any, ...]] = cursor.fetchall()
+                if after is None:
+                    turn = WriterTurn(conn, None, int(rows[0][0]))
+                else:
+                    turn = WriterTurn(conn, rows if len(rows) <= CATCH_UP_LIMIT else None, None)
             self._turn = turn
             try:
                 yield turn
@@ -358,6 +391,59 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
                 self._turn = None
                 turn.alive = False
                 self._end_turn(turn)
+
+    def _send_lock(self, conn: psycopg.Connection[DictRow]) -> None:
+        """Queues (in the caller's pipeline) the start of a turn: its transaction and the writer lock."""
+        conn.execute(b"BEGIN")
+        conn.execute(self._turn_timeout)
+        conn.execute(b"SELECT pg_advisory_xact_lock(%s, %s)", (WRITER_LOCK, self._writer_scope))
+
+    def _send_claim(self, conn: psycopg.Connection[DictRow], expected: int) -> None:
+        """Queues an optimistic turn's claim: the writer lock, then the check that nothing was
+        appended after the position its caller expects (an error if something was)."""
+        self._send_lock(conn)
+        conn.execute(self._expect_head, (expected,), prepare=True)
+
+    @staticmethod
+    def _refused(conn: psycopg.Connection[DictRow], error: psycopg.Error) -> ClaimRefusedError | None:
+        """What a refused claim becomes, its transaction rolled back (a connection that cannot
+        roll back is closed: nothing was appended either way); None for any other error."""
+        if not isinstance(error, CLAIM_REFUSED):
+            return None
+        try:
+            conn.execute(b"ROLLBACK")
+        except psycopg.Error:
+            conn.close()
+        return ClaimRefusedError("another writer appended since this process's cache was complete")
+
+    def _claim(self, turn: WriterTurn, expected: int) -> None:
+        """Claims an optimistic turn in a round trip of its own (before a large batch, which is
+        appended on another connection): a real turn from then on. Whatever stops the claim
+        stops it before anything of the batch was sent."""
+        try:
+            with turn.conn.pipeline():
+                self._send_claim(turn.conn, expected)
+        except psycopg.Error as error:
+            turn.alive = False
+            if self._refused(turn.conn, error) is None:
+                turn.failed = True
+            raise ClaimRefusedError("the writer turn could not be claimed") from None
+        turn.expected = None
+
+    def _send_append(
+        self, conn: psycopg.Connection[DictRow], params: tuple[Any, ...], *, claim: int | None, commit: bool
+    ) -> DictRow | None:
+        """One round trip: an optimistic turn's claim (if `claim`), the call of `ledger_append`
+        and the COMMIT that ends the turn (if `commit`)."""
+        if claim is None and not commit:
+            return conn.execute(self._append_sql, params, prepare=True).fetchone()
+        with conn.pipeline():
+            if claim is not None:
+                self._send_claim(conn, claim)
+            cursor = conn.execute(self._append_sql, params, prepare=True)
+            if commit:
+                conn.execute(b"COMMIT")
+        return cursor.fetchone()
 
     def _end_turn(self, turn: WriterTurn) -> None:
         """Rolls back a turn that appended nothing; a connection that failed in the turn goes
@@ -375,7 +461,11 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             self._give_back_append_connection()
 
     def _append_in_pipeline(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int]:
-        """The library's append (one pipelined transaction), without its own retry."""
+        """The library's append (one pipelined transaction, on a connection of its own), without
+        its own retry; an optimistic turn is claimed first, so the lock is held meanwhile."""
+        turn = self._turn
+        if turn is not None and turn.alive and turn.expected is not None:
+            self._claim(turn, turn.expected)
         positions = library.insert_without_retry(self, stored_events, **kwargs)
         assert positions is not None
         return positions
@@ -423,14 +513,15 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         )
         turn = self._turn
         if turn is not None and turn.alive:
-            # In a writer turn: the append and the commit that ends the turn, in one round trip.
+            # In a writer turn: the append and the commit that ends the turn (an optimistic
+            # turn's claim first), in one round trip.
             turn.alive = False
             try:
-                with turn.conn.pipeline():
-                    cursor = turn.conn.execute(self._append_sql, params, prepare=True)
-                    turn.conn.execute(b"COMMIT")
-                row = cursor.fetchone()
+                row = self._send_append(turn.conn, params, claim=turn.expected, commit=True)
             except psycopg.Error as error:
+                refused = self._refused(turn.conn, error) if turn.expected is not None else None
+                if refused is not None:
+                    raise refused from None
                 # Its fate is unknown: closed, the server aborts the turn's transaction unless
                 # it committed, so the lookup that follows finds the truth (and no lock is
                 # left held by a transaction nobody will end).
@@ -438,8 +529,17 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
                 turn.conn.close()
                 raise translated(error) from error
         else:
+            # Alone, or sent again after its turn lost its connection (an optimistic turn's
+            # batch with a claim of its own: the state it was checked on was never confirmed).
+            claim = turn.expected if turn is not None else None
             with self._append_connection() as conn:
-                row = conn.execute(self._append_sql, params, prepare=True).fetchone()
+                try:
+                    row = self._send_append(conn, params, claim=claim, commit=claim is not None)
+                except psycopg.Error as error:
+                    refused = self._refused(conn, error) if claim is not None else None
+                    if refused is not None:
+                        raise refused from None
+                    raise
         assert row is not None
         prev_position, *positions = cast(list[int], next(iter(row.values())))
         kwargs["commit_info"]["prev_position"] = prev_position
@@ -466,6 +566,8 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             return
         try:
             yield kept
+        except ClaimRefusedError:
+            raise  # rolled back (or closed, and replaced by the next append)
         except BaseException as error:
             self._give_back_append_connection()
             if isinstance(error, psycopg.Error):

@@ -1,0 +1,226 @@
+"""A process that has seen no other writer lately takes its writer turn optimistically
+(real PostgreSQL): its batch runs first, and its append checks in the same round trip that
+nobody appended since its cache was complete. Another process's events still decide every
+rule: a command checked on a stale cache is never appended and never rejected on it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+from uuid import uuid4
+
+import psycopg
+import pytest
+from eventsourcing.persistence import StoredEvent
+
+from ledger import commit
+from ledger.application import LedgerApplication
+from ledger.config import store_env
+from ledger.errors import AssetPausedError, InsufficientBalanceError, InvestorNotEligibleError
+from ledger.store import UNNEST_FROM, ClaimRefusedError, LedgerPostgresRecorder
+from tests.integration.test_append_exactly_once import fail_first_call, transfers_in_store
+from tests.support import holding, onboard, open_asset
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def pg_app(pg_schema_url: str) -> Iterator[LedgerApplication]:
+    application = LedgerApplication(store_env(pg_schema_url))
+    yield application
+    application.close()
+
+
+@pytest.fixture
+def other(pg_schema_url: str) -> Iterator[LedgerApplication]:
+    """A second writing process on the same store."""
+    application = LedgerApplication(store_env(pg_schema_url))
+    yield application
+    application.close()
+
+
+def record_turns(app: LedgerApplication) -> list[bool]:
+    """Whether each writer turn `app` takes from now on is optimistic."""
+    turns: list[bool] = []
+    original = app.admin.writer_turn
+
+    def recording(after: int | None, *, optimistic: bool = False) -> Any:
+        turns.append(optimistic)
+        return original(after, optimistic=optimistic)
+
+    app.admin.writer_turn = recording  # type: ignore[method-assign]
+    return turns
+
+
+def quiet(app: LedgerApplication, asset_id: str) -> None:
+    """Enough of `app`'s own turns in a row that its next one is optimistic."""
+    for _ in range(commit.QUIET_TURNS + 1):
+        app.transfer(asset_id, "alice", "bob", 1)
+        app.transfer(asset_id, "bob", "alice", 1)
+
+
+def positions(app: LedgerApplication) -> int:
+    return app.admin.head_position()
+
+
+@pytest.fixture
+def asset(pg_app: LedgerApplication) -> str:
+    asset_id = open_asset(pg_app)
+    for investor_id in ("alice", "bob", "carol"):
+        onboard(pg_app, investor_id)
+    holding(pg_app, asset_id, "alice", 100)
+    holding(pg_app, asset_id, "bob", 10)
+    return asset_id
+
+
+def test_a_quiet_process_appends_in_optimistic_turns(pg_app: LedgerApplication, asset: str) -> None:
+    quiet(pg_app, asset)
+    turns = record_turns(pg_app)
+    pg_app.transfer(asset, "alice", "carol", 5)
+    assert turns == [True]  # one round trip: claim, check, append, commit
+    assert pg_app.get_asset(asset).balances == {"alice": 95, "bob": 10, "carol": 5}
+    assert pg_app.admin.verify().ok
+
+
+def test_an_optimistic_turn_never_appends_on_a_rule_another_process_changed(
+    pg_app: LedgerApplication, other: LedgerApplication, asset: str
+) -> None:
+    quiet(pg_app, asset)
+    other.pause_asset(asset)  # pg_app's cached asset is not paused
+    head = positions(pg_app)
+    turns = record_turns(pg_app)
+
+    with pytest.raises(AssetPausedError) as raised:
+        pg_app.transfer(asset, "alice", "carol", 5)
+
+    assert raised.value.code == "asset_paused"
+    assert turns == [True, False]  # refused by the head check, then run again in a real turn
+    assert positions(pg_app) == head  # nothing appended
+    other.unpause_asset(asset)
+    pg_app.transfer(asset, "alice", "carol", 5)
+    assert pg_app.get_asset(asset).balances == {"alice": 95, "bob": 10, "carol": 5}
+    assert pg_app.admin.verify().ok
+
+
+def test_an_optimistic_turn_sees_a_rule_changed_on_another_aggregate(
+    pg_app: LedgerApplication, other: LedgerApplication, asset: str
+) -> None:
+    """The KYC is the investor's: the transfer's events (the asset's) meet no other writer's
+    event at their versions, so only the head check keeps the stale cache from deciding."""
+    quiet(pg_app, asset)
+    other.update_kyc("carol", "rejected")
+    head = positions(pg_app)
+    turns = record_turns(pg_app)
+
+    with pytest.raises(InvestorNotEligibleError) as raised:
+        pg_app.transfer(asset, "alice", "carol", 5)
+
+    assert raised.value.code == "investor_not_eligible"
+    assert turns == [True, False]
+    assert positions(pg_app) == head
+    assert pg_app.admin.verify().ok
+
+
+def test_a_rejection_on_a_stale_cache_is_not_answered(
+    pg_app: LedgerApplication, other: LedgerApplication, asset: str
+) -> None:
+    """On pg_app's cache carol holds nothing; another process gave her 20 meanwhile."""
+    quiet(pg_app, asset)
+    other.transfer(asset, "alice", "carol", 20)
+    turns = record_turns(pg_app)
+
+    pg_app.transfer(asset, "carol", "bob", 15)
+
+    assert turns == [True, False]
+    assert pg_app.get_asset(asset).balances == {"alice": 80, "bob": 25, "carol": 5}
+    with pytest.raises(InsufficientBalanceError):  # a rejection on the current state stands
+        pg_app.transfer(asset, "carol", "bob", 6)
+    assert pg_app.admin.verify().ok
+
+
+def test_a_rejection_in_a_quiet_store_is_answered_after_the_head_is_checked(
+    pg_app: LedgerApplication, asset: str
+) -> None:
+    quiet(pg_app, asset)
+    head = positions(pg_app)
+    turns = record_turns(pg_app)
+    with pytest.raises(InsufficientBalanceError) as raised:
+        pg_app.transfer(asset, "carol", "bob", 1)
+    assert raised.value.code == "insufficient_balance"
+    assert turns == [True]
+    assert positions(pg_app) == head
+
+
+def raw_events(count: int) -> list[StoredEvent]:
+    return [StoredEvent(uuid4(), 1, "tests:Raw", json.dumps({"i": i}).encode()) for i in range(count)]
+
+
+@pytest.mark.parametrize("size", [1, UNNEST_FROM])
+def test_the_claim_refuses_a_moved_head_and_appends_nothing(pg_app: LedgerApplication, size: int) -> None:
+    """Both append paths: one call of `ledger_append`, and the library's pipeline for a large batch."""
+    recorder = pg_app.recorder
+    assert isinstance(recorder, LedgerPostgresRecorder)
+    recorder.insert_events(raw_events(1))
+    head = positions(pg_app)
+    recorder.insert_events(raw_events(1))  # another writer's event after `head`
+
+    with pytest.raises(ClaimRefusedError), recorder.writer_turn(head, optimistic=True):
+        recorder.insert_events(raw_events(size))
+    assert positions(pg_app) == head + 1
+
+    with recorder.writer_turn(head + 1, optimistic=True):
+        stored = recorder.insert_events(raw_events(size))
+    assert stored is not None and len(stored) == size and positions(pg_app) == stored[-1]
+    recorder.insert_events(raw_events(1))  # the set-aside connection is still in a usable state
+    assert pg_app.admin.verify().ok
+
+
+def lose_first_append(
+    recorder: LedgerPostgresRecorder, *, after_commit: bool, before: Any = lambda: None
+) -> list[int]:
+    """The next round trip that appends (claim, `ledger_append`, COMMIT) loses its connection:
+    after it committed, or before it was sent."""
+    lost = psycopg.OperationalError("server closed the connection unexpectedly")
+    return fail_first_call(recorder, "_send_append", lost, after_commit=after_commit, before=before)
+
+
+def test_an_optimistic_append_committed_without_acknowledgement_is_made_once(
+    pg_app: LedgerApplication, asset: str
+) -> None:
+    quiet(pg_app, asset)
+    before = transfers_in_store(pg_app)
+    assert isinstance(pg_app.recorder, LedgerPostgresRecorder)
+    calls = lose_first_append(pg_app.recorder, after_commit=True)
+    turns = record_turns(pg_app)
+
+    outcome = pg_app.transfer(asset, "alice", "carol", 5)  # no idempotency key
+
+    assert (calls[0], turns) == (1, [True])  # found in the store: not sent again
+    assert transfers_in_store(pg_app) == before + 1
+    assert outcome.position == pg_app.admin.head_position()
+    assert pg_app.get_asset(asset).balances == {"alice": 95, "bob": 10, "carol": 5}
+    assert pg_app.admin.verify().ok
+
+
+def test_an_optimistic_append_sent_again_still_checks_the_head(
+    pg_app: LedgerApplication, other: LedgerApplication, asset: str
+) -> None:
+    """Lost before it was sent, while another process revoked the receiver's KYC: the batch
+    is sent again with a claim of its own, refused, and run again on the current state."""
+    quiet(pg_app, asset)
+    head = positions(pg_app)
+    assert isinstance(pg_app.recorder, LedgerPostgresRecorder)
+    calls = lose_first_append(
+        pg_app.recorder, after_commit=False, before=lambda: other.update_kyc("carol", "rejected")
+    )
+    turns = record_turns(pg_app)
+
+    with pytest.raises(InvestorNotEligibleError):
+        pg_app.transfer(asset, "alice", "carol", 5)
+
+    assert calls[0] == 2  # the lost one, and the copy whose claim was refused
+    assert turns == [True, False]
+    assert positions(pg_app) == head + 1  # the other process's KYC decision only
+    assert pg_app.admin.verify().ok
