@@ -65,7 +65,7 @@ def test_the_docs_render_every_operation_with_no_internet(server: str, chromium:
     from playwright.sync_api import Browser, Route
 
     assert isinstance(chromium, Browser)
-    document = httpx.get(f"{server}/openapi.json").json()
+    document = httpx.get(f"{server}/openapi.json", timeout=30).json()
     operations = sum(len(methods) for methods in document["paths"].values())
     refused: list[str] = []
 

@@ -224,6 +224,9 @@ def test_investment_distribution_and_proposal_records(api: Api) -> None:
 def test_audit_events_paging_and_filters(api: Api) -> None:
     scenario(api)
     head = api.head()
+    # A filtered page after the first knows a stream begun on an earlier page from the read
+    # models only: with them at the head, what the pages hold does not depend on the runner.
+    api.read(f"/v1/assets/{ASSET_ID}", head)
     everything = api.get("/v1/audit/events", limit=1000).json()
     events = everything["events"]
     assert [e["position"] for e in events] == sorted({e["position"] for e in events})

@@ -30,19 +30,24 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Served, s
         yield running, key
 
 
+def get(served: Served, path: str, key: str) -> httpx.Response:
+    """A GET with the key, patient with a busy server (httpx's own bound is 5 s)."""
+    return httpx.get(f"{served.base}{path}", headers={"Authorization": f"Bearer {key}"}, timeout=30)
+
+
 def still_serving(served: Served, key: str) -> None:
     assert served.alive(), served.output()
-    assert httpx.get(f"{served.base}/healthz").status_code == 200
-    listed = httpx.get(f"{served.base}/v1/audit/verify", headers={"Authorization": f"Bearer {key}"})
+    assert httpx.get(f"{served.base}/healthz", timeout=30).status_code == 200
+    listed = get(served, "/v1/audit/verify", key)
     assert listed.status_code == 200, listed.text
 
 
 def unharmed(served: Served, key: str) -> None:
     """Still serving, and nothing was written: the only event is the admin key's creation."""
     still_serving(served, key)
-    verified = httpx.get(f"{served.base}/v1/audit/verify", headers={"Authorization": f"Bearer {key}"})
+    verified = get(served, "/v1/audit/verify", key)
     assert verified.json()["events_checked"] == 1
-    events = httpx.get(f"{served.base}/v1/audit/events", headers={"Authorization": f"Bearer {key}"})
+    events = get(served, "/v1/audit/events", key)
     assert [e["type"] for e in events.json()["events"]] == ["ApiKey.Created"]
 
 

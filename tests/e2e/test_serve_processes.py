@@ -46,7 +46,7 @@ def test_serve_answers_projects_and_exits_0_on_sigterm(tmp_path: Path, workers: 
     key = create_key(env, "admin", tmp_path)
     with ledger_serve(env, tmp_path, "--workers", workers) as served:
         register_and_read(served.base, key)
-        assert httpx.get(f"{served.base}/readyz").status_code == 200
+        assert httpx.get(f"{served.base}/readyz", timeout=30).status_code == 200
         opened = threading.Event()
         stream = threading.Thread(target=listen, args=(served.base, key, opened), daemon=True)
         stream.start()  # an open event stream must not hold the shutdown up
@@ -71,14 +71,23 @@ def listen(base: str, key: str, opened: threading.Event) -> None:
 def test_serve_without_projector_and_a_separate_project_process(tmp_path: Path) -> None:
     env = ledger_env(f"sqlite:///{tmp_path}/ledger.sqlite3")
     key = create_key(env, "admin", tmp_path)
-    with (tmp_path / "project.log").open("wb") as log:
-        project = subprocess.Popen([LEDGER, "project"], env=env, cwd=tmp_path, stdout=log, stderr=log)
+    log = tmp_path / "project.log"
+    with log.open("wb") as sink:
+        project = subprocess.Popen([LEDGER, "project"], env=env, cwd=tmp_path, stdout=sink, stderr=sink)
     try:
+        # The read below waits 5 s (the server's own bound) for this process to project the
+        # command: it must be projecting by then, not still starting (a cold start on a busy
+        # machine takes longer than that).
+        deadline = time.monotonic() + START_TIMEOUT
+        while "projecting" not in log.read_text(errors="replace"):
+            assert project.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
         with ledger_serve(env, tmp_path, "--no-projector", "--workers", "2") as served:
             register_and_read(served.base, key)
             assert served.stop() == 0, served.output()
         project.send_signal(signal.SIGTERM)
-        assert project.wait(timeout=STOP_TIMEOUT) == 0, (tmp_path / "project.log").read_text()
+        assert project.wait(timeout=STOP_TIMEOUT) == 0, log.read_text()
     finally:
         if project.poll() is None:
             project.kill()

@@ -99,12 +99,18 @@ def test_serve_processes_racing_on_one_asset_keep_every_valid_transfer(
         for thread in threads:
             thread.join()
         head = httpx.get(f"{servers[0].base}/readyz", timeout=30).json()["head_position"]
-        table = httpx.get(
+        # The read waits 5 s (the server's own bound) for the read models to reach the head;
+        # with the processes' runners starved by the load, a catch-up of our own gets them there.
+        projected = ledger_cli(env, "project", "--once", cwd=tmp_path)
+        assert projected.returncode == 0, projected.stdout + projected.stderr
+        read = httpx.get(
             f"{servers[-1].base}/v1/assets/{asset_id}/cap-table",
             params={"min_position": head},
             headers={"Authorization": f"Bearer {key}"},
             timeout=30,
-        ).json()
+        )
+        assert read.status_code == 200, read.text
+        table = read.json()
         for server in servers:
             assert server.stop() == 0, server.output()
 
