@@ -42,7 +42,7 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Connection, Engine, Table, select
+from sqlalchemy import Connection, Engine, FromClause, select
 
 import projections.batch
 import projections.holdings
@@ -54,7 +54,7 @@ from ledger.domain.investment import Investment
 from ledger.domain.investor import Investor
 from ledger.domain.proposal import Proposal
 from ledger.errors import LedgerError
-from projections.assets import assets
+from projections.assets import CATALOGUE
 from projections.distributions import distribution_record, distributions, entitlements
 from projections.holdings import (
     CapTable,
@@ -649,7 +649,7 @@ def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
     return tables
 
 
-def rows(conn: Connection, table: Table, key: list[str], values: list[str]) -> dict[Any, Any]:
+def rows(conn: Connection, table: FromClause, key: list[str], values: list[str]) -> dict[Any, Any]:
     result: dict[Any, Any] = {}
     for row in conn.execute(select(table)):
         mapping = row._mapping
@@ -703,7 +703,7 @@ def check_tables_against_reference(engine: Engine, world_: World, reference: Ref
     with engine.connect() as conn:
         catalogue = rows(
             conn,
-            assets,
+            CATALOGUE.subquery(),
             ["asset_id"],
             ["status", "offering_open", "paused", "total_supply", "holder_count", "registered_position"],
         )
