@@ -19,7 +19,7 @@ COPY_MIN_ROWS = 64
 class Batch:
     """Row operations grouped by statement, each group sent as one executemany (or COPY).
 
-    Inserts run first (a row always exists before it is updated), then the other
+    Inserts run first (a row always exists before it is updated or deleted), then the other
     groups in the order their statements first appear, rows in each group in the order
     they were added (two updates of one row by one statement keep their order: the last
     one wins). The rule for views: two *different* update statements may write the same
