@@ -782,7 +782,9 @@ def check_holdings(schema: str, history: History, label: str) -> None:
         ).fetchall()
         supplies: dict[str, Any] = dict(
             conn.execute(
-                sql.SQL("SELECT asset_id, total_supply FROM {}.rm_assets").format(sql.Identifier(schema))
+                sql.SQL("SELECT asset_id, total_supply FROM {}.rm_asset_totals").format(
+                    sql.Identifier(schema)
+                )
             ).fetchall()
         )
     found: dict[str, dict[str, tuple[int, int]]] = {}

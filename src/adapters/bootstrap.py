@@ -9,6 +9,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlencode, urlparse
 
 import uvicorn
@@ -34,9 +35,10 @@ from ledger.environment import check_library_environment, ledger_settings, unkno
 from ledger.errors import ConfigurationError
 from ledger.selfcheck import Check, missing_tables, refusal, store_checks, structure_checks
 from ledger.transparency import HeadSigner, HeadVerification
+from projections.investors import any_investor_id
 from projections.migrate import is_current, upgrade
 from projections.runner import ProjectionRunner
-from projections.schema import engine_for
+from projections.schema import engine_for, snapshot
 
 GRACE_SECONDS = 4  # SIGTERM: requests in flight (and open event streams) get this long
 # A worker process answers the supervisor's health pings only once it has imported this module
@@ -249,6 +251,19 @@ def build_worker(
     return WorkerProcess(jobs, threads=threads)
 
 
+@contextmanager
+def worker_process(
+    app: LedgerApplication, key: Ed25519PrivateKey | None, config: Settings, threads: int = 1
+) -> Iterator[WorkerProcess]:
+    """`ledger worker`'s process on `app` (`build_worker`): with the chain adapter on, its jobs
+    on a chain adapter with a projection runner of its own, whose engine is disposed on leaving."""
+    if not config.chain_rpc_url:
+        yield build_worker(app, None, key, config, threads)
+        return
+    with chain_service(app, config) as chain:
+        yield build_worker(app, chain, key, config, threads)
+
+
 def build_api(config: Settings | None = None) -> FastAPI:
     """The HTTP API of one `ledger serve --workers N` worker process (uvicorn's app factory).
     The projection runner and the in-process chain jobs run in the supervising process."""
@@ -312,6 +327,25 @@ def serving(services: Services, config: Settings, projector: bool) -> Iterator[W
         if projecting is not None:
             projecting.join(timeout=GRACE_SECONDS)
         services.ledger.close()
+
+
+@dataclass(frozen=True)
+class DemoKey:
+    role: str
+    investor_id: str | None
+    key: str | None
+
+
+def demo_keys(services: Services) -> list[DemoKey]:
+    """`serve --demo-keys`: an admin and an auditor key, and an investor key for a registered
+    investor if there is one, made and recorded on `services`."""
+    with snapshot(services.runner.engine) as conn:
+        investor_id = any_investor_id(conn)
+    admin = KeyAdmin(services.ledger, services.keys)
+    roles: list[tuple[str, str | None]] = [("admin", None), ("auditor", None)]
+    if investor_id is not None:
+        roles.append(("investor", investor_id))
+    return [DemoKey(role, investor, admin.create(role, investor).key) for role, investor in roles]
 
 
 @contextmanager

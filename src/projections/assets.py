@@ -1,10 +1,10 @@
 """The asset catalogue: every asset's terms, lifecycle and token, with its supply and holder count.
 
-Its rows are written by the holdings view (`projections.holdings`): the supply, the holder
-count and the change count since the last cap-table checkpoint are the holdings' own
-totals, kept in the same transaction and under the same tracking row as the holdings they
-sum. This module says what a row holds, what each lifecycle event changes in it, and how
-the catalogue entry of an asset is read.
+`AssetsView` writes the catalogue's own rows (`rm_assets`) from an asset's registration and
+lifecycle events. The supply and the holder count are the holdings' totals: the holdings view
+(`projections.holdings`) keeps them in its own table, `rm_asset_totals`, and the catalogue's
+queries join the two (every view commits in the runner's one transaction per batch, so both
+are always at the same position).
 """
 
 from __future__ import annotations
@@ -12,10 +12,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Column, Connection, Integer, String, Table, Text, select
+from eventsourcing.dispatch import singledispatchmethod
+from sqlalchemy import BigInteger, Boolean, Column, Connection, Integer, Select, String, Table, Text, select
 
 from ledger.domain.asset import Asset
 from ledger.domain.terms import AssetTerms
+from projections.batch import Batch
+from projections.holdings import asset_totals
 from projections.schema import Exact, metadata
 
 assets = Table(
@@ -41,9 +44,6 @@ assets = Table(
     Column("chain_id", BigInteger),
     Column("token_address", String(42)),
     Column("identity_registry", String(42)),
-    Column("total_supply", Exact, nullable=False),
-    Column("holder_count", Integer, nullable=False),
-    Column("changes_since_checkpoint", Integer, nullable=False),
     Column("registered_position", BigInteger, nullable=False),
 )
 
@@ -58,8 +58,38 @@ LifecycleEvent = (
 )
 
 
+class AssetsView:
+    """Projects each asset's registration and lifecycle into its catalogue row."""
+
+    name = "assets"
+
+    def __init__(self, tables: dict[str, Table]) -> None:
+        self.assets = tables["rm_assets"]
+        self.asset_ids: dict[Any, str] = {}
+
+    def load(self, conn: Connection) -> None:
+        ids = conn.execute(select(self.assets.c.asset_id)).scalars()
+        self.asset_ids = {Asset.create_id(asset_id): asset_id for asset_id in ids}
+
+    def flush(self, batch: Batch) -> None:
+        """Every row is written as its event is processed."""
+
+    @singledispatchmethod
+    def process_event(self, event: Any, batch: Batch) -> None:
+        """Events this view does not show only advance its position."""
+
+    @process_event.register
+    def _(self, event: Asset.Registered, batch: Batch) -> None:
+        self.asset_ids[event.originator_id] = event.asset_id
+        batch.insert(self.assets, catalogue_row(event, batch.position))
+
+    @process_event.register
+    def _(self, event: LifecycleEvent, batch: Batch) -> None:
+        batch.update(self.assets, {"asset_id": self.asset_ids[event.originator_id]}, lifecycle_values(event))
+
+
 def catalogue_row(event: Asset.Registered, position: int) -> dict[str, Any]:
-    """The catalogue entry of a newly registered asset (a draft: no offering, no token, no holders)."""
+    """The catalogue entry of a newly registered asset (a draft: no offering, no token)."""
     return {
         **AssetTerms.row_of(event),  # a column per term
         "allowed_countries": json.dumps(event.allowed_countries),
@@ -71,9 +101,6 @@ def catalogue_row(event: Asset.Registered, position: int) -> dict[str, Any]:
         "chain_id": None,
         "token_address": None,
         "identity_registry": None,
-        "total_supply": 0,
-        "holder_count": 0,
-        "changes_since_checkpoint": 0,
         "registered_position": position,
     }
 
@@ -94,9 +121,22 @@ def lifecycle_values(event: LifecycleEvent) -> dict[str, Any]:
     }
 
 
+# ----- queries -----
+
+
+# Every catalogue entry with its holdings' supply and holder count: the columns of `rm_assets`,
+# the totals before `registered_position` (the order the catalogue's rows had when it held them).
+CATALOGUE: Select[Any] = select(
+    *(c for c in assets.c if c.name != "registered_position"),
+    asset_totals.c.total_supply,
+    asset_totals.c.holder_count,
+    assets.c.registered_position,
+).join_from(assets, asset_totals, asset_totals.c.asset_id == assets.c.asset_id)
+
+
 def asset_record(conn: Connection, asset_id: str) -> dict[str, Any] | None:
     """The catalogue entry of an asset: terms, lifecycle, supply and holders."""
-    row = conn.execute(select(assets).where(assets.c.asset_id == asset_id)).first()
+    row = conn.execute(CATALOGUE.where(assets.c.asset_id == asset_id)).first()
     return None if row is None else _asset_record(row)
 
 
@@ -105,7 +145,7 @@ def assets_page(
 ) -> tuple[list[dict[str, Any]], bool]:
     """Up to `limit` catalogue entries (of one status, if given) after asset id `after`, in
     asset id order, and whether more follow."""
-    query = select(assets)
+    query = CATALOGUE
     if status is not None:
         query = query.where(assets.c.status == status)
     if after is not None:
@@ -117,7 +157,6 @@ def assets_page(
 def _asset_record(row: Any) -> dict[str, Any]:
     record = dict(row._mapping)
     record["allowed_countries"] = json.loads(record["allowed_countries"])
-    record.pop("changes_since_checkpoint")
     token = {k: record.pop(k) for k in ("chain_id", "token_address", "identity_registry")}
     record["token"] = token if token["token_address"] else None
     return record

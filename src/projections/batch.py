@@ -19,7 +19,7 @@ COPY_MIN_ROWS = 64
 class Batch:
     """Row operations grouped by statement, each group sent as one executemany (or COPY).
 
-    Inserts run first (a row always exists before it is updated), then the other
+    Inserts run first (a row always exists before it is updated or deleted), then the other
     groups in the order their statements first appear, rows in each group in the order
     they were added (two updates of one row by one statement keep their order: the last
     one wins). The rule for views: two *different* update statements may write the same
@@ -56,6 +56,10 @@ class Batch:
         primary = tuple(c.name for c in table.primary_key.columns)
         self._group("upsert", table, columns, primary).rows.extend(rows)
 
+    def delete_rows(self, table: Table, keys: tuple[str, ...], rows: Iterable[tuple[Any, ...]]) -> None:
+        """Deletes the rows whose `keys` columns hold the values given (after this batch's inserts)."""
+        self._group("delete", table, keys, keys).rows.extend(rows)
+
     def _group(self, kind: str, table: Table, columns: tuple[str, ...], keys: tuple[str, ...]) -> _Group:
         key = (kind, table.name, columns, keys)
         group = self._groups.get(key)
@@ -84,7 +88,8 @@ class Batch:
 
 class _Group:
     """The rows of one statement, as tuples of the values of `columns`: an insert, an update
-    of the other columns where `keys` match, or an upsert (`keys` the primary key)."""
+    of the other columns where `keys` match, an upsert (`keys` the primary key), or a delete
+    where `keys` (all of `columns`) match."""
 
     def __init__(self, kind: str, table: Table, columns: tuple[str, ...], keys: tuple[str, ...]) -> None:
         self.kind = kind
@@ -103,14 +108,14 @@ class _Group:
             return query.on_conflict_do_update(
                 index_elements=list(self.keys), set_={c: query.excluded[c] for c in self.values}
             )
-        query = table.update()
-        for column in self.keys:
-            query = query.where(table.c[column] == bindparam(f"k_{column}"))
-        return query.values({c: bindparam(f"v_{c}") for c in self.values})
+        match = [table.c[column] == bindparam(f"k_{column}") for column in self.keys]
+        if self.kind == "delete":
+            return table.delete().where(*match)
+        return table.update().where(*match).values({c: bindparam(f"v_{c}") for c in self.values})
 
     def parameters(self) -> list[dict[str, Any]]:
         names = self.columns
-        if self.kind == "update":  # its own names: a column's name is reserved for its SET clause
+        if self.kind in ("update", "delete"):  # own names: a column's name is reserved for a SET clause
             names = tuple(f"{'k' if c in self.keys else 'v'}_{c}" for c in self.columns)
         return [dict(zip(names, row, strict=True)) for row in self.rows]
 
@@ -130,6 +135,14 @@ class _Group:
             )
         )
         _copy_rows(cursor, scratch, self.columns, last.values())
+        match = sql.SQL(" AND ").join(sql.SQL("t.{0} = s.{0}").format(sql.Identifier(c)) for c in self.keys)
+        if self.kind == "delete":
+            cursor.execute(
+                sql.SQL("DELETE FROM {target} AS t USING {scratch} AS s WHERE {match}").format(
+                    target=target, scratch=scratch, match=match
+                )
+            )
+            return
         source = sql.Identifier("excluded" if self.kind == "upsert" else "s")
         assignments = sql.SQL(", ").join(
             sql.SQL("{0} = {1}.{0}").format(sql.Identifier(c), source) for c in self.values
@@ -148,14 +161,7 @@ class _Group:
         else:
             statement = sql.SQL(
                 "UPDATE {target} AS t SET {assignments} FROM {scratch} AS s WHERE {match}"
-            ).format(
-                target=target,
-                assignments=assignments,
-                scratch=scratch,
-                match=sql.SQL(" AND ").join(
-                    sql.SQL("t.{0} = s.{0}").format(sql.Identifier(c)) for c in self.keys
-                ),
-            )
+            ).format(target=target, assignments=assignments, scratch=scratch, match=match)
         cursor.execute(statement)
 
 

@@ -1,4 +1,10 @@
-"""Current holdings and cap tables as of any past position, and the asset catalogue's totals.
+"""Current holdings and cap tables as of any past position, and each asset's totals.
+
+The totals (supply, holder count, changes since the last checkpoint) are kept in
+`rm_asset_totals`, in the same transaction as the holdings they sum; the catalogue's
+readers (`projections.assets`) join them to its entries. The investments placed and
+not yet paid or cancelled are kept in `rm_pending_investments`, so that a payment
+adds to the investor's invested amount without reading another view's table.
 
 History is kept as one change row per holder per event (quantity and frozen
 after the event) plus periodic checkpoints of the whole cap table, each one row
@@ -23,6 +29,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Connection,
+    Integer,
     Select,
     String,
     Table,
@@ -34,8 +41,6 @@ from sqlalchemy import (
 from ledger.domain.asset import Asset
 from ledger.domain.investment import Investment
 from ledger.pauses import gc_paused
-from projections import assets as catalogue
-from projections.assets import LifecycleEvent, catalogue_row, lifecycle_values
 from projections.batch import Batch
 from projections.schema import Exact, metadata
 
@@ -58,6 +63,27 @@ holdings = Table(
     # Every batch rewrites the rows of the holders it changed: room on each page lets
     # PostgreSQL update them in place (HOT), without new entries in both indexes.
     postgresql_with={"fillfactor": HOLDINGS_FILLFACTOR},
+)
+
+# One row per registered asset: its holdings' totals, shown in the catalogue beside its terms.
+asset_totals = Table(
+    "rm_asset_totals",
+    metadata,
+    Column("asset_id", String(32), primary_key=True),
+    Column("total_supply", Exact, nullable=False),
+    Column("holder_count", Integer, nullable=False),
+    Column("changes_since_checkpoint", Integer, nullable=False),
+)
+
+# The investments placed and neither paid nor cancelled: what a payment adds to its investor's
+# invested amount.
+pending_investments = Table(
+    "rm_pending_investments",
+    metadata,
+    Column("investment_id", String(36), primary_key=True),
+    Column("asset_id", String(32), nullable=False),
+    Column("investor_id", String(64), nullable=False),
+    Column("accepted_amount", Exact, nullable=False),
 )
 
 
@@ -129,46 +155,51 @@ def decode_holders(text: str) -> dict[str, tuple[int, int]]:
 
 
 class HoldingsView:
-    """Projects asset events into current holdings, cap-table history and the catalogue
-    (`projections.assets`: its rows, with the supply and holder count kept here).
+    """Projects asset and investment events into current holdings, cap-table history and
+    each asset's totals.
 
-    It keeps the current holdings in memory (loaded from its own tables when it
-    starts or when another process moved the view), so each event costs no read.
+    It keeps the current holdings and the pending investments in memory (loaded from its own
+    tables when it starts or when another process moved the view), so each event costs no read.
     """
 
     name = "holdings"
 
     def __init__(self, tables: dict[str, Table]) -> None:
-        self.assets = tables["rm_assets"]
+        self.totals = tables["rm_asset_totals"]
         self.holdings = tables["rm_holdings"]
         self.changes = tables["rm_holding_changes"]
         self.checkpoints = tables["rm_captable_snapshots"]
-        self.investments = tables["rm_investments"]
+        self.pending = tables["rm_pending_investments"]
         self.asset_ids: dict[Any, str] = {}
         self.state: dict[str, AssetTotals] = {}
         self.pending_investments: dict[str, tuple[str, str, int]] = {}
         self._dirty_holders: set[tuple[str, str]] = set()
         self._dirty_assets: set[str] = set()
         self._change_rows: list[tuple[str, int, str, int, int]] = []  # of this batch, in order
+        # Investments placed in this batch and still pending (rows to insert), and investments
+        # placed before it and paid or cancelled in it (rows to delete): an investment placed and
+        # settled within one batch is never written.
+        self._placed: dict[str, None] = {}
+        self._settled: dict[str, None] = {}
 
     def load(self, conn: Connection) -> None:
         self.state = {}
-        columns = (self.assets.c.asset_id, self.assets.c.total_supply, self.assets.c.changes_since_checkpoint)
-        for row in conn.execute(select(*columns)):
+        t = self.totals.c
+        for row in conn.execute(select(t.asset_id, t.total_supply, t.changes_since_checkpoint)):
             self.state[row.asset_id] = AssetTotals(row.total_supply, row.changes_since_checkpoint)
             self.asset_ids[Asset.create_id(row.asset_id)] = row.asset_id
         for row in conn.execute(select(self.holdings)):
             self.state[row.asset_id].holders[row.investor_id] = Holder(
                 row.quantity, row.frozen, row.address_frozen, row.invested_amount
             )
-        i = self.investments.c
-        pending = select(i.investment_id, i.asset_id, i.investor_id, i.accepted_amount).where(
-            i.status == "pending_payment"
-        )
+        p = self.pending.c
+        pending = select(p.investment_id, p.asset_id, p.investor_id, p.accepted_amount)
         self.pending_investments = {r[0]: (r[1], r[2], r[3]) for r in conn.execute(pending)}
         self._dirty_holders.clear()
         self._dirty_assets.clear()
         self._change_rows.clear()
+        self._placed.clear()
+        self._settled.clear()
 
     # ----- events -----
 
@@ -180,32 +211,35 @@ class HoldingsView:
     def _(self, event: Asset.Registered, batch: Batch) -> None:
         self.state[event.asset_id] = AssetTotals()
         self.asset_ids[event.originator_id] = event.asset_id
-        batch.insert(self.assets, catalogue_row(event, batch.position))
-
-    @process_event.register
-    def _(self, event: LifecycleEvent, batch: Batch) -> None:
-        batch.update(self.assets, {"asset_id": self._asset_id(event)}, lifecycle_values(event))
+        self._dirty_assets.add(event.asset_id)
 
     def _asset_id(self, event: Any) -> str:
         return self.asset_ids[event.originator_id]
 
     @process_event.register
     def _(self, event: Investment.Placed, batch: Batch) -> None:
-        self.pending_investments[str(event.originator_id)] = (
-            event.asset_id,
-            event.investor_id,
-            event.accepted_amount,
-        )
+        investment_id = str(event.originator_id)
+        self.pending_investments[investment_id] = (event.asset_id, event.investor_id, event.accepted_amount)
+        self._placed[investment_id] = None
 
     @process_event.register
     def _(self, event: Investment.PaymentConfirmed, batch: Batch) -> None:
-        asset_id, investor_id, accepted = self.pending_investments.pop(str(event.originator_id))
+        asset_id, investor_id, accepted = self._settle(str(event.originator_id))
         self._holder(asset_id, investor_id).invested_amount += accepted
         self._dirty_holders.add((asset_id, investor_id))
 
     @process_event.register
     def _(self, event: Investment.Cancelled, batch: Batch) -> None:
-        self.pending_investments.pop(str(event.originator_id), None)
+        if str(event.originator_id) in self.pending_investments:
+            self._settle(str(event.originator_id))
+
+    def _settle(self, investment_id: str) -> tuple[str, str, int]:
+        """Takes a pending investment off the list: its row goes unless this batch placed it."""
+        if investment_id in self._placed:
+            del self._placed[investment_id]
+        else:
+            self._settled[investment_id] = None
+        return self.pending_investments.pop(investment_id)
 
     @process_event.register
     def _(self, event: Asset.TokensIssued, batch: Batch) -> None:
@@ -288,7 +322,8 @@ class HoldingsView:
         totals.changes_since_checkpoint = 0
 
     def flush(self, batch: Batch) -> None:
-        """Writes the batch's change rows and the final state of every holder and asset it changed."""
+        """Writes the batch's change rows, the final state of every holder and asset it changed,
+        and the pending investments it placed or settled."""
         batch.insert_rows(self.changes, CHANGE_COLUMNS, self._change_rows)
         state = self.state
         batch.upsert_rows(
@@ -300,24 +335,29 @@ class HoldingsView:
                 for h in (state[a].holders[i],)
             ],
         )
-        for asset_id in sorted(self._dirty_assets):
-            totals = self.state[asset_id]
-            batch.update(
-                self.assets,
-                {"asset_id": asset_id},
-                {
-                    "total_supply": totals.total_supply,
-                    "holder_count": totals.holder_count,
-                    "changes_since_checkpoint": totals.changes_since_checkpoint,
-                },
-            )
+        batch.upsert_rows(
+            self.totals,
+            TOTAL_COLUMNS,
+            [
+                (a, t.total_supply, t.holder_count, t.changes_since_checkpoint)
+                for a in sorted(self._dirty_assets)
+                for t in (state[a],)
+            ],
+        )
+        pending = self.pending_investments
+        batch.insert_rows(self.pending, PENDING_COLUMNS, [(i, *pending[i]) for i in self._placed])
+        batch.delete_rows(self.pending, ("investment_id",), [(i,) for i in self._settled])
         self._dirty_holders.clear()
         self._dirty_assets.clear()
         self._change_rows = []
+        self._placed.clear()
+        self._settled.clear()
 
 
 CHANGE_COLUMNS = ("asset_id", "position", "investor_id", "quantity", "frozen")
 HOLDING_COLUMNS = ("asset_id", "investor_id", "quantity", "frozen", "address_frozen", "invested_amount")
+TOTAL_COLUMNS = ("asset_id", "total_supply", "holder_count", "changes_since_checkpoint")
+PENDING_COLUMNS = ("investment_id", "asset_id", "investor_id", "accepted_amount")
 
 # ----- queries -----
 
@@ -420,7 +460,3 @@ def _fetch(conn: Connection, query: _Query, **params: Any) -> Sequence[Any]:
     with conn.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
         cursor.adapters.register_loader("numeric", IntLoader)
         return cursor.execute(statement, defaults | params).fetchall()  # type: ignore[no-any-return]
-
-
-# Where callers found them before the catalogue had its module.
-assets, asset_record = catalogue.assets, catalogue.asset_record

@@ -189,6 +189,11 @@ def investor_record(conn: Connection, investor_id: str) -> InvestorRecord | None
     )
 
 
+def any_investor_id(conn: Connection) -> str | None:
+    """One registered investor, whichever the database finds first (None if there is none)."""
+    return conn.execute(select(investors.c.investor_id).limit(1)).scalar()
+
+
 def investment_record(conn: Connection, investment_id: str) -> dict[str, Any] | None:
     row = conn.execute(select(investments).where(investments.c.investment_id == investment_id)).first()
     return None if row is None else dict(row._mapping)

@@ -28,6 +28,7 @@ from ledger.library import EventDecoder, registered_handler
 from ledger.pauses import gc_paused
 from ledger.store import LedgerPostgresRecorder
 from projections.analytics import AnalyticsView
+from projections.assets import AssetsView
 from projections.batch import Batch
 from projections.chain import ChainView
 from projections.distributions import DistributionsView
@@ -58,6 +59,7 @@ class View(Protocol):
 
 VIEWS: tuple[Callable[[dict[str, Table]], View], ...] = (
     InvestorsView,
+    AssetsView,
     HoldingsView,
     DistributionsView,
     ProposalsView,

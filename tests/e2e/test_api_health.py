@@ -38,6 +38,7 @@ def test_readyz_reports_the_head_and_each_views_lag(lite_api: Api) -> None:
     assert (body["status"], body["head_position"]) == ("ready", api.head())
     assert set(body["lag"]) == {
         "investors",
+        "assets",
         "holdings",
         "distributions",
         "proposals",

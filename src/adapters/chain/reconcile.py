@@ -22,7 +22,7 @@ from ledger.commit import Outcome
 from ledger.errors import InvalidStateError
 from ledger.outbox import BURN, DONE, FORCED_TRANSFER, MINT, OPEN_STATES, PAUSE, RECOVER, UNPAUSE
 from ledger.store import OutboxRow
-from projections.assets import assets
+from projections.assets import CATALOGUE
 from projections.chain import ChainState, InvestorPosition, by_investor, chain_state, mirror_of
 from projections.holdings import holdings
 from projections.investors import wallets
@@ -43,7 +43,8 @@ class LedgerSide:
 
 
 def _ledger_side(conn: Connection, asset_id: str) -> LedgerSide:
-    asset = conn.execute(select(assets.c.paused, assets.c.total_supply).where(assets.c.asset_id == asset_id))
+    entry = CATALOGUE.subquery()
+    asset = conn.execute(select(entry.c.paused, entry.c.total_supply).where(entry.c.asset_id == asset_id))
     row = asset.first()
     if row is None:
         msg = f"asset {asset_id} not found"

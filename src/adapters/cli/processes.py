@@ -5,17 +5,11 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Annotated, cast
+from typing import Annotated
 
 import typer
-from sqlalchemy import select
 
 from adapters import bootstrap
-from adapters.api.keys import KeyAdmin
-from adapters.chain.service import ChainService
-from adapters.cli.chain import chain_service
 from adapters.cli.common import (
     checked,
     configured_audit_key,
@@ -25,10 +19,7 @@ from adapters.cli.common import (
 )
 from adapters.cli.demo import run_demo
 from adapters.services import Services
-from ledger.application import LedgerApplication
 from ledger.config import Settings
-from projections.investors import investors
-from projections.schema import snapshot
 
 
 def project(
@@ -67,28 +58,21 @@ def worker(threads: Annotated[int, typer.Option(help="dramatiq worker threads")]
             "or LEDGER_AUDIT_KEY_FILE (signed tree heads)"
         )
         raise typer.Exit(2)
-    with chain_service() if config.chain_rpc_url else _ledger_only(config) as services:
-        chain = services if isinstance(services, ChainService) else None
-        ledger = chain.app if chain is not None else cast(LedgerApplication, services)
-        process = bootstrap.build_worker(ledger, chain, key, config, threads)
-        process.start()
-        where = "Redis" if config.redis_url else "in-process broker"
-        out.print(f"worker running {', '.join(process.jobs.actors)} on {where}; Ctrl-C or SIGTERM to stop")
-        stopped = threading.Event()
-        signal.signal(signal.SIGTERM, lambda signum, frame: stopped.set())
-        try:
-            stopped.wait()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            process.stop()
-
-
-@contextmanager
-def _ledger_only(config: Settings) -> Iterator[LedgerApplication]:
     ledger = checked(config)
     try:
-        yield ledger
+        with bootstrap.worker_process(ledger, key, config, threads) as process:
+            process.start()
+            where = "Redis" if config.redis_url else "in-process broker"
+            jobs = ", ".join(process.jobs.actors)
+            out.print(f"worker running {jobs} on {where}; Ctrl-C or SIGTERM to stop")
+            stopped = threading.Event()
+            signal.signal(signal.SIGTERM, lambda signum, frame: stopped.set())
+            try:
+                stopped.wait()
+            except KeyboardInterrupt:
+                pass
+            finally:
+                process.stop()
     finally:
         ledger.close()
 
@@ -139,12 +123,9 @@ def serve(
 
 
 def _print_demo_keys(services: Services, base: str) -> None:
-    investor = next(iter(_demo_investor(services)), None)
-    for role, investor_id in (("admin", None), ("auditor", None), ("investor", investor)):
-        if role != "investor" or investor_id:
-            key = KeyAdmin(services.ledger, services.keys).create(role, investor_id).key  # recorded
-            suffix = f" (investor {investor_id})" if investor_id else ""
-            out.print(f"{role} key{suffix}: [bold]{key}[/bold]", soft_wrap=True)  # never split a key
+    for made in bootstrap.demo_keys(services):
+        suffix = f" (investor {made.investor_id})" if made.investor_id else ""
+        out.print(f"{made.role} key{suffix}: [bold]{made.key}[/bold]", soft_wrap=True)  # never split a key
     _print_urls(base)
 
 
@@ -175,8 +156,3 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     """SIGTERM outside uvicorn's own handling (while starting, and the signal uvicorn raises
     again once it has shut down): a clean exit through every `finally`, status 0."""
     raise SystemExit(0)
-
-
-def _demo_investor(services: Services) -> list[str]:
-    with snapshot(services.runner.engine) as conn:
-        return [row.investor_id for row in conn.execute(select(investors.c.investor_id).limit(1))]

@@ -21,17 +21,11 @@ from ledger.errors import NotFoundError
 from ledger.store import Verification, canonical_record
 from ledger.transparency import HeadVerification, TreeHead, record_from_json, verify_against
 from projections.analytics import days
+from projections.assets import CATALOGUE, asset_record
 from projections.chain import latest_reconciliation
 from projections.compliance import AssetCompliance, InvestorCompliance, asset_compliance, investor_compliance
 from projections.distributions import DistributionRecord, distribution_record, distributions
-from projections.holdings import (
-    CapTable,
-    asset_record,
-    assets,
-    cap_table_as_of,
-    current_cap_table,
-    holding_changes,
-)
+from projections.holdings import CapTable, cap_table_as_of, current_cap_table, holding_changes
 from projections.investors import InvestorRecord, investor_record, investors
 from projections.portfolio import Portfolio, portfolio_view
 from projections.proposals import ProposalRecord, proposal_record, proposals
@@ -70,7 +64,7 @@ def head(conn: Connection) -> int:
 
 
 def asset_summaries(conn: Connection) -> list[AssetSummary]:
-    a = assets.c
+    a = CATALOGUE.subquery().c
     rows = conn.execute(
         select(
             a.asset_id, a.name, a.status, a.paused, a.offering_open, a.currency, a.decimals,

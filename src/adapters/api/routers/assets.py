@@ -25,8 +25,9 @@ from adapters.api.schemas import AssetIn, OfferingIn, QuantityIn, TokenIn, Valua
 from ledger.domain import values
 from ledger.domain.terms import AssetTerms
 from projections.analytics import asset_analytics, valuations_page
+from projections.assets import asset_record
 from projections.compliance import asset_compliance
-from projections.holdings import asset_record, cap_table_as_of, current_cap_table
+from projections.holdings import cap_table_as_of, current_cap_table
 
 router = APIRouter(prefix="/v1/assets", tags=["assets"])
 CAP_TABLE_COLUMNS = ("investor_id", "quantity", "frozen", "ownership_bps")
