@@ -234,3 +234,23 @@ def test_an_optimistic_append_sent_again_still_checks_the_head(
     assert turns == [True, False]
     assert positions(pg_app) == head + 1  # the other process's KYC decision only
     assert pg_app.admin.verify().ok
+
+
+def test_the_head_check_reads_the_index_in_a_generic_plan(pg_app: LedgerApplication) -> None:
+    """The check runs as a prepared statement, so after five runs PostgreSQL may plan it once
+    for any position: that plan must still read one entry of the index, not the table (the
+    first form, `NOT EXISTS (... WHERE notification_id > $1)`, scanned every event)."""
+    recorder = pg_app.recorder
+    assert isinstance(recorder, LedgerPostgresRecorder)
+    recorder.insert_events(raw_events(UNNEST_FROM))
+    statement = recorder._expect_head.replace(b"%s", b"$1::bigint").decode()
+    with recorder.datastore.get_connection() as conn:
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        conn.execute(f"PREPARE expect_head AS {statement}")
+        try:
+            plan = conn.execute("EXPLAIN EXECUTE expect_head(1)").fetchall()
+        finally:
+            conn.execute("DEALLOCATE expect_head")
+            conn.execute("RESET plan_cache_mode")
+    text = "\n".join(str(next(iter(row.values()))) for row in plan)
+    assert "Seq Scan" not in text and "Index Only Scan Backward" in text, text
