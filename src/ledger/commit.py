@@ -331,7 +331,7 @@ class GroupCommitter:
     def _run_batch(self, batch: list[_Pending]) -> None:
         try:
             self._attempt(batch, alone=False)
-        except (_PoisonedBatchError, IntegrityError):
+        except (_PoisonedBatchError, IntegrityError, ClaimRefusedError):
             pass  # every command left undone is retried on its own below
         except Exception as error:  # the store is unreachable or broken: every caller learns it
             for pending in batch:
@@ -347,7 +347,7 @@ class GroupCommitter:
         for _ in range(MAX_ATTEMPTS):
             try:
                 self._attempt([pending], alone=True)
-            except (_PoisonedBatchError, IntegrityError):
+            except (_PoisonedBatchError, IntegrityError, ClaimRefusedError):
                 continue
             except Exception as error:
                 pending.fail(error)

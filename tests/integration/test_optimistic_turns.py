@@ -96,7 +96,7 @@ def test_an_optimistic_turn_never_appends_on_a_rule_another_process_changed(
         pg_app.transfer(asset, "alice", "carol", 5)
 
     assert raised.value.code == "asset_paused"
-    assert turns == [True, False]  # refused by the head check, then run again in a real turn
+    assert turns == [True, False]  # refused (the head check, or the asset's version), run again
     assert positions(pg_app) == head  # nothing appended
     other.unpause_asset(asset)
     pg_app.transfer(asset, "alice", "carol", 5)
@@ -254,3 +254,32 @@ def test_the_head_check_reads_the_index_in_a_generic_plan(pg_app: LedgerApplicat
             conn.execute("RESET plan_cache_mode")
     text = "\n".join(str(next(iter(row.values()))) for row in plan)
     assert "Seq Scan" not in text and "Index Only Scan Backward" in text, text
+
+
+def test_a_real_turns_batch_sent_again_after_losing_the_lock_still_checks_the_head(
+    pg_app: LedgerApplication, other: LedgerApplication, asset: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real turn's append loses its connection before it was sent, and with it the writer
+    lock; meanwhile another process revokes the receiver's KYC. The batch sent again claims
+    the lock again and checks the head its turn confirmed: refused, it runs again on the
+    current state instead of being appended on the stale one."""
+    monkeypatch.setattr(commit, "QUIET_TURNS", 10**9)  # real turns only
+    head = positions(pg_app)
+    assert isinstance(pg_app.recorder, LedgerPostgresRecorder)
+    recorder = pg_app.recorder
+
+    def connection_lost_then_kyc_revoked() -> None:
+        assert recorder._turn is not None
+        recorder._turn.conn.close()  # the server ends the turn's transaction: the lock is free
+        other.update_kyc("carol", "rejected")
+
+    calls = lose_first_append(recorder, after_commit=False, before=connection_lost_then_kyc_revoked)
+    turns = record_turns(pg_app)
+
+    with pytest.raises(InvestorNotEligibleError):
+        pg_app.transfer(asset, "alice", "carol", 5)
+
+    assert calls[0] == 2  # the lost one, and the copy whose claim was refused
+    assert True not in turns and len(turns) == 2  # the batch's turn, then the command's alone
+    assert positions(pg_app) == head + 1  # the other process's KYC decision only
+    assert pg_app.admin.verify().ok

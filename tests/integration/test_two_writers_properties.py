@@ -3,9 +3,11 @@
 Random sequences of transfers, KYC decisions and pauses are sent, each command to one of
 two `LedgerApplication`s on the same store (so each sometimes writes on a cache the other
 has made stale, in real and in optimistic writer turns). The reference is the same
-sequence sent to one application on an SQLite store. Turns are optimistic as deployed
-(after a few quiet ones) or always, to reach every stale case: every command must have the same
-outcome (its result or its error code) and the register must end in the same state.
+sequence sent to one application on an SQLite store: every command must have the same
+outcome (its result or its error code) and the register must end in the same state. Turns
+are optimistic as deployed (after a few quiet ones) or always. Commands go one at a time (a
+batch of one each): mixed batches, large batches and lost connections are in
+`test_optimistic_turns.py`.
 """
 
 from __future__ import annotations

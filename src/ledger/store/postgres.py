@@ -88,12 +88,21 @@ class WriterTurn:
     # was appended after this position (else `ClaimRefusedError`, nothing appended) and
     # commits, all in one round trip; `rows` is [] as the caller assumes.
     expected: int | None = None
+    # The head the caller's state is current at (known for every turn but one whose catch-up
+    # was too long to read): a batch sent again after the turn lost its connection, and with
+    # it the lock, claims the lock again and checks that nothing was appended after this.
+    confirmed: int | None = None
 
 
 class ClaimRefusedError(Exception):
-    """An optimistic turn found events appended after the position the caller's cache was
-    complete at (or its claim did not reach the store before its batch was sent): nothing of
-    its batch was appended, and the caller takes a real turn."""
+    """A writer turn's claim was refused: events were appended after the position the
+    caller's state is current at, the lock was not granted in time (`lock_timeout`), or (an
+    optimistic turn) the claim did not reach the store before its batch was sent. Nothing of
+    the batch was appended by the refused attempt; the caller runs it again in a real turn."""
+
+    def __init__(self, message: str, *, lock_timeout: bool = False) -> None:
+        super().__init__(message)
+        self.lock_timeout = lock_timeout
 
 
 # What refuses an optimistic turn's claim before its append runs (so nothing was appended):
@@ -294,11 +303,15 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         for _ in range(APPEND_ATTEMPTS):
             try:
                 return send(stored_events, **kwargs)
-            except (IntegrityError, ClaimRefusedError):
+            except (IntegrityError, ClaimRefusedError) as error:
                 # Another writer's events at these versions, an idempotency key used already, or
-                # (optimistic turn) events after the expected head; or an unacknowledged attempt's.
+                # events after the head the batch's state was current at; or, after a lost
+                # connection, an unacknowledged attempt's own events.
                 if lost is None:
                     raise
+                if isinstance(error, ClaimRefusedError) and error.lock_timeout:
+                    time.sleep(APPEND_RETRY_WAIT)  # the lost attempt may hold the lock still:
+                    continue  # its fate is not known until it ends
                 landed = self._look_up(stored_events, kwargs, lost)
                 if landed is None:
                     raise
@@ -372,7 +385,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
     def _turn_on(self, after: int | None, optimistic: bool) -> Iterator[WriterTurn]:
         with self._append_connection() as conn:
             if optimistic:
-                turn = WriterTurn(conn, [], None, expected=after)
+                turn = WriterTurn(conn, [], None, expected=after, confirmed=after)
             else:
                 with conn.pipeline():
                     self._send_lock(conn)
@@ -384,9 +397,11 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
                         cursor.execute(self._select_rows, params, prepare=True, binary=True)
                 rows: list[tuple[Any, ...]] = cursor.fetchall()
                 if after is None:
-                    turn = WriterTurn(conn, None, int(rows[0][0]))
+                    turn = WriterTurn(conn, None, int(rows[0][0]), confirmed=int(rows[0][0]))
+                elif len(rows) <= CATCH_UP_LIMIT:
+                    turn = WriterTurn(conn, rows, None, confirmed=int(rows[-1][0]) if rows else after)
                 else:
-                    turn = WriterTurn(conn, rows if len(rows) <= CATCH_UP_LIMIT else None, None)
+                    turn = WriterTurn(conn, None, None)
             self._turn = turn
             try:
                 yield turn
@@ -418,6 +433,8 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         if not isinstance(error, CLAIM_REFUSED):
             return None
         conn.close()
+        if isinstance(error, psycopg.errors.LockNotAvailable):
+            return ClaimRefusedError("the writer lock was not granted in time", lock_timeout=True)
         return ClaimRefusedError("another writer appended since this process's cache was complete")
 
     def _claim(self, turn: WriterTurn, expected: int) -> None:
@@ -533,9 +550,9 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
                 turn.conn.close()
                 raise translated(error) from error
         else:
-            # Alone, or sent again after its turn lost its connection (an optimistic turn's
-            # batch with a claim of its own: the state it was checked on was never confirmed).
-            claim = turn.expected if turn is not None else None
+            # Alone, or sent again after its turn lost its connection and with it the lock: the
+            # batch claims the lock again, and checks the head its state was current at.
+            claim = turn.confirmed if turn is not None else None
             with self._append_connection() as conn:
                 try:
                     row = self._send_append(conn, params, claim=claim, commit=claim is not None)
@@ -571,7 +588,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         try:
             yield kept
         except ClaimRefusedError:
-            raise  # rolled back (or closed, and replaced by the next append)
+            raise  # closed by `_refused`: the next append replaces it
         except BaseException as error:
             self._give_back_append_connection()
             if isinstance(error, psycopg.Error):
