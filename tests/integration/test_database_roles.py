@@ -144,7 +144,8 @@ def test_init_as_owner_then_every_command_works_as_the_runtime_role(roles: Roles
 def test_the_http_api_works_as_the_runtime_role(roles: Roles) -> None:
     """`build_world` drives every kind of command of the API (assets, investors, investments,
     freezes, distributions, proposals and votes) with the projections running."""
-    assert ledger(roles, "init")[0] == 0
+    code, output = ledger(roles, "init")
+    assert code == 0, output
     services = bootstrap.build_services(roles.settings)
     bootstrap.startup_check(services.ledger, roles.settings)
     url = roles.settings.database_url
@@ -165,7 +166,8 @@ def test_the_http_api_works_as_the_runtime_role(roles: Roles) -> None:
 
 
 def test_a_large_batch_and_the_outbox_worker_work_as_the_runtime_role(roles: Roles) -> None:
-    assert ledger(roles, "init")[0] == 0
+    code, output = ledger(roles, "init")
+    assert code == 0, output
     app = runtime_app(roles)
     try:
         # 64 events or more go by the pipelined path: the table lock via `ledger_lock_events`.
@@ -206,7 +208,8 @@ def test_a_large_batch_and_the_outbox_worker_work_as_the_runtime_role(roles: Rol
 def test_the_runtime_role_cannot_change_or_destroy_the_history(
     roles: Roles, statement: str, table: str
 ) -> None:
-    assert ledger(roles, "init")[0] == 0
+    code, output = ledger(roles, "init")
+    assert code == 0, output
     app = runtime_app(roles)
     try:
         scenario(app)
@@ -247,7 +250,8 @@ def function_definition(roles: Roles, name: str) -> str:
 
 @pytest.mark.parametrize("change", ["function", "trigger"])
 def test_a_changed_definition_is_found_at_start_up_and_by_verify(roles: Roles, change: str) -> None:
-    assert ledger(roles, "init")[0] == 0
+    code, output = ledger(roles, "init")
+    assert code == 0, output
     if change == "function":  # the append no longer links the hash chain
         definition = function_definition(roles, "ledger_append")
         assert "INSERT INTO" in definition
@@ -282,7 +286,8 @@ def test_a_changed_definition_is_found_at_start_up_and_by_verify(roles: Roles, c
 
 @pytest.mark.slow
 def test_the_demo_runs_as_the_runtime_role(roles: Roles) -> None:
-    assert ledger(roles, "init")[0] == 0
+    code, output = ledger(roles, "init")
+    assert code == 0, output
     code, output = ledger(roles, "demo", "--json")
     assert code == 0, output
     assert json.loads(output[output.index("{") : output.rindex("}") + 1])["hash_chain_ok"] is True
