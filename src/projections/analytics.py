@@ -1,6 +1,6 @@
 """Valuations and portfolio analytics: what a holding is worth at any position, and what it earned.
 
-Three tables:
+Three tables the queries read:
 - `rm_valuations`: every valuation of an asset (an immutable event; a correction is a newer one).
   The valuation in force at a position is, of those recorded at or before it, the one with the
   latest `valued_at` (of equal dates, the one recorded last).
@@ -17,6 +17,11 @@ redemption take `invested * quantity // balance` with them; tokens received by t
 at the valuation in force (unit price if none). For returns, money out of the investor is an
 investment or tokens received (at that valuation); money in is a dividend paid, tokens redeemed
 or sent away (at that valuation), and the holding's value on the position's date.
+
+The view reads and writes only its own tables: besides those three, `rm_analytics_assets`
+(each registered asset's decimals and unit price, for pricing) and `rm_analytics_entitlements`
+(the dividend entitlements declared and not yet paid: a payment names only the investors paid).
+The holdings it goes on from are the last flow row of each investor and asset.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from projections.batch import Batch
 from projections.distributions import distributions
 from projections.returns import YEAR_DAYS, half_even_bps
 from projections.schema import Exact, UtcDateTime, metadata
+from projections.unpaid import UnpaidEntitlements, unpaid_table
 
 valuations = Table(
     "rm_valuations",
@@ -69,6 +75,18 @@ days = Table(
     Column("day", Integer, primary_key=True),
     Column("position", BigInteger, nullable=False),
 )
+
+# Each registered asset's terms for pricing it (they never change).
+analytics_assets = Table(
+    "rm_analytics_assets",
+    metadata,
+    Column("asset_id", String(32), primary_key=True),
+    Column("decimals", Integer, nullable=False),
+    Column("unit_price", Exact, nullable=False),
+)
+
+# The dividend entitlements declared and not yet paid: what a payment pays each investor.
+analytics_entitlements = unpaid_table("rm_analytics_entitlements")
 
 # Which way each kind of flow moves money, seen from the investor (0: no money moves).
 DIRECTION = {
@@ -133,18 +151,17 @@ class AnalyticsView:
         self.valuations = tables["rm_valuations"]
         self.flows = tables["rm_investor_flows"]
         self.days = tables["rm_analytics_days"]
-        self.assets_table = tables["rm_assets"]
-        self.entitlements = tables["rm_entitlements"]
+        self.assets = tables["rm_analytics_assets"]
+        self.entitlements = UnpaidEntitlements(tables["rm_analytics_entitlements"])
         self.asset_ids: dict[Any, str] = {}
         self.pricing: dict[str, Pricing] = {}
         self.holdings: dict[tuple[str, str], Holding] = {}
-        self.unpaid: dict[str, tuple[str, dict[str, int]]] = {}  # distribution -> asset, investor -> amount
         self.day = 0
         self._dated = -1  # the position whose day `day` is
         self._rows: list[tuple[Any, ...]] = []
 
     def load(self, conn: Connection) -> None:
-        a = self.assets_table.c
+        a = self.assets.c
         self.pricing = {
             r.asset_id: Pricing(r.decimals, r.unit_price, r.unit_price)
             for r in conn.execute(select(a.asset_id, a.decimals, a.unit_price))
@@ -170,11 +187,7 @@ class AnalyticsView:
             )
         )
         self.holdings = {(r[0], r[1]): Holding(*r[2:]) for r in rows}
-        e = self.entitlements.c
-        self.unpaid = {}
-        unpaid = select(e.distribution_id, e.asset_id, e.investor_id, e.amount).where(e.paid.is_(False))
-        for r in conn.execute(unpaid):
-            self.unpaid.setdefault(r[0], (r[1], {}))[1][r[2]] = r[3]
+        self.entitlements.load(conn)
         self.day = int(conn.execute(select(func.coalesce(func.max(self.days.c.day), 0))).scalar() or 0)
         self._dated = -1
         self._rows = []
@@ -182,6 +195,7 @@ class AnalyticsView:
     def flush(self, batch: Batch) -> None:
         batch.insert_rows(self.flows, FLOW_COLUMNS, self._rows)
         self._rows = []
+        self.entitlements.flush(batch)
 
     # ----- events -----
 
@@ -237,6 +251,10 @@ class AnalyticsView:
     def _(self, event: Asset.Registered, batch: Batch) -> None:
         self.pricing[event.asset_id] = Pricing(event.decimals, event.unit_price, event.unit_price)
         self.asset_ids[event.originator_id] = event.asset_id
+        batch.insert(
+            self.assets,
+            {"asset_id": event.asset_id, "decimals": event.decimals, "unit_price": event.unit_price},
+        )
 
     @process_event.register
     def _(self, event: Asset.Valued, batch: Batch) -> None:
@@ -301,23 +319,19 @@ class AnalyticsView:
 
     @process_event.register
     def _(self, event: Distribution.Declared, batch: Batch) -> None:
-        self.unpaid[str(event.originator_id)] = (event.asset_id, dict(event.entitlements))
+        self.entitlements.declare(event)
         for investor_id, amount in sorted(event.entitlements.items()):
             self._holding(investor_id, event.asset_id).pending += amount
             self._flow(event, batch, investor_id, event.asset_id, "entitled", 0)
 
     @process_event.register
     def _(self, event: Distribution.EntitlementsPaid, batch: Batch) -> None:
-        distribution_id = str(event.originator_id)
-        asset_id, unpaid = self.unpaid[distribution_id]
-        for investor_id in event.investor_ids:
-            amount = unpaid.pop(investor_id)
+        asset_id, paid = self.entitlements.pay(event)
+        for investor_id, amount in paid:
             h = self._holding(investor_id, asset_id)
             h.pending -= amount
             h.paid += amount
             self._flow(event, batch, investor_id, asset_id, "dividend", amount)
-        if not unpaid:
-            del self.unpaid[distribution_id]
 
 
 # ----- queries -----

@@ -7,6 +7,12 @@ a transfer), the reference (the investment of an issuance, the distribution of a
 tokens it concerns, the money of a dividend, and the investor's balance and frozen tokens right
 after it. An investor's statement is its rows in position order; an asset's is the rows of all
 its holders. Rows are only ever inserted, so a page read at one position never changes later.
+
+The view reads and writes only its own tables: `rm_statements`, whose last row of each
+investor and asset holds the balance and frozen tokens the next row starts from;
+`rm_statement_assets`, the registered assets (an event names its asset by its aggregate id);
+and `rm_statement_entitlements`, the dividend entitlements declared and not yet paid (a
+payment names only the investors paid).
 """
 
 from __future__ import annotations
@@ -19,12 +25,13 @@ from typing import Any
 from eventsourcing.dispatch import singledispatchmethod
 from psycopg import AsyncConnection, AsyncRawCursor
 from psycopg.types.numeric import IntLoader
-from sqlalchemy import BigInteger, Column, Connection, Index, String, Table, select, tuple_
+from sqlalchemy import BigInteger, Column, Connection, Index, String, Table, func, select, tuple_
 
 from ledger.domain.asset import Asset
 from ledger.domain.distribution import Distribution
 from projections.batch import Batch
 from projections.schema import Exact, UtcDateTime, metadata
+from projections.unpaid import UnpaidEntitlements, unpaid_table
 
 statements = Table(
     "rm_statements",
@@ -42,6 +49,14 @@ statements = Table(
     Column("frozen", Exact, nullable=False),
     Index(None, "asset_id", "position", "investor_id"),
 )
+# The registered assets, so that an asset's events (named by its aggregate id) give its id.
+statement_assets = Table(
+    "rm_statement_assets",
+    metadata,
+    Column("asset_id", String(32), primary_key=True),
+)
+# The dividend entitlements declared and not yet paid: what a payment's rows show.
+statement_entitlements = unpaid_table("rm_statement_entitlements")
 COLUMNS = (
     "investor_id",
     "position",
@@ -78,42 +93,47 @@ KINDS = (
 class StatementsView:
     """Projects each movement of a holding into a statement row with the balance after it.
 
-    Balances and frozen quantities are kept in memory (loaded from the holdings view's
-    table, committed in the same transactions as this view's rows), and so are the unpaid
-    entitlements, so each event costs no read."""
+    Balances and frozen quantities are kept in memory (loaded from the last row of each
+    investor and asset), and so are the registered assets and the unpaid entitlements
+    (loaded from the view's own tables), so each event costs no read."""
 
     name = "statements"
 
     def __init__(self, tables: dict[str, Table]) -> None:
         self.statements = tables["rm_statements"]
-        self.assets_table = tables["rm_assets"]
-        self.holdings_table = tables["rm_holdings"]
-        self.entitlements = tables["rm_entitlements"]
+        self.assets = tables["rm_statement_assets"]
+        self.entitlements = UnpaidEntitlements(tables["rm_statement_entitlements"])
         self.asset_ids: dict[Any, str] = {}
         self.balances: dict[tuple[str, str], list[int]] = {}  # (asset, investor) -> [quantity, frozen]
-        self.unpaid: dict[str, tuple[str, dict[str, int]]] = {}  # distribution -> asset, investor -> amount
         self._rows: list[tuple[Any, ...]] = []
 
     def load(self, conn: Connection) -> None:
         self.asset_ids = {
             Asset.create_id(asset_id): asset_id
-            for asset_id in conn.execute(select(self.assets_table.c.asset_id)).scalars()
+            for asset_id in conn.execute(select(self.assets.c.asset_id)).scalars()
         }
-        h = self.holdings_table.c
-        self.balances = {
-            (r[0], r[1]): [r[2], r[3]]
-            for r in conn.execute(select(h.asset_id, h.investor_id, h.quantity, h.frozen))
-        }
-        e = self.entitlements.c
-        self.unpaid = {}
-        unpaid = select(e.distribution_id, e.asset_id, e.investor_id, e.amount).where(e.paid.is_(False))
-        for r in conn.execute(unpaid):
-            self.unpaid.setdefault(r[0], (r[1], {}))[1][r[2]] = r[3]
+        s = self.statements.c
+        last = (
+            select(s.investor_id, s.asset_id, func.max(s.position).label("position"))
+            .group_by(s.investor_id, s.asset_id)
+            .subquery()
+        )
+        rows = conn.execute(
+            select(s.asset_id, s.investor_id, s.balance, s.frozen).join(
+                last,
+                (last.c.investor_id == s.investor_id)
+                & (last.c.asset_id == s.asset_id)
+                & (last.c.position == s.position),
+            )
+        )
+        self.balances = {(r[0], r[1]): [r[2], r[3]] for r in rows}
+        self.entitlements.load(conn)
         self._rows = []
 
     def flush(self, batch: Batch) -> None:
         batch.insert_rows(self.statements, COLUMNS, self._rows)
         self._rows = []
+        self.entitlements.flush(batch)
 
     def _row(
         self,
@@ -159,6 +179,7 @@ class StatementsView:
     @process_event.register
     def _(self, event: Asset.Registered, batch: Batch) -> None:
         self.asset_ids[event.originator_id] = event.asset_id
+        batch.insert(self.assets, {"asset_id": event.asset_id})
 
     @process_event.register
     def _(self, event: Asset.TokensIssued, batch: Batch) -> None:
@@ -212,7 +233,7 @@ class StatementsView:
     @process_event.register
     def _(self, event: Distribution.Declared, batch: Batch) -> None:
         distribution_id = str(event.originator_id)
-        self.unpaid[distribution_id] = (event.asset_id, dict(event.entitlements))
+        self.entitlements.declare(event)
         for investor_id, amount in sorted(event.entitlements.items()):
             self._row(
                 event,
@@ -227,9 +248,8 @@ class StatementsView:
     @process_event.register
     def _(self, event: Distribution.EntitlementsPaid, batch: Batch) -> None:
         distribution_id = str(event.originator_id)
-        asset_id, unpaid = self.unpaid[distribution_id]
-        for investor_id in event.investor_ids:
-            amount = unpaid.pop(investor_id)
+        asset_id, paid = self.entitlements.pay(event)
+        for investor_id, amount in paid:
             self._row(
                 event,
                 batch,
@@ -239,8 +259,6 @@ class StatementsView:
                 reference=distribution_id,
                 amount=amount,
             )
-        if not unpaid:
-            del self.unpaid[distribution_id]
 
 
 # ----- queries -----
