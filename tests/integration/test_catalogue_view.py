@@ -147,15 +147,21 @@ def test_the_catalogue_projected_as_events_come_equals_its_replay(
     assert (catalogue(engine), contents(engine, {"rm_assets": assets})) == (projected, rows)
 
 
-def test_the_holdings_view_reads_and_writes_only_its_own_tables(
-    app: LedgerApplication, engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Projected alone, on copies of its own tables only, by a runner made anew for each command
-    (so it loads its state, the pending investment included, from its tables each time), the
-    holdings view writes what it writes beside the other views."""
+def project_alone(
+    app: LedgerApplication,
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    view: Any,
+    tables: tuple[str, ...],
+    steps: list[Callable[[], Any]],
+) -> tuple[dict[str, list[Any]], set[str]]:
+    """Runs `steps`, projecting `view` alone after each on copies of its own `tables` (by a
+    runner made anew each time, so it loads its state from them), then every view on the real
+    tables. Returns the copies' contents and the tables its SQL named; asserts it named no
+    table but its own copies and that the copies equal what it wrote beside the other views."""
     upgrade(engine)
     everything = ProjectionRunner(app, engine)
-    own = {n: t for n, t in build_copy("own_").items() if n in (*HOLDINGS_TABLES, "rm_tracking")}
+    own = {n: t for n, t in build_copy("own_").items() if n in (*tables, "rm_tracking")}
     with engine.begin() as conn:
         for table in own.values():
             table.create(conn)
@@ -164,21 +170,32 @@ def test_the_holdings_view_reads_and_writes_only_its_own_tables(
     def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         statements.append(statement)
 
-    monkeypatch.setattr(projections.runner, "VIEWS", (HoldingsView,))
+    monkeypatch.setattr(projections.runner, "VIEWS", (view,))
     event.listen(engine, "before_cursor_execute", record)
-    facts: dict[str, str] = {}
     try:
-        for step in [*history(app, facts), lambda: app.confirm_payment(facts["pending"], "pay-late")]:
+        for step in steps:
             step()
             ProjectionRunner(app, engine, own).catch_up()
     finally:
         event.remove(engine, "before_cursor_execute", record)
     named = {name for statement in statements for name in re.findall(r"\w*rm_\w+", statement)}
     assert named <= {f"own_{name}" for name in own}
-    assert "own_rm_pending_investments" in named
     everything.catch_up()
-    alone = contents(engine, {name: own[name] for name in HOLDINGS_TABLES})
-    assert alone == contents(engine, {name: metadata.tables[name] for name in HOLDINGS_TABLES})
+    alone = contents(engine, {name: own[name] for name in tables})
+    assert alone == contents(engine, {name: metadata.tables[name] for name in tables})
+    return alone, named
+
+
+def test_the_holdings_view_reads_and_writes_only_its_own_tables(
+    app: LedgerApplication, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Projected alone, on copies of its own tables only, by a runner made anew for each command
+    (so it loads its state, the pending investment included, from its tables each time), the
+    holdings view writes what it writes beside the other views."""
+    facts: dict[str, str] = {}
+    steps = [*history(app, facts), lambda: app.confirm_payment(facts["pending"], "pay-late")]
+    alone, named = project_alone(app, engine, monkeypatch, HoldingsView, HOLDINGS_TABLES, steps)
+    assert "own_rm_pending_investments" in named
     assert alone["rm_pending_investments"] == []
 
 
@@ -199,32 +216,10 @@ def test_the_statements_and_analytics_views_read_and_write_only_their_own_tables
     (so it loads its state, the assets and the unpaid entitlements included, from its tables
     each time), the view writes what it writes beside the other views, where one batch declares
     and pays."""
-    upgrade(engine)
-    everything = ProjectionRunner(app, engine)
-    own = {n: t for n, t in build_copy("own_").items() if n in (*tables, "rm_tracking")}
-    with engine.begin() as conn:
-        for table in own.values():
-            table.create(conn)
-    statements: list[str] = []
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement)
-
-    monkeypatch.setattr(projections.runner, "VIEWS", (view,))
-    event.listen(engine, "before_cursor_execute", record)
     facts: dict[str, str] = {}
-    try:
-        for step in [*history(app, facts), *dividends(app, clock, facts)]:
-            step()
-            ProjectionRunner(app, engine, own).catch_up()
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-    named = {name for statement in statements for name in re.findall(r"\w*rm_\w+", statement)}
-    assert named <= {f"own_{name}" for name in own}
+    steps = [*history(app, facts), *dividends(app, clock, facts)]
+    alone, named = project_alone(app, engine, monkeypatch, view, tables, steps)
     assert {f"own_{name}" for name in tables} <= named
-    everything.catch_up()
-    alone = contents(engine, {name: own[name] for name in tables})
-    assert alone == contents(engine, {name: metadata.tables[name] for name in tables})
     (assets_table,) = (name for name in tables if name.endswith("_assets"))
     (unpaid,) = (name for name in tables if name.endswith("_entitlements"))
     assert len(alone[assets_table]) == 2
