@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
 
+from ledger import commit
 from ledger.application import LedgerApplication
 from ledger.config import store_env
 from ledger.errors import OutcomeUnknownError
@@ -140,10 +141,13 @@ def test_a_transfer_committed_in_its_turn_without_acknowledgement_is_made_once(
 
 
 def test_a_writer_turn_that_loses_its_connection_before_the_command_is_tried_again(
-    pg_app: LedgerApplication,
+    pg_app: LedgerApplication, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The turn's first statement (BEGIN, the writer lock, the catch-up read) meets a dropped
-    connection: nothing was sent, so the turn starts again on another connection."""
+    """A real turn's first statement (BEGIN, the writer lock, the catch-up read) meets a dropped
+    connection: nothing was sent, so the turn starts again on another connection. (An
+    optimistic turn sends no BEGIN: its claim and append are one statement, tested in
+    `test_optimistic_turns.py`.)"""
+    monkeypatch.setattr(commit, "QUIET_TURNS", 10**9)  # real turns only
     asset_id = open_asset(pg_app)
     onboard(pg_app, "alice")
     onboard(pg_app, "bob")

@@ -7,6 +7,8 @@ rule: a command checked on a stale cache is never appended and never rejected on
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 from uuid import uuid4
@@ -21,6 +23,7 @@ from ledger.config import store_env
 from ledger.errors import AssetPausedError, InsufficientBalanceError, InvestorNotEligibleError
 from ledger.store import UNNEST_FROM, ClaimRefusedError, LedgerPostgresRecorder
 from tests.integration.test_append_exactly_once import fail_first_call, transfers_in_store
+from tests.conftest import PG_URL
 from tests.support import holding, onboard, open_asset
 
 pytestmark = pytest.mark.postgres
@@ -174,9 +177,11 @@ def test_the_claim_refuses_a_moved_head_and_appends_nothing(pg_app: LedgerApplic
     def refused() -> None:
         head = positions(pg_app)
         recorder.insert_events(raw_events(1))  # another writer's event after `head`
+        moved = positions(pg_app)
+        assert moved > head
         with pytest.raises(ClaimRefusedError):
             optimistic_append(head)
-        assert positions(pg_app) == head + 1
+        assert positions(pg_app) == moved  # nothing of the refused batch
 
     for rounds in (1, 5, 1, 5, 8):  # refusals and claims around the sixth use of each statement
         for _ in range(rounds):
@@ -236,10 +241,62 @@ def test_an_optimistic_append_sent_again_still_checks_the_head(
     assert pg_app.admin.verify().ok
 
 
+def test_an_optimistic_claim_reads_the_head_only_once_it_holds_the_writer_lock(
+    pg_app: LedgerApplication, other: LedgerApplication, asset: str
+) -> None:
+    """The claim and the append are one statement: lock timeout, writer lock, head check,
+    `ledger_append`, in that order. Another process holds the lock while it revokes the
+    receiver's KYC; the optimistic transfer waits for the lock, then reads the head the
+    revocation moved: refused, it runs again and is rejected. Read before the lock was
+    granted, the head would still pass and the transfer would be appended on a stale rule."""
+    quiet(pg_app, asset)
+    head = positions(pg_app)
+    holding_lock, go = threading.Event(), threading.Event()
+    append = other.committer._append
+
+    def append_when_told(ran: Any) -> None:
+        holding_lock.set()  # `other` is in its turn: it holds the writer lock
+        assert go.wait(30)
+        append(ran)
+
+    other.committer._append = append_when_told  # type: ignore[method-assign]
+    revoking = threading.Thread(target=other.update_kyc, args=("carol", "rejected"))
+    revoking.start()
+    assert holding_lock.wait(30)
+    turns = record_turns(pg_app)
+    outcome: list[BaseException | None] = []
+
+    def transfer() -> None:
+        try:
+            pg_app.transfer(asset, "alice", "carol", 5)
+            outcome.append(None)
+        except BaseException as error:  # noqa: BLE001 - asserted below
+            outcome.append(error)
+
+    transferring = threading.Thread(target=transfer)
+    transferring.start()
+    with psycopg.connect(PG_URL, autocommit=True) as watcher:
+        deadline = time.monotonic() + 30
+        while not watcher.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        ).fetchone()[0]:  # type: ignore[index]
+            assert time.monotonic() < deadline, "the optimistic claim never waited for the lock"
+            time.sleep(0.01)
+    go.set()
+    revoking.join(30)
+    transferring.join(30)
+
+    assert isinstance(outcome[0], InvestorNotEligibleError)
+    assert turns == [True, False]  # refused once the lock was granted, run again on the revocation
+    assert positions(pg_app) == head + 1  # the revocation only
+    assert pg_app.admin.verify().ok
+
+
 def test_the_head_check_reads_the_index_in_a_generic_plan(pg_app: LedgerApplication) -> None:
-    """The check runs as a prepared statement, so after five runs PostgreSQL may plan it once
-    for any position: that plan must still read one entry of the index, not the table (the
-    first form, `NOT EXISTS (... WHERE notification_id > $1)`, scanned every event)."""
+    """The check runs as a prepared statement (before a large batch), so after five runs
+    PostgreSQL may plan it once for any position: that plan must still read one entry of
+    the index, not the table (the first form, `NOT EXISTS (... WHERE notification_id > $1)`,
+    scanned every event)."""
     recorder = pg_app.recorder
     assert isinstance(recorder, LedgerPostgresRecorder)
     recorder.insert_events(raw_events(UNNEST_FROM))

