@@ -17,7 +17,8 @@ commands are then retried one by one against fresh state, a bounded number of
 times.
 
 On PostgreSQL that comparison is the start of a writer turn (`writer_turn`): a round
-trip before the batch runs. A process whose last `QUIET_TURNS` turns found nobody else's
+trip before the batch runs; the commands queued while it waited for the writer lock (held
+by another process) join the batch. A process whose last `QUIET_TURNS` turns found nobody else's
 events runs its batch first and has its append check, in the same round trip, that the
 head has not moved (an optimistic turn); its rejections are answered only once that
 check passed. If the head did move, nothing was appended: the aggregates the batch
@@ -368,7 +369,7 @@ class GroupCommitter:
                 return
             except ClaimRefusedError:
                 self._quiet_turns = 0
-                batch = [p for p in batch if not p.done]  # replays of stored outcomes stand
+                batch[:] = [p for p in batch if not p.done]  # replays of stored outcomes stand
         self._attempt_in_turn(batch, alone=alone, optimistic=False)
 
     def _attempt_in_turn(self, batch: list[_Pending], *, alone: bool, optimistic: bool) -> None:
@@ -376,6 +377,8 @@ class GroupCommitter:
         rejected: Rejections | None = [] if optimistic else None
         try:
             with self.admin.writer_turn(self._complete_at, optimistic=optimistic) as turn:
+                if not alone:
+                    self._take_arrivals(batch)
                 if turn is not None and turn.expected is None:
                     self._catch_up(turn)
                     self._quiet_turns = self._quiet_turns + 1 if turn.rows == [] else 0
@@ -400,6 +403,15 @@ class GroupCommitter:
             self.working = {}
         for pending, error in rejected or ():
             pending.fail(error)
+
+    def _take_arrivals(self, batch: list[_Pending]) -> None:
+        """Adds to the batch (in place: the caller retries what is left undone in it) the
+        commands queued since it was taken, while its turn was being granted: with other
+        processes writing, the writer lock is often waited for, and the commands that queue
+        meanwhile would otherwise wait for another turn."""
+        with self._mutex:
+            while self._queue and len(batch) < MAX_BATCH:
+                batch.append(self._queue.popleft())
 
     def _check_head(self) -> None:
         """Rejections of an optimistic turn that appended nothing stand only if nobody else

@@ -22,8 +22,8 @@ from ledger.application import LedgerApplication
 from ledger.config import store_env
 from ledger.errors import AssetPausedError, InsufficientBalanceError, InvestorNotEligibleError
 from ledger.store import UNNEST_FROM, ClaimRefusedError, LedgerPostgresRecorder
-from tests.integration.test_append_exactly_once import fail_first_call, transfers_in_store
 from tests.conftest import PG_URL
+from tests.integration.test_append_exactly_once import fail_first_call, transfers_in_store
 from tests.support import holding, onboard, open_asset
 
 pytestmark = pytest.mark.postgres
@@ -270,7 +270,7 @@ def test_an_optimistic_claim_reads_the_head_only_once_it_holds_the_writer_lock(
         try:
             pg_app.transfer(asset, "alice", "carol", 5)
             outcome.append(None)
-        except BaseException as error:  # noqa: BLE001 - asserted below
+        except BaseException as error:
             outcome.append(error)
 
     transferring = threading.Thread(target=transfer)

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import multiprocessing
 import random
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 import pytest
 
-from ledger import snapshots
+from ledger import commit, snapshots
 from ledger.application import LedgerApplication
 from ledger.config import store_env
 from ledger.domain.asset import Asset
-from ledger.errors import ConcurrencyError, InsufficientBalanceError
+from ledger.errors import ConcurrencyError, InsufficientBalanceError, InvestorNotEligibleError
+from tests.conftest import PG_URL
 from tests.support import holding, onboard, open_asset
 
 pytestmark = pytest.mark.postgres
@@ -198,3 +202,74 @@ def events_read(app: LedgerApplication) -> list[int]:
 
     app.events.get = counting  # type: ignore[method-assign]
     return read
+
+
+def test_commands_queued_while_a_turn_waits_for_the_lock_join_its_batch(
+    pg_app: LedgerApplication, pg_schema_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While another process holds the writer lock, this process's leader waits for it with
+    the one command it took; the commands queued meanwhile join that batch once the lock is
+    granted, instead of waiting for a turn each (with several processes, the lock is waited
+    for most of the time). Each is answered as if alone."""
+    monkeypatch.setattr(commit, "QUIET_TURNS", 10**9)  # real turns: the lock is waited for
+    asset_id = open_asset(pg_app)
+    for investor_id in ("alice", "bob", "carol"):
+        onboard(pg_app, investor_id)
+    holding(pg_app, asset_id, "alice", 100)
+    other = LedgerApplication(store_env(pg_schema_url))
+    holding_lock, go = threading.Event(), threading.Event()
+    append = other.committer._append
+
+    def append_when_told(ran: Any) -> None:
+        holding_lock.set()  # `other` is in its turn: it holds the writer lock
+        assert go.wait(30)
+        append(ran)
+
+    other.committer._append = append_when_told  # type: ignore[method-assign]
+    turns: list[int] = []
+    take = pg_app.committer._attempt_in_turn
+
+    def counting(batch: list[Any], **kwargs: Any) -> None:
+        take(batch, **kwargs)
+        turns.append(len(batch))
+
+    pg_app.committer._attempt_in_turn = counting  # type: ignore[method-assign]
+    outcomes: list[Any] = []
+
+    def transfer(receiver: str, quantity: int) -> None:
+        try:
+            outcomes.append(pg_app.transfer(asset_id, "alice", receiver, quantity))
+        except Exception as error:
+            outcomes.append(error)
+
+    try:
+        revoking = threading.Thread(target=other.update_kyc, args=("carol", "rejected"))
+        revoking.start()
+        assert holding_lock.wait(30)
+        first = threading.Thread(target=transfer, args=("bob", 10))
+        first.start()
+        deadline = time.monotonic() + 30
+        with psycopg.connect(PG_URL, autocommit=True) as watcher:
+            while not watcher.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            ).fetchone()[0]:  # type: ignore[index]
+                assert time.monotonic() < deadline, "the leader never waited for the writer lock"
+                time.sleep(0.005)
+        orders = (("bob", 20), ("carol", 5), ("bob", 30))
+        queued = [threading.Thread(target=transfer, args=order) for order in orders]
+        for thread in queued:
+            thread.start()
+        while len(pg_app.committer._queue) < len(queued):
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        go.set()
+        for thread in (revoking, first, *queued):
+            thread.join(30)
+    finally:
+        other.close()
+
+    assert turns == [4]  # one turn, the three queued commands in it
+    assert sum(isinstance(o, InvestorNotEligibleError) for o in outcomes) == 1  # carol, revoked meanwhile
+    assert sum(not isinstance(o, Exception) for o in outcomes) == 3
+    assert pg_app.get_asset(asset_id).balances == {"alice": 40, "bob": 60}
+    assert pg_app.admin.verify().ok
