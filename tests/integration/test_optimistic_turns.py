@@ -241,14 +241,43 @@ def test_an_optimistic_append_sent_again_still_checks_the_head(
     assert pg_app.admin.verify().ok
 
 
+def test_an_optimistic_batch_on_versions_another_process_took_is_refused_and_run_again_once(
+    pg_app: LedgerApplication, other: LedgerApplication, asset: str
+) -> None:
+    """Another process appended to the asset: the optimistic batch's events collide with its
+    on the unique key inside `ledger_append`, before the head check. That too refuses the
+    claim (the statement undid everything): the batch runs again in one real turn, not each
+    command alone in a turn of its own."""
+    quiet(pg_app, asset)
+    other.transfer(asset, "alice", "bob", 1)  # the asset's next version, in the store
+    committer = pg_app.committer
+    batch: list[Any] = []
+    execute = committer.execute
+    committer.execute = lambda command: batch.append(commit._Pending(command))  # type: ignore[method-assign,func-returns-value]
+    for _ in range(6):
+        pg_app.transfer(asset, "alice", "carol", 1)
+    committer.execute = execute  # type: ignore[method-assign]
+    turns = record_turns(pg_app)
+
+    with committer._lock:
+        committer._run_batch(batch)
+
+    assert turns == [True, False]  # refused, then one real turn for the six
+    assert all(pending.done and pending.error is None for pending in batch)
+    assert pg_app.get_asset(asset).balances == {"alice": 93, "bob": 11, "carol": 6}
+    assert pg_app.admin.verify().ok
+
+
 def test_an_optimistic_claim_reads_the_head_only_once_it_holds_the_writer_lock(
     pg_app: LedgerApplication, other: LedgerApplication, asset: str
 ) -> None:
-    """The claim and the append are one statement: lock timeout, writer lock, head check,
-    `ledger_append`, in that order. Another process holds the lock while it revokes the
-    receiver's KYC; the optimistic transfer waits for the lock, then reads the head the
-    revocation moved: refused, it runs again and is rejected. Read before the lock was
-    granted, the head would still pass and the transfer would be appended on a stale rule."""
+    """The claim and the append are one statement: lock timeout, writer lock, `ledger_append`
+    (which reads the chain's last position once the lock is held), then the head check that
+    undoes it all if that position is past the expected head. Another process holds the lock
+    while it revokes the receiver's KYC; the optimistic transfer waits for the lock, then
+    reads the head the revocation moved: refused, it runs again and is rejected. Read before
+    the lock was granted, the head would still pass and the transfer would be appended on a
+    stale rule."""
     quiet(pg_app, asset)
     head = positions(pg_app)
     holding_lock, go = threading.Event(), threading.Event()

@@ -105,9 +105,16 @@ class ClaimRefusedError(Exception):
         self.lock_timeout = lock_timeout
 
 
-# What refuses an optimistic turn's claim before its append runs (so nothing was appended):
-# the head check's division by zero, or the writer lock not granted within the lock timeout.
-CLAIM_REFUSED = (psycopg.errors.DivisionByZero, psycopg.errors.LockNotAvailable)
+# What refuses an optimistic turn's claim (nothing of its batch stays appended): the head
+# check's division by zero, or the writer lock not granted within the lock timeout. In a
+# pipeline they stop it before the append runs; in the claimed append (one statement, its
+# own transaction) the check runs after it and the error undoes it, and so does a unique
+# key another writer's events or idempotency keys took first (`CLAIMED_APPEND_REFUSED`).
+CLAIM_REFUSED: tuple[type[psycopg.Error], ...] = (
+    psycopg.errors.DivisionByZero,
+    psycopg.errors.LockNotAvailable,
+)
+CLAIMED_APPEND_REFUSED = (*CLAIM_REFUSED, psycopg.errors.UniqueViolation)
 
 
 # psycopg's errors as the library's `PostgresDatastore.get_connection` translates them
@@ -448,18 +455,24 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         conn.execute(self._expect_head, (expected,), prepare=True)
 
     @staticmethod
-    def _refused(conn: psycopg.Connection[DictRow], error: psycopg.Error) -> ClaimRefusedError | None:
-        """What a refused claim becomes, its connection closed (the server ends its transaction;
-        nothing was appended); None for any other error. Closed rather than rolled back: kept,
-        a later turn on it now and then failed with `prepared statement "_pg3_N" does not
-        exist` (psycopg's record of the statements it prepared out of step with the server
-        after the aborted pipeline; 3 runs in 8 of the two-writer property test, none in 5
-        since). A refusal costs a new connection, and comes only after a quiet spell."""
-        if not isinstance(error, CLAIM_REFUSED):
+    def _refused(
+        conn: psycopg.Connection[DictRow], error: psycopg.Error, refusals: tuple[type[psycopg.Error], ...]
+    ) -> ClaimRefusedError | None:
+        """What a refused claim becomes (`refusals`: the errors that refuse it), its connection
+        closed (the server ends its transaction; nothing was appended); None for any other
+        error. Closed rather than rolled back: kept after an aborted pipeline, a later turn on
+        it now and then failed with `prepared statement "_pg3_N" does not exist` (psycopg's
+        record of the statements it prepared out of step with the server; 3 runs in 8 of the
+        two-writer property test, none in 5 since). The claimed append is one statement, not
+        a pipeline, and is closed all the same, for one rule: a refusal comes only after a
+        quiet spell, and costs a new connection."""
+        if not isinstance(error, refusals):
             return None
         conn.close()
         if isinstance(error, psycopg.errors.LockNotAvailable):
             return ClaimRefusedError("the writer lock was not granted in time", lock_timeout=True)
+        if isinstance(error, psycopg.errors.UniqueViolation):
+            return ClaimRefusedError("another writer appended at this batch's versions or used its keys")
         return ClaimRefusedError("another writer appended since this process's cache was complete")
 
     def _claim(self, turn: WriterTurn, expected: int) -> None:
@@ -471,7 +484,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
                 self._send_claim(turn.conn, expected)
         except psycopg.Error as error:
             turn.alive = False
-            if self._refused(turn.conn, error) is None:
+            if self._refused(turn.conn, error, CLAIM_REFUSED) is None:
                 turn.failed = True
             raise ClaimRefusedError("the writer turn could not be claimed") from None
         turn.expected = None
@@ -566,7 +579,8 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             try:
                 row = self._send_append(turn.conn, params, claim=turn.expected, commit=True)
             except psycopg.Error as error:
-                refused = self._refused(turn.conn, error) if turn.expected is not None else None
+                claimed = turn.expected is not None
+                refused = self._refused(turn.conn, error, CLAIMED_APPEND_REFUSED) if claimed else None
                 if refused is not None:
                     raise refused from None
                 # Its fate is unknown: closed, the server aborts the turn's transaction unless
@@ -583,7 +597,8 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
                 try:
                     row = self._send_append(conn, params, claim=claim, commit=claim is not None)
                 except psycopg.Error as error:
-                    refused = self._refused(conn, error) if claim is not None else None
+                    refusals = CLAIMED_APPEND_REFUSED
+                    refused = self._refused(conn, error, refusals) if claim is not None else None
                     if refused is not None:
                         raise refused from None
                     raise
