@@ -350,8 +350,9 @@ def http_measure(url: str, asset_id: str, explain: bool) -> None:
     with served(log, url, "--workers", "2", quiet=True, start_seconds=120) as (_, port):
         time.sleep(2.0)  # both workers up
         health = b"GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n"
-        run_id = uuid.uuid4().hex[:8]
         rngs = [random.Random(f"http-{n}") for n in range(CLIENTS)]
+        run_ids = iter(uuid.uuid4().hex[:8] for _ in range(2))  # the warm-up's keys, then the measure's
+        run_id = ""
 
         def transfer(number: int, sequence: int) -> bytes:
             sender, receiver = rngs[number].sample(range(INVESTORS), 2)
@@ -365,8 +366,13 @@ def http_measure(url: str, asset_id: str, explain: bool) -> None:
                 f"Content-Length: {len(body)}\r\n\r\n"
             ).encode() + body
 
-        asyncio.run(_http_load(port, lambda *_: health, 1.0, CLIENTS))  # warm-up
+        # Both warmed up first: the transfers' so that each worker has the asset and the
+        # investors in its cache, as the in-process measures do.
+        asyncio.run(_http_load(port, lambda *_: health, WARM_UP_SECONDS, CLIENTS))
         base = asyncio.run(_http_load(port, lambda *_: health, SECONDS, CLIENTS))
+        run_id = next(run_ids)
+        asyncio.run(_http_load(port, transfer, WARM_UP_SECONDS, CLIENTS))
+        run_id = next(run_ids)  # fresh keys: a warm-up key sent again would only replay
         ours = asyncio.run(_http_load(port, transfer, SECONDS, CLIENTS))
     log(f"http: healthz {base.rate:.0f}/s, transfers {ours.rate:.0f}/s "
         f"(failed {ours.failed}, conflicts {ours.conflicts}, rejected {ours.rejected})")

@@ -22,6 +22,7 @@ from adapters.api.app import create_app
 from adapters.api.keys import KeyAdmin, KeyStore
 from adapters.api.limits import restore_recursion_limit
 from adapters.api.metrics import Metrics
+from adapters.api.nodelay import NoDelayHTTPProtocol
 from adapters.chain.anchor import Anchor, AnchorPublisher, verify_anchored
 from adapters.chain.anvil import DEV_KEYS
 from adapters.chain.rpc import Rpc
@@ -293,6 +294,7 @@ def run_api(target: FastAPI | str, host: str, port: int, workers: int) -> None:
         port=port,
         workers=workers,
         factory=workers > 1,
+        http=NoDelayHTTPProtocol,
         log_level="warning",
         timeout_graceful_shutdown=GRACE_SECONDS,
         timeout_worker_healthcheck=WORKER_START_SECONDS,
