@@ -233,6 +233,8 @@ class GroupCommitter:
 
     def execute(self, command: Command) -> Outcome:
         """Queues a command and waits for its outcome; the first waiter in line leads the next batch."""
+        if command.idempotency_key is not None:
+            _ = command.request_hash  # computed by the caller, not in the leader's batch
         pending = _Pending(command)
         with self._mutex:
             self._queue.append(pending)
