@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 from uuid import uuid4
@@ -22,8 +21,11 @@ from ledger.application import LedgerApplication
 from ledger.config import store_env
 from ledger.errors import AssetPausedError, InsufficientBalanceError, InvestorNotEligibleError
 from ledger.store import UNNEST_FROM, ClaimRefusedError, LedgerPostgresRecorder
-from tests.conftest import PG_URL
 from tests.integration.test_append_exactly_once import fail_first_call, transfers_in_store
+from tests.integration.test_writers_take_turns import (
+    revoke_kyc_holding_the_writer_lock,
+    wait_for_a_writer_waiting_for_the_lock,
+)
 from tests.support import holding, onboard, open_asset
 
 pytestmark = pytest.mark.postgres
@@ -280,18 +282,7 @@ def test_an_optimistic_claim_reads_the_head_only_once_it_holds_the_writer_lock(
     stale rule."""
     quiet(pg_app, asset)
     head = positions(pg_app)
-    holding_lock, go = threading.Event(), threading.Event()
-    append = other.committer._append
-
-    def append_when_told(ran: Any) -> None:
-        holding_lock.set()  # `other` is in its turn: it holds the writer lock
-        assert go.wait(30)
-        append(ran)
-
-    other.committer._append = append_when_told  # type: ignore[method-assign]
-    revoking = threading.Thread(target=other.update_kyc, args=("carol", "rejected"))
-    revoking.start()
-    assert holding_lock.wait(30)
+    revoking, go = revoke_kyc_holding_the_writer_lock(other, "carol")
     turns = record_turns(pg_app)
     outcome: list[BaseException | None] = []
 
@@ -304,13 +295,7 @@ def test_an_optimistic_claim_reads_the_head_only_once_it_holds_the_writer_lock(
 
     transferring = threading.Thread(target=transfer)
     transferring.start()
-    with psycopg.connect(PG_URL, autocommit=True) as watcher:
-        deadline = time.monotonic() + 30
-        while not watcher.execute(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-        ).fetchone()[0]:  # type: ignore[index]
-            assert time.monotonic() < deadline, "the optimistic claim never waited for the lock"
-            time.sleep(0.01)
+    wait_for_a_writer_waiting_for_the_lock("the optimistic claim")
     go.set()
     revoking.join(30)
     transferring.join(30)

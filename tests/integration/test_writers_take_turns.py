@@ -204,6 +204,37 @@ def events_read(app: LedgerApplication) -> list[int]:
     return read
 
 
+def revoke_kyc_holding_the_writer_lock(
+    other: LedgerApplication, investor_id: str
+) -> tuple[threading.Thread, threading.Event]:
+    """Starts `other` revoking `investor_id`'s KYC, and returns once its turn holds the writer
+    lock: the thread, and the event that lets it append and commit (ending its turn)."""
+    holding_lock, go = threading.Event(), threading.Event()
+    append = other.committer._append
+
+    def append_when_told(ran: Any) -> None:
+        holding_lock.set()  # `other` is in its turn: it holds the writer lock
+        assert go.wait(30)
+        append(ran)
+
+    other.committer._append = append_when_told  # type: ignore[method-assign]
+    revoking = threading.Thread(target=other.update_kyc, args=(investor_id, "rejected"))
+    revoking.start()
+    assert holding_lock.wait(30)
+    return revoking, go
+
+
+def wait_for_a_writer_waiting_for_the_lock(who: str) -> None:
+    """Returns once some session waits for an advisory lock (the writer lock held above)."""
+    deadline = time.monotonic() + 30
+    with psycopg.connect(PG_URL, autocommit=True) as watcher:
+        while not watcher.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        ).fetchone()[0]:  # type: ignore[index]
+            assert time.monotonic() < deadline, f"{who} never waited for the writer lock"
+            time.sleep(0.005)
+
+
 def test_commands_queued_while_a_turn_waits_for_the_lock_join_its_batch(
     pg_app: LedgerApplication, pg_schema_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -217,15 +248,6 @@ def test_commands_queued_while_a_turn_waits_for_the_lock_join_its_batch(
         onboard(pg_app, investor_id)
     holding(pg_app, asset_id, "alice", 100)
     other = LedgerApplication(store_env(pg_schema_url))
-    holding_lock, go = threading.Event(), threading.Event()
-    append = other.committer._append
-
-    def append_when_told(ran: Any) -> None:
-        holding_lock.set()  # `other` is in its turn: it holds the writer lock
-        assert go.wait(30)
-        append(ran)
-
-    other.committer._append = append_when_told  # type: ignore[method-assign]
     turns: list[int] = []
     take = pg_app.committer._attempt_in_turn
 
@@ -243,18 +265,11 @@ def test_commands_queued_while_a_turn_waits_for_the_lock_join_its_batch(
             outcomes.append(error)
 
     try:
-        revoking = threading.Thread(target=other.update_kyc, args=("carol", "rejected"))
-        revoking.start()
-        assert holding_lock.wait(30)
+        revoking, go = revoke_kyc_holding_the_writer_lock(other, "carol")
         first = threading.Thread(target=transfer, args=("bob", 10))
         first.start()
+        wait_for_a_writer_waiting_for_the_lock("the leader")
         deadline = time.monotonic() + 30
-        with psycopg.connect(PG_URL, autocommit=True) as watcher:
-            while not watcher.execute(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-            ).fetchone()[0]:  # type: ignore[index]
-                assert time.monotonic() < deadline, "the leader never waited for the writer lock"
-                time.sleep(0.005)
         orders = (("bob", 20), ("carol", 5), ("bob", 30))
         queued = [threading.Thread(target=transfer, args=order) for order in orders]
         for thread in queued:
