@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlparse
 
 import uvicorn
@@ -18,6 +19,7 @@ from dotenv import dotenv_values
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
+from adapters.api.accepting import serve_workers
 from adapters.api.app import create_app
 from adapters.api.keys import KeyAdmin, KeyStore
 from adapters.api.limits import restore_recursion_limit
@@ -287,18 +289,22 @@ def api_target(services: Services, config: Settings, workers: int) -> FastAPI | 
 
 
 def run_api(target: FastAPI | str, host: str, port: int, workers: int) -> None:
-    """Serves the HTTP API until SIGTERM (requests in flight get `GRACE_SECONDS`)."""
-    uvicorn.run(
-        target,
-        host=host,
-        port=port,
-        workers=workers,
-        factory=workers > 1,
-        http=NoDelayHTTPProtocol,
-        log_level="warning",
-        timeout_graceful_shutdown=GRACE_SECONDS,
-        timeout_worker_healthcheck=WORKER_START_SECONDS,
-    )
+    """Serves the HTTP API until SIGTERM (requests in flight get `GRACE_SECONDS`); several
+    workers each on a socket of their own (`adapters.api.accepting`)."""
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "factory": workers > 1,
+        "http": NoDelayHTTPProtocol,
+        "log_level": "warning",
+        "timeout_graceful_shutdown": GRACE_SECONDS,
+        "timeout_worker_healthcheck": WORKER_START_SECONDS,
+    }
+    if workers > 1 and port != 0:  # (port 0: each worker would get a port of its own)
+        serve_workers(uvicorn.Config(target, **options))
+    else:
+        uvicorn.run(target, **options)
 
 
 @contextmanager

@@ -5,7 +5,9 @@ separate `ledger project`, and SIGTERM: stop taking work, finish what is in flig
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -66,6 +68,86 @@ def listen(base: str, key: str, opened: threading.Event) -> None:
         opened.set()
         for _ in events.iter_lines():
             pass
+
+
+LISTEN, ESTABLISHED = "0A", "01"  # TCP states as /proc/net/tcp writes them
+
+
+def tcp_sockets(port: int, state: str) -> set[str]:
+    """The inodes of this machine's TCP sockets on local port `port` in `state`."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError), open(table) as rows:
+            for row in list(rows)[1:]:
+                fields = row.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == state:
+                    inodes.add(fields[9])
+    return inodes
+
+
+def sockets_of(pid: int) -> set[str]:
+    """The inodes of the sockets process `pid` holds."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if link.startswith("socket:["):
+                inodes.add(link[len("socket:[") : -1])
+    return inodes
+
+
+def children_of(pid: int) -> list[int]:
+    children: list[int] = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as listed:
+            children += [int(child) for child in listed.read().split()]
+    return children
+
+
+def test_each_worker_listens_on_a_socket_of_its_own_and_takes_a_share_of_a_burst(tmp_path: Path) -> None:
+    """16 connections opened at once: on one socket shared by the workers, the worker that
+    woke first accepted all of them (16/0 in 9 bursts of 12) and served them on one core
+    while the other stayed idle. Each worker listening on a socket of its own
+    (SO_REUSEPORT), the kernel spreads them: every worker gets some (all 16 on one of two
+    has odds of 1 in 32,768 with an even spread)."""
+    env = ledger_env(f"sqlite:///{tmp_path}/ledger.sqlite3")
+    with ledger_serve(env, tmp_path, "--workers", "2") as served:
+        deadline = time.monotonic() + START_TIMEOUT
+        while len(tcp_sockets(served.port, LISTEN)) < 2:  # /healthz answered: one worker is up
+            assert time.monotonic() < deadline, served.output()
+            time.sleep(0.1)
+        listening = tcp_sockets(served.port, LISTEN)
+        workers = [pid for pid in children_of(served.process.pid) if sockets_of(pid) & listening]
+        assert len(workers) == 2
+        assert not sockets_of(served.process.pid) & listening  # the supervisor accepts nothing
+        connections = [socket.create_connection(("127.0.0.1", served.port), timeout=30) for _ in range(16)]
+        try:
+            for connection in connections:
+                connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+            for connection in connections:
+                assert connection.makefile("rb").readline().startswith(b"HTTP/1.1 200")
+            established = tcp_sockets(served.port, ESTABLISHED)
+            shares = [len(sockets_of(pid) & established) for pid in workers]
+        finally:
+            for connection in connections:
+                connection.close()
+        assert sum(shares) == 16
+        assert min(shares) >= 1, shares
+
+
+def test_serve_workers_on_a_port_already_served_fail_to_start(tmp_path: Path) -> None:
+    """SO_REUSEPORT would let a second `ledger serve` of the same user share the port of one
+    left running, each taking part of the traffic: the supervisor first binds the address
+    without it, and fails the start (uvicorn's exit code for a failed start, 3)."""
+    env = ledger_env(f"sqlite:///{tmp_path}/ledger.sqlite3")
+    with ledger_serve(env, tmp_path, "--workers", "2") as served:
+        second = subprocess.run(
+            [LEDGER, "serve", "--workers", "2", "--port", str(served.port)],
+            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=START_TIMEOUT, check=False,
+        )
+        assert second.returncode == 3, second.stdout + second.stderr
+        assert f"could not bind 127.0.0.1:{served.port}" in second.stderr
+        assert httpx.get(f"{served.base}/healthz", timeout=30).status_code == 200
 
 
 def test_serve_without_projector_and_a_separate_project_process(tmp_path: Path) -> None:
