@@ -35,8 +35,9 @@ logger = logging.getLogger("uvicorn.error")
 def listening_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
     """A TCP socket bound to `host`:`port` (not yet listening: uvicorn starts it with its
     backlog). `proto` is TCP, so asyncio turns Nagle's algorithm off on its connections."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as uvicorn chooses
     family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP, flags=socket.AI_PASSIVE
+        host, port, family, socket.SOCK_STREAM, socket.IPPROTO_TCP, socket.AI_PASSIVE
     )[0]
     sock = socket.socket(family, kind, proto)
     try:
