@@ -25,13 +25,18 @@ rules, the hash chain and an Idempotency-Key. Measures and targets:
   deployed), against GET /healthz of the same server the same way. Target >= 0.6 x.
 
 Every baseline runs right before the measure it is compared with. `--explain` adds
-latency percentiles, CPU per transfer and counts to each line; stdout carries one JSON
-object per measure and nothing else; progress goes to stderr.
+latency percentiles, CPU per transfer and counts to each line; to `append_16_clients`, the
+SQL ledger's rate with its transfers made one at a time (a global lock first: the serial
+commits a total order has); to the HTTP line, the CPU milliseconds per request of each role
+(API workers, the supervising process with the projection runner, PostgreSQL, the load) for
+both kinds of request. stdout carries one JSON object per measure and nothing else; progress
+goes to stderr.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import random
 import statistics
 import threading
@@ -249,6 +254,12 @@ BEGIN
         VALUES (transfer_id, from_id, -amount), (transfer_id, to_id, amount);
     RETURN transfer_id;
 END $$;
+CREATE FUNCTION {s}.transfer_serialized(from_id bigint, to_id bigint, amount bigint) RETURNS bigint
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('{s}'));  -- one transfer at a time, as in one total order
+    RETURN {s}.transfer(from_id, to_id, amount);
+END $$;
 INSERT INTO {s}.accounts SELECT g, {holding} FROM generate_series(0, {last}) g;
 """
 
@@ -259,9 +270,9 @@ def create_sql_ledger(schema: str) -> None:
         conn.execute(statements.encode())
 
 
-def sql_ledger_transfers(schema: str, seconds: float, clients: int) -> Run:
+def sql_ledger_transfers(schema: str, seconds: float, clients: int, function: str = "transfer") -> Run:
     """The pgledger-style baseline: one connection per client, one transaction per transfer."""
-    call = sql.SQL("SELECT {}.transfer(%s, %s, %s)").format(sql.Identifier(schema)).as_bytes(None)
+    call = sql.SQL("SELECT {}(%s, %s, %s)").format(sql.Identifier(schema, function)).as_bytes(None)
     connections = [psycopg.connect(PG_URL, autocommit=True) for _ in range(clients)]
     pool = iter(connections)
     local = threading.local()
@@ -338,6 +349,56 @@ async def _http_load(port: int, requests: Callable[[int, int], bytes], seconds: 
     return run
 
 
+def _cpu_seconds(pid: int | str) -> float:
+    """User and system CPU seconds process `pid` has used (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as listed:
+                found += [int(child) for child in listed.read().split()]
+    except OSError:
+        pass
+    return found
+
+
+def _cpu_by_role(server_pid: int) -> dict[str, float]:
+    """CPU seconds used so far by the server's workers, its supervising process (the
+    projection runner), every PostgreSQL process, and this process (the load)."""
+    postgres = 0.0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/comm") as comm:
+                if comm.read().strip() == "postgres":
+                    postgres += _cpu_seconds(pid)
+        except OSError:
+            continue
+    return {
+        "api_workers": sum(_cpu_seconds(child) for child in _children(server_pid)),
+        "supervisor_with_projection_runner": _cpu_seconds(server_pid),
+        "postgres": postgres,
+        "load_generator": time.process_time(),
+    }
+
+
+def _accounted(server_pid: int, load: Callable[[], Run]) -> tuple[Run, dict[str, float]]:
+    """A load's run, and the CPU milliseconds per answered request each role used meanwhile."""
+    before = _cpu_by_role(server_pid)
+    run = load()
+    after = _cpu_by_role(server_pid)
+    return run, {
+        role: round(1000 * (after[role] - before[role]) / max(run.committed, 1), 3) for role in after
+    }
+
+
 def http_measure(url: str, asset_id: str, explain: bool) -> None:
     import asyncio
     import json as json_module
@@ -347,7 +408,7 @@ def http_measure(url: str, asset_id: str, explain: bool) -> None:
     from ledger.config import Settings
 
     key = KeyStore(bootstrap.read_engine(Settings(database_url=url))).create("admin")
-    with served(log, url, "--workers", "2", quiet=True, start_seconds=120) as (_, port):
+    with served(log, url, "--workers", "2", quiet=True, start_seconds=120) as (server, port):
         time.sleep(2.0)  # both workers up
         health = b"GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n"
         rngs = [random.Random(f"http-{n}") for n in range(CLIENTS)]
@@ -369,17 +430,23 @@ def http_measure(url: str, asset_id: str, explain: bool) -> None:
         # Both warmed up first: the transfers' so that each worker has the asset and the
         # investors in its cache, as the in-process measures do.
         asyncio.run(_http_load(port, lambda *_: health, WARM_UP_SECONDS, CLIENTS))
-        base = asyncio.run(_http_load(port, lambda *_: health, SECONDS, CLIENTS))
+        base, base_cpu = _accounted(
+            server.pid, lambda: asyncio.run(_http_load(port, lambda *_: health, SECONDS, CLIENTS))
+        )
         run_id = next(run_ids)
         asyncio.run(_http_load(port, transfer, WARM_UP_SECONDS, CLIENTS))
         run_id = next(run_ids)  # fresh keys: a warm-up key sent again would only replay
-        ours = asyncio.run(_http_load(port, transfer, SECONDS, CLIENTS))
+        ours, ours_cpu = _accounted(
+            server.pid, lambda: asyncio.run(_http_load(port, transfer, SECONDS, CLIENTS))
+        )
     log(f"http: healthz {base.rate:.0f}/s, transfers {ours.rate:.0f}/s "
         f"(failed {ours.failed}, conflicts {ours.conflicts}, rejected {ours.rejected})")
     ratio = ours.rate / base.rate
     measure("append_http_workers_2", ours.rate, "transfers/s", base.rate,
             "GET /healthz, same server and connections", f">= {TARGET_HTTP}",
-            ratio >= TARGET_HTTP and ours.failed == 0, ours.explained() if explain else None,
+            ratio >= TARGET_HTTP and ours.failed == 0,
+            {**ours.explained(), "cpu_ms_per_transfer": ours_cpu, "cpu_ms_per_healthz": base_cpu}
+            if explain else None,
             failed=ours.failed, conflicts=ours.conflicts)
 
 
@@ -404,10 +471,15 @@ def main() -> None:
                 base = sql_ledger_transfers(schema, SECONDS, clients)
                 ours = ledger_transfers(app, asset_id, SECONDS, clients, f"ledger-{clients}")
                 ratio = ours.rate / base.rate
+                explained = ours.explained() if explain else None
+                if explained is not None and clients == CLIENTS:
+                    # The same SQL transfers one at a time (a global lock first): the commits of
+                    # one total order (a hash chain) are serial, and share no WAL flush.
+                    serialized = sql_ledger_transfers(schema, SECONDS, clients, "transfer_serialized")
+                    explained["serialized_sql_ledger_transfers_per_s"] = round(serialized.rate, 3)
                 measure(f"append_{clients}_clients", ours.rate, "transfers/s", base.rate,
                      f"pgledger-style plpgsql transfer(), {clients} connections", f">= {TARGET_SQL_LEDGER}",
-                     ratio >= TARGET_SQL_LEDGER, ours.explained() if explain else None,
-                     conflicts=ours.conflicts)
+                     ratio >= TARGET_SQL_LEDGER, explained, conflicts=ours.conflicts)
             raw = raw_single_commits(schema, 1.5)
             single = ledger_transfers(app, asset_id, SECONDS, 1, "one-client")
             p50, raw_p50 = statistics.median(single.latencies_ms), statistics.median(raw)
